@@ -1,0 +1,230 @@
+"""The `Pipeline` base class and the step decorators every pipeline shares.
+
+A pipeline is a Metaflow flow that inherits from `Pipeline`:
+
+    from common.pipeline import Pipeline, dataset, backend
+
+    class MyPipeline(Pipeline):
+        @dataset
+        @step
+        def start(self): ...
+
+It receives the project configuration (`--config project config/local.yml`), the
+parameters `--backend`, `--dataset` and `--mlflow-tracking-uri`, and four decorators:
+
+- `@logging` (every step, added automatically): `self.logger`.
+- `@mlflow` (every step, added automatically): MLflow points at the configured
+  tracking URI; an unreachable server fails the step at once with a clear message.
+- `@dataset` (explicit): `self.data`, the cleaned and shuffled dataset.
+- `@backend` (explicit): `self.backend_impl`, the configured backend instance.
+
+This module imports only Metaflow and the standard library: each Metaflow task is a
+new process that imports it, and heavy libraries belong in the steps that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging as std_logging
+import os
+import random
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import metaflow.metaflow_config
+from metaflow import Config, FlowMutator, FlowSpec, Parameter, config_expr, current, project
+from metaflow.exception import MetaflowException
+from metaflow.util import get_username
+from metaflow.user_decorators.user_step_decorator import user_step_decorator
+
+from common.config import parse_project_configuration
+from common.data import DatasetSchema, load_dataset
+
+# Tasks are CPU-bound processes that spend most of their life importing libraries:
+# running more of them than there are cores only makes each one slower. An explicit
+# `--max-workers` or METAFLOW_RUN_MAX_WORKERS still wins.
+os.environ.setdefault("METAFLOW_RUN_MAX_WORKERS", str(os.cpu_count() or 1))
+
+# Metaflow refuses to run without a user name and never accepts "root", which is who
+# runs containers and CI machines. Name such a user "local" rather than fail the run;
+# the environment variable reaches the task subprocesses too.
+if get_username() is None:
+    os.environ["METAFLOW_USER"] = metaflow.metaflow_config.USER = "local"
+
+DEVELOPMENT_SEED = 42
+LOG_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
+
+
+class PipelineError(MetaflowException):
+    """A pipeline setting is wrong; the message says which and how to fix it."""
+
+    headline = "Pipeline error"
+
+
+def _configure_logging() -> None:
+    root = std_logging.getLogger()
+    if not any(getattr(h, "_pipeline_handler", False) for h in root.handlers):
+        handler = std_logging.StreamHandler(sys.stdout)
+        handler.setFormatter(std_logging.Formatter(LOG_FORMAT))
+        handler._pipeline_handler = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+@user_step_decorator
+def logging(step_name, flow, inputs=None):
+    """Give the step a configured `self.logger`.
+
+    The logger is removed after the step: it is plumbing, not a result worth storing.
+    """
+    _configure_logging()
+    flow.logger = std_logging.getLogger(f"{flow.name}.{step_name}")
+    yield
+    _forget(flow, "logger")
+
+
+def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with a useful message, when an HTTP tracking server is not answering.
+
+    MLflow's own client would retry for minutes before giving up.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # Something answered: a server behind a proxy may not expose /health.
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise PipelineError(
+            f"The MLflow tracking server at {uri} is not reachable ({reason}). Start one "
+            f"with `uv run mlflow server --host 127.0.0.1 --port 5000`, or pass "
+            "`--mlflow-tracking-uri sqlite:///mlflow.db` to track in a local file instead."
+        ) from None
+
+
+@user_step_decorator
+def mlflow(step_name, flow, inputs=None):
+    """Point MLflow at the run's tracking URI before the step imports it.
+
+    The URI goes into the environment, so MLflow is configured without this decorator
+    importing it: steps that never log pay nothing.
+    """
+    uri = flow.mlflow_tracking_uri
+    check_tracking_server(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(uri)
+    yield
+
+
+def dataset_seed(is_production: bool) -> int:
+    """A fixed shuffle seed in development (repeatable runs), a fresh one in production."""
+    return random.SystemRandom().randrange(2**31) if is_production else DEVELOPMENT_SEED
+
+
+@user_step_decorator
+def dataset(step_name, flow, inputs=None):
+    """Load the configured dataset into `self.data` (a pandas DataFrame).
+
+    Extraneous values become NaN, rows without a target are dropped, and rows are
+    shuffled. A missing file or column stops the run with a message saying what to fix.
+    """
+    schema = DatasetSchema.from_config(flow.project["dataset"])
+    flow.data = load_dataset(flow.dataset, schema, dataset_seed(current.is_production))
+    yield
+
+
+def resolve_backend_class(path: str) -> type:
+    """Find the backend class named `module.Class`.
+
+    `backend.Local` is looked up in this project's `inference` package first, then as
+    an importable module, so users can plug in their own backend from anywhere.
+    """
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise PipelineError(f"Backend {path!r} must look like `module.Class`, e.g. backend.Local.")
+    for candidate in (f"inference.{module_name}", module_name):
+        try:
+            module = importlib.import_module(candidate)
+        except ModuleNotFoundError as error:
+            if error.name and candidate.startswith(error.name):
+                continue  # This candidate does not exist; try the next one.
+            raise
+        backend_class = getattr(module, class_name, None)
+        if isinstance(backend_class, type):
+            return backend_class
+        raise PipelineError(
+            f"Backend module {candidate!r} has no class {class_name!r}. Use one of: "
+            f"{sorted(n for n, v in vars(module).items() if isinstance(v, type))}."
+        )
+    raise PipelineError(
+        f"Backend module {module_name!r} not found (looked for inference.{module_name} "
+        f"and {module_name}). Set `backend.module` in the config or pass `--backend`, "
+        "e.g. backend.Local or backend.Sagemaker."
+    )
+
+
+def build_backend(path: str, settings: dict[str, Any]) -> Any:
+    """Instantiate the backend `path` with the config's `backend` settings."""
+    return resolve_backend_class(path)(config=dict(settings))
+
+
+@user_step_decorator
+def backend(step_name, flow, inputs=None):
+    """Give the step `self.backend_impl`, an instance of the configured backend.
+
+    The instance is removed after the step: it may hold connections or clients that
+    cannot be stored, and any step can build a fresh one from the same settings.
+    """
+    flow.backend_impl = build_backend(flow.backend, flow.project.backend)
+    yield
+    _forget(flow, "backend_impl")
+
+
+def _forget(flow: FlowSpec, name: str) -> None:
+    if name in flow.__dict__:
+        delattr(flow, name)
+
+
+class with_standard_steps(FlowMutator):  # noqa: N801 - decorators are lowercase
+    """Add `@logging` and `@mlflow` to every step of the flow."""
+
+    def mutate(self, mutable_flow) -> None:
+        for _, step in mutable_flow.steps:
+            step.add_decorator(logging)
+            step.add_decorator(mlflow)
+
+
+@project(name=config_expr("project.project"))
+@with_standard_steps
+class Pipeline(FlowSpec):
+    """Base class of every pipeline: configuration, parameters and standard decorators."""
+
+    project = Config(
+        "project",
+        help="Project configuration settings.",
+        default="config/local.yml",
+        parser=parse_project_configuration,
+    )
+
+    backend = Parameter(
+        "backend",
+        help="Backend module implementation.",
+        default=project.backend["module"],
+    )
+
+    dataset = Parameter(
+        "dataset",
+        help="Project dataset that will be used.",
+        default="data/penguins.csv",
+    )
+
+    mlflow_tracking_uri = Parameter(
+        "mlflow-tracking-uri",
+        help="MLflow tracking URI.",
+        default=project.mlflow_tracking_uri,
+    )

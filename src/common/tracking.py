@@ -1,0 +1,74 @@
+"""MLflow bookkeeping shared by the pipelines. Callers import this inside steps."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow.entities import Metric
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TRAINING_DATA_ARTIFACT = "training-data/data.csv"
+
+
+def log_training_data(data: pd.DataFrame, source: str, target: str) -> None:
+    """Record the training data on the active run, as an MLflow dataset and a file.
+
+    The dataset input (name, digest, schema) tells every model version what it was
+    trained on; the CSV beside it is the exact rows, for drift monitoring later.
+    """
+    dataset = mlflow.data.from_pandas(data, source=str(source), targets=target, name="training")
+    mlflow.log_input(dataset, context="training")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / Path(TRAINING_DATA_ARTIFACT).name
+        data.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(TRAINING_DATA_ARTIFACT).parent))
+
+
+def history_metrics(history: dict[str, list[float]], timestamp: int) -> list[Metric]:
+    """Per-epoch training metrics as MLflow metrics with the epoch as the step."""
+    return [
+        Metric(key=f"training_{name}", value=float(value), timestamp=timestamp, step=epoch)
+        for name, values in history.items()
+        for epoch, value in enumerate(values)
+    ]
+
+
+def log_cross_validation(
+    parent_run_id: str,
+    folds: list[tuple[str, dict[str, list[float]], float, float]],
+    summary: dict[str, float],
+) -> None:
+    """Write each fold's history and test scores to its run, the summary to the parent.
+
+    `folds` holds (fold run id, training history, test accuracy, test loss).
+    """
+    client = mlflow.MlflowClient()
+    timestamp = int(time.time() * 1000)
+    for run_id, history, accuracy, loss in folds:
+        metrics = history_metrics(history, timestamp)
+        metrics += [
+            Metric("test_accuracy", float(accuracy), timestamp, 0),
+            Metric("test_loss", float(loss), timestamp, 0),
+        ]
+        client.log_batch(run_id, metrics=metrics)
+        client.set_terminated(run_id, status="FINISHED")
+    client.log_batch(
+        parent_run_id,
+        metrics=[
+            Metric("cross_validation_accuracy", summary["accuracy"], timestamp, 0),
+            Metric("cross_validation_accuracy_std", summary["accuracy_std"], timestamp, 0),
+            Metric("cross_validation_loss", summary["loss"], timestamp, 0),
+            Metric("cross_validation_loss_std", summary["loss_std"], timestamp, 0),
+        ],
+    )
+
+
+def artifact_uris(model_uri: str, paths: dict[str, str]) -> dict[str, str]:
+    """Where each artifact of a logged pyfunc lives, by name."""
+    return {name: f"{model_uri}/artifacts/{Path(path).name}" for name, path in paths.items()}

@@ -1,0 +1,347 @@
+"""Training pipeline: cross-validate, train on everything, register a servable model.
+
+    uv run src/pipelines/training.py run
+
+    start ─┬─ cross_validation ─ transform_fold ×N ─ train_fold ─ evaluate_fold ─ average_scores ─┬─ register ─ end
+           └─ transform ─ train ────────────────────────────────────────────────────────────────┘
+
+The cross-validated accuracy estimates how the final model, trained on the whole
+dataset, will do; the model is registered only if that estimate reaches
+`--accuracy-threshold`.
+
+MLflow: `start` opens the parent run, `cross_validation` one nested run per fold.
+Fold tasks keep their metrics as artifacts and `average_scores` writes them to MLflow
+in one go: each fold task then avoids importing MLflow (seconds per process), and a
+retried task never leaves duplicate metrics behind.
+"""
+
+import os
+from pathlib import Path
+
+from metaflow import Parameter, card, current, environment, step
+
+from common.pipeline import Pipeline, dataset
+
+environment_variables = {
+    "KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax"),
+}
+
+
+class Training(Pipeline):
+    """Train and register a classifier for the configured dataset.
+
+    - 5-fold stratified cross-validation estimates accuracy (mean and std).
+    - A final model is trained on the whole dataset.
+    - The model, its transformers and the code to serve them are registered in MLflow
+      as a pyfunc when the cross-validated accuracy reaches the threshold.
+    """
+
+    training_epochs = Parameter(
+        "training-epochs",
+        help="Number of epochs to train each model.",
+        default=50,
+    )
+
+    training_batch_size = Parameter(
+        "training-batch-size",
+        help="Batch size used to train each model.",
+        default=32,
+    )
+
+    accuracy_threshold = Parameter(
+        "accuracy-threshold",
+        help="Minimum cross-validated accuracy required to register the model.",
+        default=0.7,
+    )
+
+    cross_validation_folds = Parameter(
+        "folds",
+        help="Number of cross-validation folds.",
+        default=5,
+    )
+
+    @dataset
+    @card
+    @step
+    def start(self):
+        """Validate parameters, open the parent MLflow run, record the training data."""
+        import mlflow
+
+        from common.cards import dataset_summary
+        from common.tracking import log_training_data
+
+        self.validate_parameters()
+        self.logger.info("MLflow tracking server: %s", self.mlflow_tracking_uri)
+        self.mode = "production" if current.is_production else "development"
+        self.logger.info("Running flow in %s mode.", self.mode)
+
+        mlflow.set_experiment(self.project.project)
+        run = mlflow.start_run(run_name=current.run_id)
+        self.mlflow_run_id = run.info.run_id
+        mlflow.log_params(
+            {
+                "training_epochs": self.training_epochs,
+                "training_batch_size": self.training_batch_size,
+                "accuracy_threshold": self.accuracy_threshold,
+                "folds": self.cross_validation_folds,
+                "metaflow_run": f"{current.flow_name}/{current.run_id}",
+                "mode": self.mode,
+            }
+        )
+        log_training_data(self.data, self.dataset, self.project.dataset["target"])
+        mlflow.end_run()
+
+        current.card.extend(dataset_summary(self.data, self.project.dataset["target"]))
+        self.next(self.cross_validation, self.transform)
+
+    def validate_parameters(self):
+        """Reject nonsensical parameter values before any work is done."""
+        from common.pipeline import PipelineError
+
+        for name, value in (
+            ("training-epochs", self.training_epochs),
+            ("training-batch-size", self.training_batch_size),
+        ):
+            if value < 1:
+                raise PipelineError(f"--{name} must be a positive integer, got {value}.")
+        if not 0 <= self.accuracy_threshold <= 1:
+            raise PipelineError(
+                f"--accuracy-threshold must be between 0 and 1, got {self.accuracy_threshold}."
+            )
+        if not 2 <= self.cross_validation_folds <= len(self.data):
+            raise PipelineError(
+                f"--folds must be between 2 and the number of rows ({len(self.data)}), "
+                f"got {self.cross_validation_folds}."
+            )
+
+    @step
+    def cross_validation(self):
+        """Split rows into stratified folds and open one nested MLflow run per fold."""
+        import mlflow
+
+        from common.validation import stratified_folds
+
+        splits = stratified_folds(
+            self.data[self.project.dataset["target"]],
+            self.cross_validation_folds,
+            seed=None if current.is_production else 42,
+        )
+        self.folds = list(enumerate(splits))
+
+        self.mlflow_fold_run_ids = []
+        with mlflow.start_run(run_id=self.mlflow_run_id):
+            for fold, _ in self.folds:
+                with mlflow.start_run(run_name=f"cross-validation-fold-{fold}", nested=True) as run:
+                    self.mlflow_fold_run_ids.append(run.info.run_id)
+
+        self.next(self.transform_fold, foreach="folds")
+
+    @step
+    def transform_fold(self):
+        """Fit the transformers on this fold's training rows; transform both sides."""
+        from common.data import DatasetSchema
+        from common.features import fit_transform, transform
+
+        self.fold, (self.train_indices, self.test_indices) = self.input
+        self.mlflow_fold_run_id = self.mlflow_fold_run_ids[self.fold]
+        self.logger.info(
+            "Transforming fold %d of %d...", self.fold + 1, self.cross_validation_folds
+        )
+
+        schema = DatasetSchema.from_config(self.project.dataset)
+        train, test = self.data.iloc[self.train_indices], self.data.iloc[self.test_indices]
+        # The target's classes come from the whole dataset: a rare class missing from one
+        # fold's training rows must still be encodable in its test rows.
+        features_transformer, _, self.x_train, _ = fit_transform(train, schema)
+        _, target_transformer, _, _ = fit_transform(self.data, schema)
+        self.x_train, self.y_train = transform(
+            train, schema, features_transformer, target_transformer
+        )
+        self.x_test, self.y_test = transform(test, schema, features_transformer, target_transformer)
+        self.class_names = [str(name) for name in target_transformer.categories_[0]]
+        self.next(self.train_fold)
+
+    @environment(vars=environment_variables)
+    @step
+    def train_fold(self):
+        """Train a model on this fold's training rows."""
+        from common.modeling import train_model
+
+        self.logger.info("Training fold %d of %d...", self.fold + 1, self.cross_validation_folds)
+        self.model, self.history = train_model(
+            self.x_train,
+            self.y_train,
+            classes=len(self.class_names),
+            epochs=self.training_epochs,
+            batch_size=self.training_batch_size,
+            seed=None if current.is_production else 42 + self.fold,
+        )
+        self.next(self.evaluate_fold)
+
+    @environment(vars=environment_variables)
+    @step
+    def evaluate_fold(self):
+        """Score this fold's model on the rows it never saw."""
+        from common.modeling import evaluate_model, import_keras
+
+        import_keras()  # Before unpickling the model, which would import Keras the slow way.
+        self.test_loss, self.test_accuracy, self.test_predictions = evaluate_model(
+            self.model, self.x_test, self.y_test
+        )
+        self.logger.info(
+            "Fold %d: accuracy %.4f, loss %.4f", self.fold + 1, self.test_accuracy, self.test_loss
+        )
+        self.next(self.average_scores)
+
+    @card
+    @step
+    def average_scores(self, inputs):
+        """Average the folds' scores; write every fold's metrics to MLflow."""
+        import numpy as np
+
+        from common.cards import confusion_table, fold_scores
+        from common.tracking import log_cross_validation
+        from common.validation import confusion_matrix, summarize
+
+        self.merge_artifacts(inputs, include=["mlflow_run_id"])
+        folds = sorted(inputs, key=lambda task: task.fold)
+        self.fold_scores = [
+            {
+                "fold": task.fold,
+                "accuracy": task.test_accuracy,
+                "loss": task.test_loss,
+                "train": len(task.train_indices),
+                "test": len(task.test_indices),
+            }
+            for task in folds
+        ]
+        self.test_accuracy, self.test_accuracy_std = summarize([t.test_accuracy for t in folds])
+        self.test_loss, self.test_loss_std = summarize([t.test_loss for t in folds])
+        summary = {
+            "accuracy": self.test_accuracy,
+            "accuracy_std": self.test_accuracy_std,
+            "loss": self.test_loss,
+            "loss_std": self.test_loss_std,
+        }
+        self.logger.info(
+            "Cross-validated accuracy: %.4f ± %.4f", self.test_accuracy, self.test_accuracy_std
+        )
+
+        log_cross_validation(
+            self.mlflow_run_id,
+            [(t.mlflow_fold_run_id, t.history, t.test_accuracy, t.test_loss) for t in folds],
+            summary,
+        )
+
+        actual = np.concatenate([t.y_test for t in folds])
+        predicted = np.concatenate([t.test_predictions for t in folds])
+        class_names = folds[0].class_names
+        self.cross_validation_confusion = confusion_matrix(actual, predicted, len(class_names))
+        current.card.extend(fold_scores(self.fold_scores, summary))
+        current.card.extend(confusion_table(self.cross_validation_confusion, class_names))
+        self.next(self.register)
+
+    @step
+    def transform(self):
+        """Fit the transformers on the whole dataset for the final model."""
+        from common.data import DatasetSchema
+        from common.features import fit_transform
+
+        schema = DatasetSchema.from_config(self.project.dataset)
+        self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
+            self.data, schema
+        )
+        self.class_names = [str(name) for name in self.target_transformer.categories_[0]]
+        self.next(self.train)
+
+    @environment(vars=environment_variables)
+    @card
+    @step
+    def train(self):
+        """Train the final model on the whole dataset."""
+        from common.cards import training_curves
+        from common.modeling import train_model
+
+        self.logger.info("Training the final model on %d rows...", len(self.x))
+        self.model, self.history = train_model(
+            self.x,
+            self.y,
+            classes=len(self.class_names),
+            epochs=self.training_epochs,
+            batch_size=self.training_batch_size,
+            seed=None if current.is_production else 42,
+        )
+        current.card.extend(training_curves(self.history))
+        self.next(self.register)
+
+    @environment(vars=environment_variables)
+    @step
+    def register(self, inputs):
+        """Register the final model if the cross-validated accuracy is good enough."""
+        import tempfile
+
+        import mlflow
+
+        from common.data import DatasetSchema
+        from common.modeling import import_keras
+        from common.registry import model_signature, pinned_requirements, save_artifacts
+        from common.tracking import artifact_uris
+
+        keras = import_keras()  # Before unpickling the model, which would import Keras slowly.
+        self.merge_artifacts(inputs)
+
+        with mlflow.start_run(run_id=self.mlflow_run_id):
+            mlflow.log_metrics(
+                {f"training_{name}": values[-1] for name, values in self.history.items()}
+            )
+            if self.test_accuracy < self.accuracy_threshold:
+                self.registered, self.model_version = False, None
+                self.artifacts, self.code_paths, self.pip_requirements = {}, [], []
+                self.logger.warning(
+                    "Not registering: cross-validated accuracy %.4f is below the threshold %.4f.",
+                    self.test_accuracy,
+                    self.accuracy_threshold,
+                )
+                self.next(self.end)
+                return
+
+            schema = DatasetSchema.from_config(self.project.dataset)
+            root = Path(__file__).parent.parent
+            self.code_paths = [(root / "inference" / "model.py").as_posix()]
+            self.pip_requirements = pinned_requirements(keras.backend.backend())
+            with tempfile.TemporaryDirectory() as directory:
+                paths = save_artifacts(
+                    directory, self.model, self.features_transformer, self.target_transformer
+                )
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=root / "inference" / "model.py",
+                    registered_model_name=self.project.model["name"],
+                    code_paths=self.code_paths,
+                    artifacts=paths,
+                    pip_requirements=self.pip_requirements,
+                    signature=model_signature(schema),
+                    input_example=self.data[schema.features].head(3),
+                )
+            self.artifacts = artifact_uris(info.model_uri, paths)
+            self.registered = True
+            self.model_version = str(info.registered_model_version)
+            self.logger.info(
+                "Registered model %s version %s.", self.project.model["name"], self.model_version
+            )
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Report the outcome."""
+        self.logger.info(
+            "Cross-validated accuracy %.4f ± %.4f; model %s.",
+            self.test_accuracy,
+            self.test_accuracy_std,
+            f"registered as version {self.model_version}" if self.registered else "not registered",
+        )
+        self.logger.info("The pipeline finished successfully.")
+
+
+if __name__ == "__main__":
+    Training()
