@@ -157,9 +157,14 @@ def resolve_backend_class(path: str) -> type:
         backend_class = getattr(module, class_name, None)
         if isinstance(backend_class, type):
             return backend_class
+        defined_here = sorted(
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type) and value.__module__ == module.__name__
+        )
         raise PipelineError(
-            f"Backend module {candidate!r} has no class {class_name!r}. Use one of: "
-            f"{sorted(n for n, v in vars(module).items() if isinstance(v, type))}."
+            f"Backend module {candidate!r} has no class {class_name!r}. "
+            f"It defines: {defined_here}."
         )
     raise PipelineError(
         f"Backend module {module_name!r} not found (looked for inference.{module_name} "
@@ -190,13 +195,25 @@ def _forget(flow: FlowSpec, name: str) -> None:
         delattr(flow, name)
 
 
+@user_step_decorator
+def check_settings(step_name, flow, inputs=None):
+    """Fail the run at its first step when a setting is wrong, whether or not it is used.
+
+    A typo in `--backend` must not wait for the one step that instantiates it.
+    """
+    resolve_backend_class(flow.backend)
+    yield
+
+
 class with_standard_steps(FlowMutator):  # noqa: N801 - decorators are lowercase
-    """Add `@logging` and `@mlflow` to every step of the flow."""
+    """Add `@logging` and `@mlflow` to every step, and check settings at `start`."""
 
     def mutate(self, mutable_flow) -> None:
-        for _, step in mutable_flow.steps:
+        for name, step in mutable_flow.steps:
             step.add_decorator(logging)
             step.add_decorator(mlflow)
+            if name == "start":
+                step.add_decorator(check_settings)
 
 
 @project(name=config_expr("project.project"))
