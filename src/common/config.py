@@ -117,10 +117,12 @@ def _validate_dataset(section: Any) -> dict[str, Any]:
 
 def _merge_defaults(config: dict[str, Any]) -> dict[str, Any]:
     for key, default in DEFAULTS.items():
-        value = config.setdefault(key, dict(default))
-        if isinstance(value, dict):
-            for inner, inner_default in default.items():
-                value.setdefault(inner, inner_default)
+        value = config.get(key)
+        if value is None:  # Absent, or present with every key commented out.
+            value = config[key] = {}
+        _require(isinstance(value, dict), f"`{key}` must be a mapping, got {value!r}.")
+        for inner, inner_default in default.items():
+            value.setdefault(inner, inner_default)
     return config
 
 

@@ -107,8 +107,7 @@ def clean_dataset(data: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     data = data[data[schema.target].notna()].reset_index(drop=True)
     if data[schema.target].nunique() < 2:
         raise DatasetError(
-            f"The target column {schema.target!r} needs at least two classes to train a "
-            "classifier."
+            f"The target column {schema.target!r} needs at least two classes to train a classifier."
         )
     return data
 

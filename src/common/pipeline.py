@@ -36,8 +36,8 @@ from typing import Any
 import metaflow.metaflow_config
 from metaflow import Config, FlowMutator, FlowSpec, Parameter, config_expr, current, project
 from metaflow.exception import MetaflowException
-from metaflow.util import get_username
 from metaflow.user_decorators.user_step_decorator import user_step_decorator
+from metaflow.util import get_username
 
 from common.config import parse_project_configuration
 from common.data import DatasetSchema, load_dataset
@@ -71,6 +71,8 @@ def _configure_logging() -> None:
         handler._pipeline_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    # JAX announces at INFO level, in every task, that it found no TPU.
+    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
 
 
 @user_step_decorator
@@ -151,7 +153,7 @@ def resolve_backend_class(path: str) -> type:
         try:
             module = importlib.import_module(candidate)
         except ModuleNotFoundError as error:
-            if error.name and candidate.startswith(error.name):
+            if error.name and (candidate == error.name or candidate.startswith(f"{error.name}.")):
                 continue  # This candidate does not exist; try the next one.
             raise
         backend_class = getattr(module, class_name, None)
@@ -163,8 +165,7 @@ def resolve_backend_class(path: str) -> type:
             if isinstance(value, type) and value.__module__ == module.__name__
         )
         raise PipelineError(
-            f"Backend module {candidate!r} has no class {class_name!r}. "
-            f"It defines: {defined_here}."
+            f"Backend module {candidate!r} has no class {class_name!r}. It defines: {defined_here}."
         )
     raise PipelineError(
         f"Backend module {module_name!r} not found (looked for inference.{module_name} "
@@ -205,7 +206,7 @@ def check_settings(step_name, flow, inputs=None):
     yield
 
 
-class with_standard_steps(FlowMutator):  # noqa: N801 - decorators are lowercase
+class with_standard_steps(FlowMutator):
     """Add `@logging` and `@mlflow` to every step, and check settings at `start`."""
 
     def mutate(self, mutable_flow) -> None:

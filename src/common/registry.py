@@ -65,3 +65,48 @@ def model_signature(schema: DatasetSchema) -> ModelSignature:
     inputs += [ColSpec("string", name, required=False) for name in schema.categorical_features]
     outputs = [ColSpec("string", "prediction"), ColSpec("double", "confidence")]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+def resolve_version(client: Any, name: str, requested: str | None) -> str:
+    """The registry version to deploy: newest, a number, or an alias such as `champion`."""
+    from mlflow.exceptions import MlflowException
+
+    if requested in (None, "", "latest"):
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise LookupError(
+                f"No version of model {name!r} is registered. Train one first: "
+                "uv run src/pipelines/training.py run"
+            )
+        return str(max(int(version.version) for version in versions))
+    try:
+        if str(requested).isdigit():
+            return str(client.get_model_version(name, str(requested)).version)
+        return str(client.get_model_version_by_alias(name, str(requested)).version)
+    except MlflowException as error:
+        raise LookupError(f"Model {name!r} has no version or alias {requested!r}.") from error
+
+
+def alias_version(client: Any, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def promote(client: Any, name: str, version: str, target: str, when: str) -> str | None:
+    """Make `version` the champion; the old champion becomes `previous`. Returns it."""
+    current = alias_version(client, name, CHAMPION)
+    if current is not None and current != version:
+        client.set_registered_model_alias(name, PREVIOUS, current)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "deployed_at", when)
+    client.set_model_version_tag(name, version, "deployment_target", target)
+    return current

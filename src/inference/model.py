@@ -1,30 +1,53 @@
 """The MLflow pyfunc model served in production.
 
-MLflow logs this file as the model's code ("models from code"): it must import nothing
-from this project. It bundles three artifacts, written by the training pipeline:
+MLflow logs this file as the model's code ("models from code") and ships the
+`inference` package beside it (`code_paths`). It bundles three artifacts, written by
+the training pipeline:
 
 - `model`: the Keras classifier (`.keras` file),
 - `features_transformer`: the fitted scikit-learn ColumnTransformer (pickle),
 - `target_transformer`: the fitted OrdinalEncoder that maps labels back to class names.
 
-Input: a DataFrame with the feature columns (missing optional values are imputed).
-Output: one row per input with `prediction` (a class name) and `confidence`.
+Input: rows with the feature columns; a missing value is imputed, a wrong type, a
+non-finite number or a category the model never saw is rejected, naming the row and
+the field. Output: per row, `prediction` (a class name), `confidence` and `id`.
+
+Serving settings come from the environment, set by whoever starts the server (the
+Local backend does):
+
+- `SERVING_CAPTURE_DATABASE`: SQLite file where every prediction is captured under
+  its id. Unset: nothing is captured.
+- `SERVING_MODEL_VERSION`: the registry version recorded with each capture.
+- `SERVING_MAX_BATCH_SIZE`: most rows accepted per request (default 1000).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import uuid
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from inference.capture import CaptureStore
+from inference.features import FeatureTransform, InvalidInput
+from inference.server import install_request_guard
+
+DEFAULT_MAX_BATCH_SIZE = 1000
+OUTPUT_COLUMNS = ["prediction", "confidence", "id"]
+
+logger = logging.getLogger(__name__)
 
 
 class Model(mlflow.pyfunc.PythonModel):
-    """Transform features, run the classifier, map class indices to names."""
+    """Validate rows, transform features, classify, capture, return named classes."""
 
     def load_context(self, context: Any) -> None:
         os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -32,27 +55,56 @@ class Model(mlflow.pyfunc.PythonModel):
 
         self.model = keras.saving.load_model(context.artifacts["model"], compile=False)
         with open(context.artifacts["features_transformer"], "rb") as file:
-            self.features_transformer = pickle.load(file)
+            self.features = FeatureTransform.from_transformer(pickle.load(file))
         with open(context.artifacts["target_transformer"], "rb") as file:
-            self.target_transformer = pickle.load(file)
-        self.classes = np.asarray(self.target_transformer.categories_[0], dtype=object)
-        self.columns = list(self.features_transformer.feature_names_in_)
+            target_transformer = pickle.load(file)
+        self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
+        if not self.features.verify(self._sample()):
+            logger.warning("Feature transformer not compiled; using scikit-learn (slower).")
+
+        self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
+        self.model_version = os.environ.get("SERVING_MODEL_VERSION")
+        database = os.environ.get("SERVING_CAPTURE_DATABASE")
+        self.capture = CaptureStore(database) if database else None
+        install_request_guard(self.features, self.max_rows)
+
+    def _sample(self) -> pd.DataFrame:
+        """Rows exercising every category and an all-missing row, for self-checks."""
+        rows: list[dict[str, Any]] = [dict.fromkeys(self.features.columns, np.nan)]
+        longest = max((len(v) for v in self.features.categorical.values()), default=1)
+        for index in range(longest):
+            row: dict[str, Any] = {name: float(index) * 3.3 - 1 for name in self.features.numeric}
+            for name, categories in self.features.categorical.items():
+                row[name] = categories[index % len(categories)]
+            rows.append(row)
+        return pd.DataFrame(rows, columns=self.features.columns)
 
     def predict(self, context: Any, model_input: Any, params: dict | None = None) -> pd.DataFrame:
-        data = pd.DataFrame(model_input)
-        if data.empty:
-            return pd.DataFrame({"prediction": [], "confidence": []})
-        data = data.reindex(columns=self.columns)
-        features = self.features_transformer.transform(data).astype("float32")
-        # predict_on_batch skips the per-call setup of predict(): ~100x faster per row.
+        if isinstance(model_input, pd.DataFrame):
+            count = len(model_input)
+        else:
+            model_input = pd.DataFrame(model_input)
+            count = len(model_input)
+        if count == 0:
+            return pd.DataFrame({name: [] for name in OUTPUT_COLUMNS})
+        try:
+            columns = self.features.validate(model_input, self.max_rows)
+        except InvalidInput as error:
+            raise MlflowException(str(error), INVALID_PARAMETER_VALUE) from None
+
+        features = self.features.transform(columns)
+        # predict_on_batch skips predict()'s per-call setup: ~100x faster per request.
         probabilities = np.asarray(self.model.predict_on_batch(features))
         indices = probabilities.argmax(axis=1)
-        return pd.DataFrame(
-            {
-                "prediction": self.classes[indices],
-                "confidence": probabilities[np.arange(len(indices)), indices].astype(float),
-            }
-        )
+        predictions = self.classes[indices]
+        confidences = probabilities[np.arange(count), indices].astype(float)
+        ids = [uuid.uuid4().hex for _ in range(count)]
+
+        if self.capture is not None:
+            self.capture.save(
+                ids, self.features.records(columns), predictions, confidences, self.model_version
+            )
+        return pd.DataFrame({"prediction": predictions, "confidence": confidences, "id": ids})
 
 
 set_model(Model())

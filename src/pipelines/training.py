@@ -2,14 +2,15 @@
 
     uv run src/pipelines/training.py run
 
-    start ─┬─ cross_validation ─ transform_fold ×N ─ train_fold ─ evaluate_fold ─ average_scores ─┬─ register ─ end
-           └─ transform ─ train ────────────────────────────────────────────────────────────────┘
+    start ┬ cross_validation ─ transform_fold (foreach fold) ─ train_fold
+          │                      ─ evaluate_fold ─ average_scores ┬ register ─ end
+          └ transform ─ train ────────────────────────────────────┘
 
 The cross-validated accuracy estimates how the final model, trained on the whole
 dataset, will do; the model is registered only if that estimate reaches
 `--accuracy-threshold`.
 
-MLflow: `start` opens the parent run, `cross_validation` one nested run per fold.
+MLflow: `start` opens the parent run and one nested run per fold.
 Fold tasks keep their metrics as artifacts and `average_scores` writes them to MLflow
 in one go: each fold task then avoids importing MLflow (seconds per process), and a
 retried task never leaves duplicate metrics behind.
@@ -89,6 +90,12 @@ class Training(Pipeline):
             }
         )
         log_training_data(self.data, self.dataset, self.project.dataset["target"])
+        # The fold runs are opened here, where MLflow is imported anyway, rather than in
+        # `cross_validation`, which then needs nothing heavier than numpy.
+        self.mlflow_fold_run_ids = []
+        for fold in range(self.cross_validation_folds):
+            with mlflow.start_run(run_name=f"cross-validation-fold-{fold}", nested=True) as nested:
+                self.mlflow_fold_run_ids.append(nested.info.run_id)
         mlflow.end_run()
 
         current.card.extend(dataset_summary(self.data, self.project.dataset["target"]))
@@ -116,9 +123,7 @@ class Training(Pipeline):
 
     @step
     def cross_validation(self):
-        """Split rows into stratified folds and open one nested MLflow run per fold."""
-        import mlflow
-
+        """Split rows into stratified folds, one foreach branch per fold."""
         from common.validation import stratified_folds
 
         splits = stratified_folds(
@@ -127,13 +132,6 @@ class Training(Pipeline):
             seed=None if current.is_production else 42,
         )
         self.folds = list(enumerate(splits))
-
-        self.mlflow_fold_run_ids = []
-        with mlflow.start_run(run_id=self.mlflow_run_id):
-            for fold, _ in self.folds:
-                with mlflow.start_run(run_name=f"cross-validation-fold-{fold}", nested=True) as run:
-                    self.mlflow_fold_run_ids.append(run.info.run_id)
-
         self.next(self.transform_fold, foreach="folds")
 
     @step
@@ -307,7 +305,8 @@ class Training(Pipeline):
 
             schema = DatasetSchema.from_config(self.project.dataset)
             root = Path(__file__).parent.parent
-            self.code_paths = [(root / "inference" / "model.py").as_posix()]
+            # The whole `inference` package: the model imports its validation and capture.
+            self.code_paths = [(root / "inference").as_posix()]
             self.pip_requirements = pinned_requirements(keras.backend.backend())
             with tempfile.TemporaryDirectory() as directory:
                 paths = save_artifacts(

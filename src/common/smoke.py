@@ -1,0 +1,30 @@
+"""Checks that a freshly deployed model answers sensibly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SmokeTestError(RuntimeError):
+    """The deployed model's answers are missing or malformed."""
+
+
+def check_predictions(response: Any, rows: int, classes: set[str] | None = None) -> None:
+    """Raise SmokeTestError unless `response` holds one valid prediction per row."""
+    if not isinstance(response, dict) or not isinstance(response.get("predictions"), list):
+        raise SmokeTestError(f"Expected {{'predictions': [...]}}, got {str(response)[:200]}.")
+    predictions = response["predictions"]
+    if len(predictions) != rows:
+        raise SmokeTestError(f"Sent {rows} rows, got {len(predictions)} predictions.")
+    for index, prediction in enumerate(predictions):
+        if not isinstance(prediction, dict) or not {"prediction", "confidence", "id"} <= set(
+            prediction
+        ):
+            raise SmokeTestError(f"Prediction {index} lacks prediction/confidence/id: {prediction}")
+        confidence = prediction["confidence"]
+        if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
+            raise SmokeTestError(f"Prediction {index} has confidence {confidence!r}.")
+        if classes is not None and prediction["prediction"] not in classes:
+            raise SmokeTestError(
+                f"Prediction {index} is {prediction['prediction']!r}, not one of {sorted(classes)}."
+            )

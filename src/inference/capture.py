@@ -1,0 +1,159 @@
+"""Prediction capture in SQLite: written by the model server, read and labelled later.
+
+One row per prediction: its id (returned to the caller), when, which model version,
+the inputs as JSON, the prediction, its confidence and, once known, the ground truth.
+Inputs are stored as JSON so the table does not depend on the dataset's columns.
+
+Several server workers write at once: WAL journaling lets readers and one writer
+proceed together, and the busy timeout makes a writer wait for the lock instead of
+failing. Each request's rows are committed before the response is sent, so a
+prediction that was answered is on disk, even if the server is killed right after.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    model_version TEXT,
+    inputs TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    ground_truth TEXT,
+    labeled_at REAL
+);
+CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
+CREATE INDEX IF NOT EXISTS predictions_unlabeled ON predictions (created_at)
+    WHERE ground_truth IS NULL;
+"""
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class CaptureError(RuntimeError):
+    """Predictions could not be stored; the request that made them must not succeed."""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open (and create if needed) a capture database, ready for concurrent writers."""
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+    )
+    connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode survives a killed process (the OS keeps the written pages);
+    # only a power loss could drop the last commits.
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.executescript(SCHEMA)
+    return connection
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+class CaptureStore:
+    """A thread-safe writer and reader of the predictions table."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._connection = connect(path)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def save(
+        self,
+        ids: Sequence[str],
+        inputs: Iterable[dict[str, Any]],
+        predictions: Sequence[Any],
+        confidences: Sequence[float],
+        model_version: str | None,
+    ) -> None:
+        """Store one request's predictions in a single transaction."""
+        now = time.time()
+        rows = [
+            (
+                id_,
+                now,
+                model_version,
+                json.dumps({k: _json_value(v) for k, v in row.items()}),
+                str(prediction),
+                float(confidence),
+            )
+            for id_, row, prediction, confidence in zip(
+                ids, inputs, predictions, confidences, strict=True
+            )
+        ]
+        try:
+            with self._lock:
+                self._connection.execute("BEGIN IMMEDIATE")
+                try:
+                    self._connection.executemany(
+                        "INSERT INTO predictions "
+                        "(id, created_at, model_version, inputs, prediction, confidence) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    self._connection.execute("COMMIT")
+                except BaseException:
+                    self._connection.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as error:
+            raise CaptureError(f"Could not capture predictions in {self.path}: {error}") from error
+
+    def unlabeled(self) -> list[tuple[str, str]]:
+        """(id, prediction) of every prediction without ground truth."""
+        return self._connection.execute(
+            "SELECT id, prediction FROM predictions WHERE ground_truth IS NULL"
+        ).fetchall()
+
+    def label(self, ground_truth: dict[str, str]) -> int:
+        """Attach ground truth by prediction id in one transaction; return rows updated."""
+        now = time.time()
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._connection.total_changes
+                self._connection.executemany(
+                    "UPDATE predictions SET ground_truth = ?, labeled_at = ? WHERE id = ?",
+                    [(str(truth), now, id_) for id_, truth in ground_truth.items()],
+                )
+                updated = self._connection.total_changes - before
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+        return updated
+
+    def recent(self, limit: int, labeled_only: bool = False) -> list[tuple[Any, ...]]:
+        """The `limit` newest predictions (with ground truth only, if asked), newest first."""
+        where = "WHERE ground_truth IS NOT NULL " if labeled_only else ""
+        return self._connection.execute(
+            "SELECT id, created_at, model_version, inputs, prediction, confidence, ground_truth "
+            f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (int(limit),),
+        ).fetchall()
+
+    def classes(self) -> list[str]:
+        """Every class seen so far, predicted or labelled."""
+        rows = self._connection.execute(
+            "SELECT DISTINCT prediction FROM predictions UNION "
+            "SELECT DISTINCT ground_truth FROM predictions WHERE ground_truth IS NOT NULL"
+        ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def count(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
