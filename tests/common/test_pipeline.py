@@ -1,0 +1,236 @@
+"""Tests for the plain functions of common.pipeline."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from common.pipeline import (
+    DEVELOPMENT_SEED,
+    PipelineError,
+    build_backend,
+    check_tracking_server,
+    dataset_seed,
+    resolve_backend_class,
+)
+from inference import backend as backend_module
+
+# --- resolve_backend_class / build_backend ----------------------------------------------
+
+
+def test_resolve_local_backend() -> None:
+    assert resolve_backend_class("backend.Local") is backend_module.Local
+
+
+def test_resolve_fully_qualified_backend() -> None:
+    assert resolve_backend_class("inference.backend.Local") is backend_module.Local
+
+
+def test_unknown_class_names_the_module_and_its_classes() -> None:
+    with pytest.raises(PipelineError) as info:
+        resolve_backend_class("backend.Nonexistent")
+    message = str(info.value)
+    assert "'inference.backend' has no class 'Nonexistent'" in message
+    assert "'Local'" in message
+
+
+def test_unknown_module_says_where_it_looked() -> None:
+    with pytest.raises(PipelineError) as info:
+        resolve_backend_class("nosuchbackendmodule.Local")
+    message = str(info.value)
+    assert "'nosuchbackendmodule' not found" in message
+    assert "inference.nosuchbackendmodule" in message
+    assert "backend.Local" in message
+
+
+def test_unknown_nested_module() -> None:
+    with pytest.raises(PipelineError, match="not found"):
+        resolve_backend_class("nosuchpackage.sub.Local")
+
+
+def test_path_without_module() -> None:
+    with pytest.raises(PipelineError, match=r"must look like `module\.Class`"):
+        resolve_backend_class("Local")
+
+
+@pytest.fixture
+def module_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """Write importable modules with unique names; forget them afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created: list[str] = []
+
+    def make(prefix: str, source: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        (tmp_path / f"{name}.py").write_text(source, encoding="utf-8")
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        sys.modules.pop(name, None)
+
+
+def test_resolve_backend_from_any_importable_module(module_factory) -> None:
+    name = module_factory(
+        "custom_backends",
+        "class Custom:\n    def __init__(self, config=None):\n        self.config = config\n",
+    )
+    backend_class = resolve_backend_class(f"{name}.Custom")
+    assert backend_class.__name__ == "Custom"
+    assert backend_class.__module__ == name
+
+
+def test_backend_module_with_missing_dependency_reports_the_dependency(module_factory) -> None:
+    name = module_factory("custom_backends", "import zz_not_installed_sdk\n")
+    with pytest.raises(ModuleNotFoundError) as info:
+        resolve_backend_class(f"{name}.Custom")
+    assert info.value.name == "zz_not_installed_sdk"
+
+
+def test_missing_dependency_whose_name_prefixes_the_module_is_reported(module_factory) -> None:
+    # A user's `acmecloud_<id>.py` imports the `acmecloud` SDK, which is not installed.
+    # The module exists; the error must be about the missing SDK, like any other
+    # missing dependency, not "backend module not found".
+    sdk = f"acmecloud{uuid.uuid4().hex[:8]}"
+    name = module_factory(sdk, f"import {sdk}\n")
+    assert name.startswith(sdk)
+    with pytest.raises(ModuleNotFoundError) as info:
+        resolve_backend_class(f"{name}.Custom")
+    assert info.value.name == sdk
+
+
+def test_build_backend_passes_settings_as_config(module_factory) -> None:
+    name = module_factory(
+        "recording_backends",
+        "class Recorder:\n    def __init__(self, *, config):\n        self.config = config\n",
+    )
+    settings = {"module": f"{name}.Recorder", "target": "somewhere", "nested": {"a": 1}}
+    instance = build_backend(f"{name}.Recorder", settings)
+    assert type(instance).__name__ == "Recorder"
+    assert instance.config == settings
+    # The backend gets its own mapping: changing it leaves the run's settings alone.
+    assert instance.config is not settings
+    instance.config["target"] = "changed"
+    assert settings["target"] == "somewhere"
+
+
+def test_build_local_backend() -> None:
+    settings = {"module": "backend.Local", "target": "http://127.0.0.1:9999/invocations"}
+    instance = build_backend("backend.Local", settings)
+    assert isinstance(instance, backend_module.Local)
+    assert instance.config == settings
+    assert instance.target == "http://127.0.0.1:9999/invocations"
+
+
+def test_build_backend_propagates_resolution_errors() -> None:
+    with pytest.raises(PipelineError, match="no class 'Missing'"):
+        build_backend("backend.Missing", {})
+
+
+# --- dataset_seed --------------------------------------------------------------------------
+
+
+def test_dataset_seed_is_fixed_in_development() -> None:
+    assert dataset_seed(False) == DEVELOPMENT_SEED == 42
+    assert {dataset_seed(False) for _ in range(5)} == {42}
+
+
+def test_dataset_seed_varies_in_production() -> None:
+    seeds = [dataset_seed(True) for _ in range(10)]
+    assert len(set(seeds)) > 1
+    assert all(isinstance(seed, int) and 0 <= seed < 2**31 for seed in seeds)
+
+
+# --- check_tracking_server -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///mlflow.db", "file:///tmp/mlruns", "databricks", "/tmp/mlruns", ""]
+)
+def test_non_http_uris_are_not_checked(uri: str) -> None:
+    assert check_tracking_server(uri, timeout=0.1) is None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        ok = self.server.health and self.path == "/health"  # type: ignore[attr-defined]
+        self.send_response(200 if ok else 404)
+        self.end_headers()
+        self.wfile.write(b"OK" if ok else b"not found")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _serve(health: bool) -> Iterator[tuple[str, list[str]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.paths = []  # type: ignore[attr-defined]
+    server.health = health  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.paths  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def healthy_server() -> Iterator[tuple[str, list[str]]]:
+    yield from _serve(health=True)
+
+
+@pytest.fixture
+def server_without_health() -> Iterator[tuple[str, list[str]]]:
+    yield from _serve(health=False)
+
+
+def test_answering_server_passes(healthy_server) -> None:
+    uri, paths = healthy_server
+    check_tracking_server(uri + "/", timeout=5)
+    assert paths == ["/health"]
+
+
+def test_server_answering_with_an_error_status_passes(server_without_health) -> None:
+    uri, paths = server_without_health
+    check_tracking_server(uri, timeout=5)
+    assert paths == ["/health"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_closed_port_fails_fast_naming_the_uri() -> None:
+    uri = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with pytest.raises(PipelineError) as info:
+        check_tracking_server(uri, timeout=3)
+    assert time.monotonic() - started < 3
+    message = str(info.value)
+    assert f"The MLflow tracking server at {uri} is not reachable" in message
+    assert "--mlflow-tracking-uri" in message
+
+
+def test_silent_server_fails_after_the_timeout() -> None:
+    # Accepts connections (the kernel completes the handshake) but never answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(PipelineError, match="not reachable"):
+            check_tracking_server(uri, timeout=0.5)
+        assert time.monotonic() - started < 3

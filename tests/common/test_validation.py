@@ -1,0 +1,105 @@
+"""Tests for common.validation: stratified folds and score summaries."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from common.validation import confusion_matrix, stratified_folds, summarize
+
+# 41 rows, unbalanced classes, interleaved so that order says nothing about class.
+LABELS = np.array(["a"] * 23 + ["b"] * 11 + ["c"] * 7)[np.random.default_rng(0).permutation(41)]
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5, 7])
+def test_every_row_is_tested_exactly_once(folds: int) -> None:
+    splits = stratified_folds(LABELS, folds, seed=1)
+    assert len(splits) == folds
+    tested = np.concatenate([test for _, test in splits])
+    assert sorted(tested.tolist()) == list(range(len(LABELS)))
+
+
+@pytest.mark.parametrize("folds", [2, 5])
+def test_train_and_test_are_disjoint_and_complete(folds: int) -> None:
+    for train, test in stratified_folds(LABELS, folds, seed=1):
+        assert set(train.tolist()).isdisjoint(test.tolist())
+        assert sorted([*train.tolist(), *test.tolist()]) == list(range(len(LABELS)))
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5])
+def test_class_proportions_are_kept(folds: int) -> None:
+    totals = Counter(LABELS.tolist())
+    for _, test in stratified_folds(LABELS, folds, seed=2):
+        counts = Counter(LABELS[test].tolist())
+        for label, total in totals.items():
+            expected = total / folds
+            assert abs(counts[label] - expected) < 1, (label, counts[label], expected)
+
+
+def test_fold_sizes_are_balanced() -> None:
+    sizes = [len(test) for _, test in stratified_folds(LABELS, 5, seed=3)]
+    assert max(sizes) - min(sizes) <= 1
+    assert sum(sizes) == len(LABELS)
+
+
+def test_deterministic_with_a_seed() -> None:
+    first = stratified_folds(LABELS, 5, seed=11)
+    second = stratified_folds(LABELS, 5, seed=11)
+    for (train_a, test_a), (train_b, test_b) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(train_a, train_b)
+        np.testing.assert_array_equal(test_a, test_b)
+
+
+def test_different_seeds_give_different_folds() -> None:
+    first = [test.tolist() for _, test in stratified_folds(LABELS, 5, seed=11)]
+    second = [test.tolist() for _, test in stratified_folds(LABELS, 5, seed=12)]
+    assert first != second
+
+
+def test_accepts_plain_lists_of_integers() -> None:
+    labels = [0, 1, 2] * 4
+    splits = stratified_folds(labels, 4, seed=0)
+    for _, test in splits:
+        assert sorted(np.asarray(labels)[test].tolist()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("folds", [1, 0, -3])
+def test_needs_at_least_two_folds(folds: int) -> None:
+    with pytest.raises(ValueError, match=f"at least 2 folds, got {folds}"):
+        stratified_folds(LABELS, folds, seed=0)
+
+
+def test_needs_at_least_as_many_rows_as_folds() -> None:
+    with pytest.raises(ValueError, match="Cannot split 3 rows into 4 folds"):
+        stratified_folds(["a", "b", "a"], 4, seed=0)
+
+
+def test_summarize_mean_and_population_std() -> None:
+    mean, std = summarize([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    assert std == pytest.approx(math.sqrt(1.25))
+    assert type(mean) is float
+    assert type(std) is float
+
+
+def test_summarize_single_value() -> None:
+    assert summarize([0.9]) == (0.9, 0.0)
+
+
+def test_confusion_matrix_counts_pairs() -> None:
+    actual = [0, 0, 1, 2, 2, 2]
+    predicted = [0, 1, 1, 2, 2, 0]
+    matrix = confusion_matrix(actual, predicted, classes=3)
+    expected = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix.sum() == len(actual)
+
+
+def test_confusion_matrix_has_rows_for_unseen_classes() -> None:
+    matrix = confusion_matrix(np.array([1, 1]), np.array([1, 1]), classes=4)
+    assert matrix.shape == (4, 4)
+    assert matrix[1, 1] == 2
+    assert matrix.sum() == 2

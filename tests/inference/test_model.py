@@ -1,0 +1,253 @@
+"""Tests for the served pyfunc in src/inference/model.py, on a tiny real model."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+from mlflow.exceptions import MlflowException
+
+from common.data import DatasetSchema
+from common.features import fit_transform
+from common.modeling import train_model
+from common.registry import save_artifacts
+
+SCHEMA = DatasetSchema(
+    target="kind",
+    numeric_features=("length", "mass"),
+    categorical_features=("habitat",),
+    extraneous_values={},
+)
+CLASSES = ["feline", "lizard", "sparrow"]
+HABITATS = ["desert", "forest", "town"]
+SERVING_VARIABLES = (
+    "SERVING_CAPTURE_DATABASE",
+    "SERVING_MODEL_VERSION",
+    "SERVING_MAX_BATCH_SIZE",
+)
+
+
+def make_data(rows: int, seed: int) -> pd.DataFrame:
+    """Three well separated classes; the habitat follows the class most of the time."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, rows)
+    habitat = np.where(rng.random(rows) < 0.8, kind, rng.integers(0, 3, rows))
+    return pd.DataFrame(
+        {
+            "length": kind * 10.0 + rng.normal(0, 1, rows),
+            "mass": kind * -5.0 + rng.normal(0, 1, rows),
+            "habitat": np.asarray(HABITATS, dtype=object)[habitat],
+            "kind": np.asarray(CLASSES, dtype=object)[kind],
+        }
+    )
+
+
+def features_of(rows: int, seed: int) -> pd.DataFrame:
+    return make_data(rows, seed).drop(columns=["kind"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    data = make_data(90, seed=0)
+    features, target, x, y = fit_transform(data, SCHEMA)
+    model, history = train_model(x, y, classes=len(CLASSES), epochs=3, batch_size=16, seed=1)
+    directory = tmp_path_factory.mktemp("artifacts")
+    paths = save_artifacts(str(directory), model, features, target)
+    return SimpleNamespace(
+        model=model, features=features, target=target, paths=paths, history=history
+    )
+
+
+def load(trained: SimpleNamespace, **environment: str):
+    """A loaded pyfunc, with exactly the given serving settings in the environment."""
+    module = importlib.import_module("inference.model")
+    instance = module.Model()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SERVING_VARIABLES:
+            patch.delenv(name, raising=False)
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        instance.load_context(SimpleNamespace(artifacts=dict(trained.paths)))
+    return instance
+
+
+@pytest.fixture(scope="module")
+def pyfunc(trained: SimpleNamespace):
+    return load(trained)
+
+
+def predict(pyfunc, rows) -> pd.DataFrame:
+    return pyfunc.predict(None, rows)
+
+
+def keras_reference(trained: SimpleNamespace, data: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Class names and confidences computed with scikit-learn and Keras directly."""
+    x = trained.features.transform(data[list(SCHEMA.features)]).astype("float32")
+    probabilities = np.asarray(trained.model.predict_on_batch(x))
+    names = np.asarray(CLASSES, dtype=object)[probabilities.argmax(axis=1)]
+    return names.tolist(), probabilities.max(axis=1)
+
+
+def test_artifacts_are_written(trained: SimpleNamespace) -> None:
+    assert set(trained.paths) == {"model", "features_transformer", "target_transformer"}
+    for path in trained.paths.values():
+        assert os.path.getsize(path) > 0
+    assert len(trained.history["loss"]) == 3
+
+
+def test_load_context_reads_classes_and_columns(pyfunc) -> None:
+    assert pyfunc.classes.tolist() == CLASSES
+    assert pyfunc.features.columns == ["length", "mass", "habitat"]
+    assert pyfunc.capture is None
+
+
+def test_loading_compiles_the_feature_transformer(
+    trained: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The fitted transformer holds only imputers, a scaler and a one-hot encoder, all of
+    # which the numpy fast path supports: loading must not fall back to scikit-learn.
+    with caplog.at_level(logging.WARNING, logger="inference.model"):
+        load(trained)
+    assert "not compiled" not in caplog.text
+
+
+def test_predict_output_shape_and_values(pyfunc) -> None:
+    output = predict(pyfunc, features_of(12, seed=5))
+
+    assert list(output.columns)[:2] == ["prediction", "confidence"]
+    assert len(output) == 12
+    assert set(output["prediction"]) <= set(CLASSES)
+    assert all(isinstance(name, str) for name in output["prediction"])
+    assert output["confidence"].between(0, 1).all()
+    # A softmax's largest probability is at least 1 / classes.
+    assert (output["confidence"] >= 1 / len(CLASSES) - 1e-6).all()
+
+
+def test_each_prediction_has_a_unique_id(pyfunc) -> None:
+    output = predict(pyfunc, features_of(6, seed=5))
+    ids = output["id"].tolist()
+    assert len(set(ids)) == 6
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
+
+
+def test_predict_matches_scikit_learn_and_keras(pyfunc, trained: SimpleNamespace) -> None:
+    data = features_of(20, seed=6)
+    # Missing values too: the serving path must impute exactly like training did.
+    data.loc[[0, 3], "length"] = np.nan
+    data.loc[[1, 3], "mass"] = np.nan
+    data.loc[[2, 3], "habitat"] = np.nan
+    names, confidences = keras_reference(trained, data)
+
+    output = predict(pyfunc, data)
+    assert output["prediction"].tolist() == names
+    np.testing.assert_allclose(output["confidence"], confidences, rtol=1e-5)
+
+
+def test_predict_accepts_records_and_any_column_order(pyfunc) -> None:
+    data = features_of(5, seed=7)
+    expected = predict(pyfunc, data)[["prediction", "confidence"]]
+    reordered = predict(pyfunc, data[["habitat", "mass", "length"]])
+    records = predict(pyfunc, data.to_dict(orient="records"))
+    pd.testing.assert_frame_equal(reordered[["prediction", "confidence"]], expected)
+    pd.testing.assert_frame_equal(records[["prediction", "confidence"]], expected)
+
+
+def test_missing_optional_columns_are_tolerated(pyfunc, trained: SimpleNamespace) -> None:
+    output = predict(pyfunc, pd.DataFrame({"length": [0.1, 20.3]}))
+    assert len(output) == 2
+    assert set(output["prediction"]) <= set(CLASSES)
+    assert output["confidence"].between(0, 1).all()
+    full = pd.DataFrame({"length": [0.1, 20.3], "mass": [np.nan] * 2, "habitat": [np.nan] * 2})
+    assert output["prediction"].tolist() == keras_reference(trained, full)[0]
+
+    only_category = predict(pyfunc, [{"habitat": "forest"}])
+    assert len(only_category) == 1
+    assert only_category["prediction"].iloc[0] in CLASSES
+
+
+def test_null_values_are_imputed_like_absent_ones(pyfunc) -> None:
+    # JSON `null` reaches the model as None: it must be imputed like NaN or an absent
+    # column, as in training, not treated as a category of its own.
+    absent = predict(pyfunc, [{"length": 10.0}])
+    as_nan = predict(
+        pyfunc, pd.DataFrame({"length": [10.0], "mass": [np.nan], "habitat": [np.nan]})
+    )
+    as_none = predict(pyfunc, [{"length": 10.0, "mass": None, "habitat": None}])
+    columns = ["prediction", "confidence"]
+    pd.testing.assert_frame_equal(as_nan[columns], absent[columns])
+    pd.testing.assert_frame_equal(as_none[columns], absent[columns])
+
+
+@pytest.mark.parametrize(
+    ("rows", "fragments"),
+    [
+        (
+            [{"length": 1.0, "habitat": "forest"}, {"length": 2.0, "habitat": "ocean"}],
+            ["Row 1", "'habitat'", "unknown value 'ocean'", "'desert'"],
+        ),
+        (
+            [{"length": 1.0}, {"length": "long"}],
+            ["Row 1", "'length'", "expected a number, got 'long'"],
+        ),
+        ([{"length": float("inf")}], ["Row 0", "'length'", "not a finite number"]),
+        ([{"length": 1.0, "colour": "red"}], ["Unknown field(s) ['colour']"]),
+    ],
+)
+def test_invalid_input_is_rejected_naming_row_and_field(
+    pyfunc, rows: list[dict], fragments: list[str]
+) -> None:
+    with pytest.raises(MlflowException) as info:
+        predict(pyfunc, rows)
+    assert info.value.get_http_status_code() == 400
+    for fragment in fragments:
+        assert fragment in info.value.message
+
+
+def test_empty_input_gives_an_empty_frame(pyfunc) -> None:
+    for empty in (pd.DataFrame(), pd.DataFrame(columns=["length", "mass", "habitat"]), []):
+        output = predict(pyfunc, empty)
+        assert isinstance(output, pd.DataFrame)
+        assert list(output.columns)[:2] == ["prediction", "confidence"]
+        assert len(output) == 0
+
+
+def test_batch_size_limit(trained: SimpleNamespace) -> None:
+    limited = load(trained, SERVING_MAX_BATCH_SIZE="2")
+    assert len(predict(limited, features_of(2, seed=8))) == 2
+    with pytest.raises(MlflowException, match="Too many rows: 3; the maximum per request is 2"):
+        predict(limited, features_of(3, seed=8))
+
+
+def test_predictions_are_captured_with_their_ids(trained: SimpleNamespace, tmp_path: Path) -> None:
+    from inference.capture import CaptureStore
+
+    database = tmp_path / "capture.db"
+    capturing = load(trained, SERVING_CAPTURE_DATABASE=str(database), SERVING_MODEL_VERSION="7")
+    try:
+        output = predict(capturing, features_of(3, seed=9))
+    finally:
+        capturing.capture.close()
+
+    store = CaptureStore(str(database))
+    try:
+        rows = store.recent(10)
+    finally:
+        store.close()
+    assert sorted(row[0] for row in rows) == sorted(output["id"])
+    by_id = {row[0]: row for row in rows}
+    for _, expected in output.iterrows():
+        row = by_id[expected["id"]]
+        assert row[2] == "7"
+        assert row[4] == expected["prediction"]
+        assert row[5] == pytest.approx(expected["confidence"])
+        assert row[6] is None  # no ground truth yet
