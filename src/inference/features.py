@@ -160,7 +160,9 @@ def _numeric(values: Any, name: str, count: int) -> np.ndarray:
     infinite = np.isinf(array)
     if infinite.any():
         row = int(np.flatnonzero(infinite)[0])
-        raise InvalidInput(f"Row {row}, field {name!r}: {array[row]!r} is not a finite number.")
+        raise InvalidInput(
+            f"Row {row}, field {name!r}: {float(array[row])!r} is not a finite number."
+        )
     return array
 
 

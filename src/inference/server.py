@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
+from io import StringIO
 from typing import Any
 
 from inference.capture import CaptureError
-from inference.features import FeatureTransform, InvalidInput
+from inference.features import Columns, FeatureTransform, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +36,21 @@ def error_body(message: str, code: str = "BAD_REQUEST") -> str:
     return json.dumps({"error_code": code, "message": message[:MAX_MESSAGE_LENGTH]})
 
 
-def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) -> list | None:
-    """Validate a JSON request body; return its rows, or None for formats left to MLflow.
+def _reject_constant(name: str) -> None:
+    raise InvalidInput(f"{name} is not a valid number; send null for a missing value.")
+
+
+def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) -> Columns | None:
+    """Validate a JSON request body; return its rows as columns, or None for formats
+    left to MLflow (`dataframe_records`, `dataframe_split`, `instances`).
 
     Raises `InvalidInput` with a message fit to return to the caller.
     """
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as error:
+        if isinstance(error, InvalidInput):
+            raise
         raise InvalidInput(f"Malformed JSON: {error}. {EXPECTED_SHAPE}") from None
     if not isinstance(payload, dict):
         raise InvalidInput(
@@ -54,13 +63,7 @@ def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) 
     rows = payload["inputs"]
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise InvalidInput(f"'inputs' must be a list of objects, one per row. {EXPECTED_SHAPE}")
-    if len(rows) > max_rows:
-        raise InvalidInput(
-            f"Too many rows: {len(rows)}; the maximum per request is {max_rows}. Split the request."
-        )
-    if rows:
-        features.validate(rows, max_rows)
-    return rows
+    return features.validate(rows, max_rows)
 
 
 def _short(message: str) -> str:
@@ -92,34 +95,44 @@ def install_request_guard(features: FeatureTransform, max_rows: int) -> None:
     json_type = "application/json"
 
     def guarded(data: Any, content_type: str, model: Any, input_schema: Any) -> Any:
-        if (content_type or "").split(";")[0].strip() == json_type:
-            try:
-                rows = check_payload(data, features, max_rows)
-            except InvalidInput as error:
-                return response(error_body(str(error)), 400, json_type)
-            if rows == []:
-                return response(json.dumps({"predictions": []}), 200, json_type)
+        if (content_type or "").split(";")[0].strip() != json_type:
+            return answer(lambda: original(data, content_type, model, input_schema))
         try:
-            return original(data, content_type, model, input_schema)
-        except MlflowException as error:
-            cause = _capture_error(error)
-            if cause is not None:
-                logger.error("Capture failed: %s", cause)
-                return response(
-                    error_body(f"Prediction not stored, so not returned: {cause}", "UNAVAILABLE"),
-                    503,
-                    json_type,
-                )
-            if error.get_http_status_code() >= 500:
-                logger.exception("Prediction failed")
+            columns = check_payload(data, features, max_rows)
+        except InvalidInput as error:
+            return response(error_body(str(error)), 400, json_type)
+        if columns is None:
+            return answer(lambda: original(data, content_type, model, input_schema))
+        if not columns or len(next(iter(columns.values()))) == 0:
+            return response(json.dumps({"predictions": []}), 200, json_type)
+        # The body is parsed and validated already: hand the model a typed frame rather
+        # than let MLflow parse it again (it would turn a null category into "None").
+        return answer(lambda: predictions_response(model.predict(features.frame(columns))))
+
+    def predictions_response(predictions: Any) -> Any:
+        output = StringIO()
+        server.predictions_to_json(predictions, output)
+        return response(output.getvalue(), 200, json_type)
+
+    def answer(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as error:
+            return error_response(error)
+
+    def error_response(error: Exception) -> Any:
+        cause = _capture_error(error)
+        if cause is not None:
+            logger.error("Capture failed: %s", cause)
+            message = f"Prediction not stored, so not returned: {cause}"
+            return response(error_body(message, "UNAVAILABLE"), 503, json_type)
+        if isinstance(error, MlflowException) and error.get_http_status_code() < 500:
+            message = _short(error.message)
             return response(
-                error_body(_short(error.message), error.error_code),
-                error.get_http_status_code(),
-                json_type,
+                error_body(message, error.error_code), error.get_http_status_code(), json_type
             )
-        except Exception as error:  # A bug, not the caller's fault: log it, say little.
-            logger.exception("Prediction failed")
-            return response(error_body(f"Internal error: {type(error).__name__}"), 500, json_type)
+        logger.error("Prediction failed", exc_info=error)  # A bug: log it, say little.
+        return response(error_body(f"Internal error: {type(error).__name__}"), 500, json_type)
 
     guarded._guarded = True  # type: ignore[attr-defined]
     server.invocations = guarded
