@@ -79,7 +79,8 @@ class Model(mlflow.pyfunc.PythonModel):
             rows.append(row)
         return pd.DataFrame(rows, columns=self.features.columns)
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        """Predict rows of `model_input` (DataFrame or records); see the module docstring."""
         if isinstance(model_input, pd.DataFrame):
             count = len(model_input)
         else:

@@ -1,0 +1,531 @@
+"""Benchmark the model server: latency, throughput, capture integrity and labelling.
+
+    uv run python bench/serving.py [--workers 2] [--requests 1000] [--concurrent 4000]
+                                   [--batch-requests 200] [--epochs 30] [--keep]
+    uv run python bench/serving.py --model-uri models:/penguins/3 --tracking-uri sqlite:///mlflow.db
+
+Everything happens in a temporary directory and on 127.0.0.1 only:
+
+1. Without `--model-uri`, a model is trained in this process with the project's own
+   functions and registered as `penguins` exactly as the training pipeline's `register`
+   step does it, in a fresh SQLite tracking store (`<tmp>/mlflow.db`).
+2. `inference.local.LocalServer` starts `mlflow models serve` on a free port with a
+   capture database in the temporary directory, and is always stopped at the end.
+3. The load generator below (http.client keep-alive connections, one thread per
+   client) measures one-row latency, throughput with 8 and 16 clients, capture
+   integrity (captured rows == rows answered with 200), 100-row latency, then the time
+   to label captured predictions with `CaptureStore.label` and `Local.label`.
+
+The load generator runs on the same cores as the server (2 here), and its threads share
+one interpreter: throughput figures are a lower bound for what the server alone could
+do, and latencies include the client's own time. The load average before and after is
+printed because the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+CONFIG = ROOT / "config" / "local.yml"
+DATASET = ROOT / "data" / "penguins.csv"
+REQUEST_TIMEOUT = 30.0  # seconds; a request slower than this counts as an error
+
+# Targets printed beside the figures.
+TARGET_ONE_ROW_P50_MS = 6.0
+TARGET_ONE_ROW_P99_MS = 15.0
+TARGET_RPS_8_CLIENTS = 250.0
+TARGET_BATCH_P50_MS = 20.0
+TARGET_LABEL_SECONDS = 1.0
+
+
+# --- small helpers -------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of `values`."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, {os.cpu_count()} cores)"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def captured_rows(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        return connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+
+
+def captured_ids_since(database: Path, rowid: int) -> set[str]:
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        rows = connection.execute("SELECT id FROM predictions WHERE rowid > ?", (rowid,))
+        return {row[0] for row in rows}
+
+
+def last_rowid(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        return connection.execute("SELECT COALESCE(MAX(rowid), 0) FROM predictions").fetchone()[0]
+
+
+# --- the model -----------------------------------------------------------------------
+
+
+def dataset_rows() -> tuple[list[dict[str, Any]], Any]:
+    """The dataset's feature rows as JSON-ready dicts (missing values as None)."""
+    from common.config import load_project_configuration
+    from common.data import DatasetSchema, load_dataset
+
+    project = load_project_configuration(CONFIG)
+    schema = DatasetSchema.from_config(project["dataset"])
+    data = load_dataset(DATASET, schema, seed=42)
+    rows = [
+        {
+            name: (None if isinstance(value, float) and math.isnan(value) else value)
+            for name, value in row.items()
+        }
+        for row in data[schema.features].to_dict("records")
+    ]
+    return rows, (project, schema, data)
+
+
+def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, str]:
+    """Train a model in-process and register it like the training pipeline; return
+    (model URI, version)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    project, schema, data = loaded
+
+    from common.features import fit_transform
+    from common.modeling import import_keras, train_model
+    from common.registry import model_signature, pinned_requirements, save_artifacts
+
+    keras = import_keras()
+    started = time.perf_counter()
+    features_transformer, target_transformer, x, y = fit_transform(data, schema)
+    model, history = train_model(
+        x, y, classes=len(target_transformer.categories_[0]), epochs=epochs, batch_size=32, seed=42
+    )
+    trained = time.perf_counter()
+
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    SqlAlchemyStore(uri, str(directory / "mlartifacts")).engine.dispose()
+    client = mlflow.MlflowClient(uri)
+    name = project["project"]
+    if client.get_experiment_by_name(name) is None:
+        client.create_experiment(name, artifact_location=str(directory / "mlartifacts" / name))
+    mlflow.set_experiment(name)
+
+    inference = SRC / "inference"
+    with mlflow.start_run(run_name="bench-serving"), tempfile.TemporaryDirectory() as artifacts:
+        mlflow.log_metrics({f"training_{key}": values[-1] for key, values in history.items()})
+        paths = save_artifacts(artifacts, model, features_transformer, target_transformer)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=inference / "model.py",
+            registered_model_name=project["model"]["name"],
+            code_paths=[inference.as_posix()],
+            artifacts=paths,
+            pip_requirements=pinned_requirements(keras.backend.backend()),
+            signature=model_signature(schema),
+            input_example=data[schema.features].head(3),
+        )
+    version = str(info.registered_model_version)
+    accuracy = history.get("accuracy", [math.nan])[-1]
+    print(
+        f"  trained {epochs} epochs in {trained - started:.1f} s (training accuracy "
+        f"{accuracy:.3f}); registered {project['model']['name']} version {version} in "
+        f"{time.perf_counter() - trained:.1f} s"
+    )
+    return f"models:/{project['model']['name']}/{version}", version
+
+
+# --- the load generator --------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    answered_rows: int = 0
+    ids: list[str] = field(default_factory=list)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def merge(self, other: Results) -> None:
+        self.latencies_ms += other.latencies_ms
+        for kind, count in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + count
+        self.answered_rows += other.answered_rows
+        self.ids += other.ids
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+class Client:
+    """One keep-alive connection to the server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connection: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def post(self, body: bytes, results: Results, record: bool = True) -> None:
+        """POST one body; record its latency (200 only) or its error."""
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(
+                "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
+            )
+        headers = {"Content-Type": "application/json"}
+        started = time.perf_counter()
+        try:
+            self.connection.request("POST", "/invocations", body, headers)
+            response = self.connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            results.error(type(error).__name__)
+            self.close()  # Reconnect on the next request.
+            return
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status != 200:
+            results.error(f"HTTP {response.status}")
+            return
+        if not record:
+            return
+        predictions = json.loads(payload)["predictions"]
+        results.latencies_ms.append(elapsed)
+        results.answered_rows += len(predictions)
+        results.ids.extend(p["id"] for p in predictions)
+
+
+def body(rows: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"inputs": rows}).encode()
+
+
+def sequential(port: int, bodies: list[bytes], count: int, warmup: int) -> Results:
+    client, results, ignored = Client(port), Results(), Results()
+    try:
+        for index in range(warmup):
+            client.post(bodies[index % len(bodies)], ignored, record=False)
+        for index in range(count):
+            client.post(bodies[index % len(bodies)], results)
+    finally:
+        client.close()
+    return results
+
+
+def concurrent(port: int, bodies: list[bytes], clients: int, total: int) -> tuple[Results, float]:
+    """`clients` threads, each with its own connection, send `total` requests in all;
+    return the merged results and the wall time from the first to the last request."""
+    shares = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
+    per_thread = [Results() for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+
+    def work(index: int) -> None:
+        client = Client(port)
+        # Connect and send one unrecorded request first: the phase measures steady state.
+        client.post(bodies[index % len(bodies)], Results(), record=False)
+        start.wait()
+        try:
+            for n in range(shares[index]):
+                client.post(bodies[(index * 7919 + n) % len(bodies)], per_thread[index])
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=REQUEST_TIMEOUT * 2)
+    began = time.perf_counter()
+    deadline = time.monotonic() + REQUEST_TIMEOUT * (total / clients + 1)
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    elapsed = time.perf_counter() - began
+    if any(thread.is_alive() for thread in threads):
+        raise RuntimeError("Load generator threads did not finish in time.")
+    merged = Results()
+    for results in per_thread:
+        merged.merge(results)
+    return merged, elapsed
+
+
+# --- phases --------------------------------------------------------------------------
+
+
+def report_latency(results: Results, label: str) -> dict[str, float]:
+    values = results.latencies_ms
+    figures = {
+        "p50": statistics.median(values) if values else math.nan,
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else math.nan,
+    }
+    print(
+        f"  {label}: n={len(values)} p50 {figures['p50']:.2f} ms, p90 {figures['p90']:.2f} ms, "
+        f"p99 {figures['p99']:.2f} ms, max {figures['max']:.2f} ms, errors {results.error_count}"
+        + (f" {results.errors}" if results.errors else "")
+    )
+    return figures
+
+
+def throughput_phase(
+    port: int, bodies: list[bytes], clients: int, total: int, database: Path
+) -> tuple[Results, float, int, int]:
+    """Send `total` one-row requests from `clients` threads; return the results, the
+    rate of 200s, the rows captured meanwhile and the returned ids not captured."""
+    before, rowid = captured_rows(database), last_rowid(database)
+    results, elapsed = concurrent(port, bodies, clients, total)
+    captured = captured_rows(database) - before
+    rate = len(results.latencies_ms) / elapsed
+    print(
+        f"  {clients} clients, {total} requests in {elapsed:.2f} s: {rate:.0f} req/s (200s only), "
+        f"p50 {statistics.median(results.latencies_ms):.2f} ms, "
+        f"p99 {percentile(results.latencies_ms, 99):.2f} ms, errors {results.error_count}"
+        + (f" {results.errors}" if results.errors else "")
+    )
+    missing = len(set(results.ids) - captured_ids_since(database, rowid))
+    if missing:
+        print(f"  {missing} returned ids are not in the capture database")
+    return results, rate, captured, missing
+
+
+def labelling(directory: Path, rows: list[dict[str, Any]], count: int, simulated: int) -> None:
+    from inference.backend import Local
+    from inference.capture import CaptureStore
+
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    rng = random.Random(7)
+
+    def fill(store: CaptureStore, total: int) -> tuple[list[str], float]:
+        ids: list[str] = []
+        started = time.perf_counter()
+        for offset in range(0, total, 1000):
+            size = min(1000, total - offset)
+            batch = [uuid.uuid4().hex for _ in range(size)]
+            inputs = [rows[(offset + i) % len(rows)] for i in range(size)]
+            predictions = [rng.choice(classes) for _ in range(size)]
+            confidences = [rng.uniform(0.34, 1.0) for _ in range(size)]
+            store.save(batch, inputs, predictions, confidences, "bench")
+            ids += batch
+        return ids, time.perf_counter() - started
+
+    path = directory / "labels.db"
+    store = CaptureStore(str(path))
+    try:
+        ids, filled = fill(store, count)
+        truth = {id_: rng.choice(classes) for id_ in ids}
+        started = time.perf_counter()
+        updated = store.label(truth)
+        elapsed = time.perf_counter() - started
+    finally:
+        store.close()
+    print(f"  inserted {count} captured rows in batches of 1000 in {filled:.2f} s")
+    print(
+        f"  CaptureStore.label({count} ids): {elapsed:.3f} s, {updated} rows updated   "
+        f"target <= {TARGET_LABEL_SECONDS:.0f} s: "
+        f"{verdict(elapsed <= TARGET_LABEL_SECONDS and updated == count)}"
+    )
+
+    path = directory / "simulated.db"
+    store = CaptureStore(str(path))
+    try:
+        fill(store, simulated)
+    finally:
+        store.close()
+    started = time.perf_counter()
+    labelled = Local(config={"database": str(path)}).label(0.8)
+    elapsed = time.perf_counter() - started
+    print(f"  Local.label(0.8) on {simulated} unlabeled rows: {elapsed:.3f} s, {labelled} labelled")
+
+
+# --- main ----------------------------------------------------------------------------
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
+    parser.add_argument("--requests", type=int, default=1000, help="sequential one-row requests")
+    parser.add_argument("--warmup", type=int, default=50, help="warm-up requests (not measured)")
+    parser.add_argument(
+        "--concurrent", type=int, default=4000, help="requests per concurrent phase"
+    )
+    parser.add_argument("--batch-requests", type=int, default=200, help="100-row requests")
+    parser.add_argument("--batch-size", type=int, default=100, help="rows per batch request")
+    parser.add_argument("--label-rows", type=int, default=30000, help="rows labelled by id")
+    parser.add_argument("--simulated-rows", type=int, default=10000, help="rows for Local.label")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of the in-process model")
+    parser.add_argument("--model-uri", help="benchmark this model instead of training one")
+    parser.add_argument("--tracking-uri", help="MLflow tracking/registry URI of --model-uri")
+    parser.add_argument("--model-version", default=None, help="version recorded in captures")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    arguments = parser.parse_args(argv)
+    if arguments.model_uri and not arguments.tracking_uri and "://" not in arguments.model_uri:
+        parser.error("--model-uri needs --tracking-uri (where the registry is).")
+    return arguments
+
+
+def main(argv: list[str]) -> int:
+    arguments = parse_arguments(argv)
+    # Ctrl-C and SIGTERM both unwind through the finally blocks: the server always stops.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.path.insert(0, str(SRC))
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    database = directory / "captures.db"
+    if arguments.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = arguments.tracking_uri
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{directory / 'mlflow.db'}"
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+
+    print(f"load average before: {load_average()}")
+    print(f"temporary directory: {directory}")
+    failed = True
+    try:
+        serve_and_measure(arguments, directory, database)
+        print("labelling (in this process, no server)")
+        rows, _ = dataset_rows()
+        labelling(directory, rows, arguments.label_rows, arguments.simulated_rows)
+        failed = False
+    finally:
+        print(f"load average after: {load_average()}")
+        if arguments.keep or failed:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: Path) -> None:
+    """Register or find the model, serve it, run the HTTP phases, stop the server."""
+    from inference.local import LocalServer
+
+    server = None
+    try:
+        started = time.perf_counter()
+        rows, loaded = dataset_rows()
+        print("setup")
+        if arguments.model_uri:
+            model_uri = arguments.model_uri
+            version = arguments.model_version or model_uri.rstrip("/").rsplit("/", 1)[-1]
+        else:
+            model_uri, version = train_and_register(directory, arguments.epochs, loaded)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/invocations"
+        server = LocalServer(directory / "serving")
+        launched = time.perf_counter()
+        state = server.start(
+            model_uri,
+            version,
+            url,
+            arguments.workers,
+            {
+                "SERVING_CAPTURE_DATABASE": str(database),
+                "SERVING_MODEL_VERSION": str(version),
+                "SERVING_MAX_BATCH_SIZE": "1000",
+                "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+            },
+        )
+        print(
+            f"  server {model_uri} at {url}, {arguments.workers} workers, pid {state.pid}, "
+            f"healthy after {time.perf_counter() - launched:.1f} s (setup "
+            f"{time.perf_counter() - started:.1f} s); log {state.log}"
+        )
+        one_row = [body([row]) for row in rows]
+        rng = random.Random(11)
+        batches = [body(rng.sample(rows, min(arguments.batch_size, len(rows)))) for _ in range(50)]
+
+        print(
+            f"one-row requests, sequential, one keep-alive connection, {arguments.warmup} warm-up"
+        )
+        results = sequential(port, one_row, arguments.requests, arguments.warmup)
+        one = report_latency(results, "latency")
+        print(
+            f"  target p50 <= {TARGET_ONE_ROW_P50_MS:.0f} ms: "
+            f"{verdict(one['p50'] <= TARGET_ONE_ROW_P50_MS)}, "
+            f"p99 <= {TARGET_ONE_ROW_P99_MS:.0f} ms: {verdict(one['p99'] <= TARGET_ONE_ROW_P99_MS)}"
+        )
+
+        print("one-row requests, 8 concurrent clients (client threads share the server's cores)")
+        results, rate, _, _ = throughput_phase(port, one_row, 8, arguments.concurrent, database)
+        print(
+            f"  target >= {TARGET_RPS_8_CLIENTS:.0f} req/s with zero errors: "
+            f"{verdict(rate >= TARGET_RPS_8_CLIENTS and results.error_count == 0)}"
+        )
+
+        print("one-row requests, 16 concurrent clients, capture check")
+        results, rate, captured, missing = throughput_phase(
+            port, one_row, 16, arguments.concurrent, database
+        )
+        match = captured == results.answered_rows and missing == 0
+        print(
+            f"  captured rows {captured}, rows answered with 200 {results.answered_rows}: "
+            f"{'OK' if match else 'MISMATCH'}"
+        )
+
+        print(f"{arguments.batch_size}-row requests, sequential, one keep-alive connection")
+        results = sequential(port, batches, arguments.batch_requests, 5)
+        batch = report_latency(results, "latency")
+        print(f"  target p50 <= {TARGET_BATCH_P50_MS:.0f} ms: "
+              f"{verdict(batch['p50'] <= TARGET_BATCH_P50_MS)}")  # fmt: skip
+        print(f"  captured rows in total: {captured_rows(database)}")
+    finally:
+        if server is not None:
+            stopped = server.stop()
+            print(f"server stopped (pid {stopped.pid})" if stopped else "server was not running")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped.", file=sys.stderr)
+        sys.exit(130)
