@@ -72,3 +72,52 @@ def training_curves(history: dict[str, list[float]]) -> list[Any]:
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return [Markdown("## Training curves"), Image(buffer.getvalue())]
+
+
+def monitoring_summary(
+    alerts: list[str], metrics: dict[str, float], history: pd.DataFrame, settings: dict
+) -> list[Any]:
+    """Alerts, this run's figures, and the history of accuracy and drift as a chart."""
+    from metaflow.cards import Markdown, Table
+
+    components: list[Any] = [Markdown("## Monitoring")]
+    if alerts:
+        components.append(Markdown("### ALERTS\n" + "\n".join(f"- **{a}**" for a in alerts)))
+    else:
+        components.append(Markdown("No alerts."))
+    components.append(
+        Table(
+            [[name, f"{value:.4g}"] for name, value in metrics.items()], headers=["figure", "value"]
+        )
+    )
+    if len(history):
+        components += [Markdown("## History"), _history_chart(history, settings)]
+    return components
+
+
+def _history_chart(history: pd.DataFrame, settings: dict) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from metaflow.cards import Image
+
+    runs = range(1, len(history) + 1)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    if "metrics.accuracy" in history:
+        left.plot(runs, history["metrics.accuracy"], marker="o", label="accuracy")
+    left.axhline(settings["accuracy_threshold"], color="red", linestyle="--", label="threshold")
+    left.set_title("production accuracy")
+    left.set_ylim(0, 1.05)
+    left.legend(loc="lower left")
+    if "metrics.drifted_columns" in history:
+        right.bar(runs, history["metrics.drifted_columns"], color="tab:orange")
+    right.set_title("drifted columns (alert when > 0)")
+    for axis in (left, right):
+        axis.set_xlabel("monitoring run")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return Image(buffer.getvalue())

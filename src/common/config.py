@@ -25,6 +25,21 @@ _PLACEHOLDER = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"
 # Defaults for every optional key; a key the user leaves out takes this value.
 DEFAULTS: dict[str, Any] = {
     "model": {"name": None},
+    "monitoring": {
+        # Production accuracy under this raises an alert. Simulated labels with
+        # --ground-truth-quality 0.8 put a healthy model near 0.8.
+        "accuracy_threshold": 0.7,
+        # Per-column drift: normed Wasserstein distance for numbers, Jensen-Shannon
+        # distance for categories. Rows drawn from the training data score ~0.05 with
+        # a few hundred rows; a two-standard-deviation shift scores ~2.
+        "numeric_drift_method": "wasserstein",
+        "numeric_drift_threshold": 0.2,
+        "categorical_drift_method": "jensenshannon",
+        "categorical_drift_threshold": 0.2,
+        # Reports look at most this many rows of each dataset (a random sample).
+        "max_rows": 5000,
+        "experiment": "monitoring",
+    },
 }
 
 # What the dataset section must hold, and the type of each key.
@@ -115,6 +130,19 @@ def _validate_dataset(section: Any) -> dict[str, Any]:
     return section
 
 
+def _validate_monitoring(section: dict[str, Any]) -> None:
+    for key in ("accuracy_threshold", "numeric_drift_threshold", "categorical_drift_threshold"):
+        value = section[key]
+        _require(
+            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+            f"`monitoring.{key}` must be a non-negative number, got {value!r}.",
+        )
+    _require(
+        isinstance(section["max_rows"], int) and section["max_rows"] > 0,
+        f"`monitoring.max_rows` must be a positive integer, got {section['max_rows']!r}.",
+    )
+
+
 def _merge_defaults(config: dict[str, Any]) -> dict[str, Any]:
     for key, default in DEFAULTS.items():
         value = config.get(key)
@@ -172,6 +200,7 @@ def validate_project_configuration(config: Any) -> dict[str, Any]:
     if config["model"]["name"] is None:
         config["model"]["name"] = config["project"]
     _require(isinstance(config["model"]["name"], str), "`model.name` must be a string.")
+    _validate_monitoring(config["monitoring"])
     return config
 
 

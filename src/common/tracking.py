@@ -72,3 +72,40 @@ def log_cross_validation(
 def artifact_uris(model_uri: str, paths: dict[str, str]) -> dict[str, str]:
     """Where each artifact of a logged pyfunc lives, by name."""
     return {name: f"{model_uri}/artifacts/{Path(path).name}" for name, path in paths.items()}
+
+
+def training_data(model_name: str, version: str) -> pd.DataFrame | None:
+    """The rows a registered model version was trained on, if its run recorded them."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        run_id = client.get_model_version(model_name, version).run_id
+        with tempfile.TemporaryDirectory() as directory:
+            path = client.download_artifacts(run_id, TRAINING_DATA_ARTIFACT, directory)
+            return pd.read_csv(path)
+    except (MlflowException, OSError):
+        return None
+
+
+def log_monitoring(
+    experiment: str, model_name: str, version: str | None, metrics: dict[str, float], tags: dict
+) -> str:
+    """Record one monitoring run's figures; return its run id."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"{model_name}-v{version}") as run:
+        mlflow.set_tags({"model_name": model_name, "model_version": str(version), **tags})
+        mlflow.log_metrics(metrics)
+    return run.info.run_id
+
+
+def monitoring_history(experiment: str, model_name: str, limit: int = 100) -> pd.DataFrame:
+    """Past monitoring runs of `model_name`, oldest first, with their metrics."""
+    runs = mlflow.search_runs(
+        experiment_names=[experiment],
+        filter_string=f"tags.model_name = '{model_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return runs.iloc[::-1].reset_index(drop=True)

@@ -1,0 +1,175 @@
+"""Monitoring: Evidently reports on production data and the figures drawn from them.
+
+Functions take plain DataFrames and return Evidently snapshots or plain Python data,
+so the monitoring pipeline's steps stay thin and this logic is testable on its own.
+Evidently is imported inside the functions: it costs seconds per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from common.data import DatasetSchema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PREDICTION = "prediction"
+GROUND_TRUTH = "ground_truth"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one report concluded, as data."""
+
+    tests: list[dict[str, str]]
+    values: dict[str, Any]
+
+
+def sample_rows(data: pd.DataFrame | None, max_rows: int, seed: int = 0) -> pd.DataFrame | None:
+    """At most `max_rows` rows: report cost grows with rows, their conclusions barely do."""
+    if data is None or len(data) <= max_rows:
+        return data
+    return data.sample(n=max_rows, random_state=seed).reset_index(drop=True)
+
+
+def production_frame(data: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Captured rows with the feature columns typed as in training, plus the outcome."""
+    frame = data.reindex(columns=[*schema.features, PREDICTION, GROUND_TRUTH]).copy()
+    for column in schema.numeric_features:
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def _definition(schema: DatasetSchema, classification: bool = False) -> Any:
+    from evidently import DataDefinition, MulticlassClassification
+
+    categorical = list(schema.categorical_features)
+    extra = {}
+    if classification:
+        categorical += [PREDICTION, GROUND_TRUTH]
+        extra["classification"] = [
+            MulticlassClassification(target=GROUND_TRUTH, prediction_labels=PREDICTION)
+        ]
+    return DataDefinition(
+        numerical_columns=list(schema.numeric_features), categorical_columns=categorical, **extra
+    )
+
+
+def _dataset(data: pd.DataFrame, definition: Any) -> Any:
+    from evidently import Dataset
+
+    return Dataset.from_pandas(data, data_definition=definition)
+
+
+def test_results(snapshot: Any) -> list[dict[str, str]]:
+    """Every test of a snapshot as {name, status, description}; status SUCCESS/FAIL/..."""
+    results = []
+    for test in snapshot.dict().get("tests", []):
+        status = str(test.get("status", ""))
+        results.append(
+            {
+                "name": str(test.get("name", "")),
+                "status": status.rsplit(".", 1)[-1],
+                "description": str(test.get("description", "")),
+            }
+        )
+    return results
+
+
+def summary_report(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema
+) -> tuple[Any, Outcome]:
+    """Per-column statistics and data-quality tests: missing values, duplicates, ranges.
+
+    Evidently's default tests compare every statistic with the reference within 10%,
+    which fails on any sample of another size; these ask what matters: at most half
+    of a column missing, at most half the rows duplicated, and numbers (minimum,
+    maximum, mean, quartiles) within the training range widened by its span on each
+    side. (Evidently 0.7.23 cannot render these presets without tests, so every
+    statistic gets one.)
+    """
+    from evidently import Report
+    from evidently.metrics import DuplicatedRowCount
+    from evidently.presets import ValueStats
+    from evidently.tests import gte, lte
+
+    half = len(current) // 2
+    metrics: list[Any] = [DuplicatedRowCount(tests=[lte(half)])]
+    for column in schema.features:
+        tests: dict[str, Any] = {
+            "row_count_tests": [gte(1)],
+            "missing_values_count_tests": [lte(half)],
+        }
+        if column in schema.numeric_features:
+            low, high = float(reference[column].min()), float(reference[column].max())
+            span = high - low
+            within = [gte(low - span), lte(high + span)]
+            for statistic in ("min", "max", "mean", "q25", "q50", "q75"):
+                tests[f"{statistic}_tests"] = within
+            tests["std_tests"] = [gte(0)]
+        metrics.append(ValueStats(column=column, **tests))
+    snapshot = Report(metrics, include_tests=True).run(
+        reference_data=_dataset(reference[schema.features], _definition(schema)),
+        current_data=_dataset(current[schema.features], _definition(schema)),
+    )
+    return snapshot, Outcome(tests=test_results(snapshot), values={})
+
+
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema, settings: dict
+) -> tuple[Any, Outcome]:
+    """Per-column drift of the inputs against the training data, and dataset drift."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    preset = DataDriftPreset(
+        columns=schema.features,
+        num_method=settings["numeric_drift_method"],
+        num_threshold=settings["numeric_drift_threshold"],
+        cat_method=settings["categorical_drift_method"],
+        cat_threshold=settings["categorical_drift_threshold"],
+    )
+    snapshot = Report([preset], include_tests=True).run(
+        reference_data=_dataset(reference[schema.features], _definition(schema)),
+        current_data=_dataset(current[schema.features], _definition(schema)),
+    )
+    tests = test_results(snapshot)
+    drifted = drifted_columns(tests, schema.features)
+    return snapshot, Outcome(
+        tests=tests, values={"drift_detected": bool(drifted), "drifted_columns": drifted}
+    )
+
+
+def drifted_columns(tests: list[dict[str, str]], columns: list[str]) -> list[str]:
+    """Columns whose per-column drift test failed."""
+    failed = [t["name"] for t in tests if t["status"] == "FAIL"]
+    return [c for c in columns if any(name.endswith(f"column {c}") for name in failed)]
+
+
+def classification_report(current: pd.DataFrame, schema: DatasetSchema) -> tuple[Any, Outcome]:
+    """Quality of the deployed model on production rows that have ground truth."""
+    from evidently import Report
+    from evidently.presets import ClassificationPreset
+
+    frame = current[[*schema.features, PREDICTION, GROUND_TRUTH]].astype(
+        {PREDICTION: str, GROUND_TRUTH: str}
+    )
+    snapshot = Report([ClassificationPreset()], include_tests=True).run(
+        reference_data=None, current_data=_dataset(frame, _definition(schema, True))
+    )
+    accuracy = float((frame[PREDICTION] == frame[GROUND_TRUTH]).mean())
+    return snapshot, Outcome(tests=test_results(snapshot), values={"accuracy": accuracy})
+
+
+def alerts(
+    drift_detected: bool, drifted: list[str], accuracy: float | None, threshold: float
+) -> list[str]:
+    """Human-readable alerts, empty when all is well."""
+    messages = []
+    if drift_detected:
+        messages.append(f"Data drift detected in {', '.join(drifted)}.")
+    if accuracy is not None and accuracy < threshold:
+        messages.append(f"Production accuracy {accuracy:.3f} is below the threshold {threshold}.")
+    return messages
