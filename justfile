@@ -1,0 +1,61 @@
+# Everyday commands. `uv run just --list` shows them; `uv run just demo` runs the whole loop.
+# Each passes extra arguments through, e.g. `uv run just train --training-epochs 10`.
+
+config := "config/local.yml"
+
+# Train, cross-validate and register a model
+train *args:
+    uv run src/pipelines/training.py --config project {{config}} run {{args}}
+
+# Deploy the newest registered model (or --model-version N / an alias) in the background
+deploy *args:
+    uv run src/pipelines/deployment.py --config project {{config}} run {{args}}
+
+# Roll back to the version that served before the last deployment
+rollback:
+    uv run src/pipelines/deployment.py --config project {{config}} run --model-version previous
+
+# Serve the champion in the foreground, capturing predictions (Ctrl-C stops it)
+serve port="8080":
+    SERVING_CAPTURE_DATABASE=penguins.db uv run mlflow models serve -m models:/penguins@champion --env-manager local -h 127.0.0.1 -p {{port}}
+
+# Stop the background model server
+stop:
+    uv run python -m inference.local stop
+
+# Show what the background model server serves
+status:
+    uv run python -m inference.local status
+
+# Send realistic traffic to the deployed model (add --drift to shift a feature)
+traffic *args:
+    uv run src/pipelines/traffic.py --config project {{config}} run --mode traffic {{args}}
+
+# Attach simulated ground truth to every unlabeled captured prediction
+labels *args:
+    uv run src/pipelines/traffic.py --config project {{config}} run --mode labels {{args}}
+
+# Evidently reports, history and alerts on labelled production data
+monitor *args:
+    uv run src/pipelines/monitoring.py --config project {{config}} run {{args}}
+
+# The MLflow UI on http://127.0.0.1:5000
+mlflow:
+    uv run mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# The Metaflow card viewer on http://127.0.0.1:8324 (FLOW: training, monitoring, ...)
+cards flow="monitoring":
+    uv run src/pipelines/{{flow}}.py card server
+
+# Run the test suite
+test *args:
+    uv run pytest {{args}}
+
+# Lint and check formatting
+lint:
+    uv run ruff check .
+    uv run ruff format --check .
+
+# Train, deploy, send normal traffic, label, monitor, send drifted traffic, label, monitor
+demo *args:
+    uv run python scripts/demo.py --config {{config}} {{args}}
