@@ -126,6 +126,8 @@ def drift_report(
 
     preset = DataDriftPreset(
         columns=schema.features,
+        # One drifted column is an alert, so one is dataset drift in the report too.
+        drift_share=1 / len(schema.features),
         num_method=settings["numeric_drift_method"],
         num_threshold=settings["numeric_drift_threshold"],
         cat_method=settings["categorical_drift_method"],
