@@ -20,7 +20,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from io import StringIO
 from typing import Any
 
 from inference.capture import CaptureError
@@ -83,7 +82,11 @@ def _capture_error(error: BaseException | None) -> CaptureError | None:
     return None
 
 
-def install_request_guard(features: FeatureTransform, max_rows: int) -> None:
+def install_request_guard(
+    features: FeatureTransform,
+    max_rows: int,
+    answer: Callable[[Columns], tuple[list[str], list[float], list[str]]],
+) -> None:
     """Wrap the scoring server's request handler, if this process is that server."""
     server = sys.modules.get("mlflow.pyfunc.scoring_server")
     if server is None or getattr(server.invocations, "_guarded", False):
@@ -96,25 +99,28 @@ def install_request_guard(features: FeatureTransform, max_rows: int) -> None:
 
     def guarded(data: Any, content_type: str, model: Any, input_schema: Any) -> Any:
         if (content_type or "").split(";")[0].strip() != json_type:
-            return answer(lambda: original(data, content_type, model, input_schema))
+            return guard(lambda: original(data, content_type, model, input_schema))
         try:
             columns = check_payload(data, features, max_rows)
         except InvalidInput as error:
             return response(error_body(str(error)), 400, json_type)
         if columns is None:
-            return answer(lambda: original(data, content_type, model, input_schema))
+            return guard(lambda: original(data, content_type, model, input_schema))
         if not columns or len(next(iter(columns.values()))) == 0:
             return response(json.dumps({"predictions": []}), 200, json_type)
-        # The body is parsed and validated already: hand the model a typed frame rather
-        # than let MLflow parse it again (it would turn a null category into "None").
-        return answer(lambda: predictions_response(model.predict(features.frame(columns))))
+        # The body is parsed and validated already: answer from it directly rather than
+        # let MLflow parse it again (it turns a null category into "None") and check
+        # it against the signature a second time (~0.5 ms a request).
+        return guard(lambda: predictions_response(*answer(columns)))
 
-    def predictions_response(predictions: Any) -> Any:
-        output = StringIO()
-        server.predictions_to_json(predictions, output)
-        return response(output.getvalue(), 200, json_type)
+    def predictions_response(predictions: list, confidences: list, ids: list) -> Any:
+        rows = [
+            {"prediction": p, "confidence": c, "id": i}
+            for p, c, i in zip(predictions, confidences, ids, strict=True)
+        ]
+        return response(json.dumps({"predictions": rows}), 200, json_type)
 
-    def answer(call: Callable[[], Any]) -> Any:
+    def guard(call: Callable[[], Any]) -> Any:
         try:
             return call()
         except Exception as error:

@@ -251,3 +251,42 @@ def test_predictions_are_captured_with_their_ids(trained: SimpleNamespace, tmp_p
         assert row[4] == expected["prediction"]
         assert row[5] == pytest.approx(expected["confidence"])
         assert row[6] is None  # no ground truth yet
+
+
+def test_predict_is_safe_from_many_threads(trained: SimpleNamespace, tmp_path: Path) -> None:
+    """The scoring server calls predict from a thread pool; Keras on JAX alone is not
+    thread-safe there (donated buffers: "Array has been deleted")."""
+    import threading
+
+    instance = load(trained, SERVING_CAPTURE_DATABASE=str(tmp_path / "threads.db"))
+    rows = features_of(3, seed=7)
+    expected = predict(instance, rows)["prediction"].tolist()
+    failures: list[str] = []
+    answers: list[list[str]] = []
+
+    def work() -> None:
+        for _ in range(40):
+            try:
+                answers.append(predict(instance, rows)["prediction"].tolist())
+            except Exception as error:  # Collected and asserted below.
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(answers) == 8 * 40
+    assert all(answer == expected for answer in answers)
+    assert instance.capture.count() == 3 + 8 * 40 * 3
+
+
+def test_forward_pass_matches_keras_for_every_batch_size(trained: SimpleNamespace) -> None:
+    from inference.forward import build_forward, locked_forward
+
+    x = trained.features.transform(features_of(37, seed=3)).astype("float32")
+    fast = build_forward(trained.model, x[:5])
+    reference = locked_forward(trained.model)
+    for rows in (1, 2, 3, 8, 17, 37):
+        np.testing.assert_allclose(fast(x[:rows]), reference(x[:rows]), atol=1e-5)
