@@ -100,6 +100,7 @@ def _history_chart(history: pd.DataFrame, settings: dict) -> Any:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from metaflow.cards import Image
 
     runs = range(1, len(history) + 1)
@@ -114,6 +115,7 @@ def _history_chart(history: pd.DataFrame, settings: dict) -> Any:
         right.bar(runs, history["metrics.drifted_columns"], color="tab:orange")
     right.set_title("drifted columns (alert when > 0)")
     for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("monitoring run")
         axis.grid(alpha=0.3)
     figure.tight_layout()
