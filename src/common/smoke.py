@@ -22,8 +22,11 @@ def check_predictions(response: Any, rows: int, classes: set[str] | None = None)
         ):
             raise SmokeTestError(f"Prediction {index} lacks prediction/confidence/id: {prediction}")
         confidence = prediction["confidence"]
-        if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
+        valid = isinstance(confidence, int | float) and not isinstance(confidence, bool)
+        if not valid or not 0 <= confidence <= 1:
             raise SmokeTestError(f"Prediction {index} has confidence {confidence!r}.")
+        if not isinstance(prediction["id"], str) or not prediction["id"]:
+            raise SmokeTestError(f"Prediction {index} has no id: {prediction['id']!r}.")
         if classes is not None and prediction["prediction"] not in classes:
             raise SmokeTestError(
                 f"Prediction {index} is {prediction['prediction']!r}, not one of {sorted(classes)}."

@@ -68,7 +68,10 @@ class CaptureStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._connection = connect(path)
+        try:
+            self._connection = connect(path)
+        except sqlite3.Error as error:
+            raise CaptureError(f"Cannot open the capture database {path}: {error}") from error
         self._lock = threading.Lock()
 
     def close(self) -> None:

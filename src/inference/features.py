@@ -12,6 +12,7 @@ This module runs inside the serving process: numpy and pandas only.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,18 +146,20 @@ class FeatureTransform:
 
 
 def _numeric(values: Any, name: str, count: int) -> np.ndarray:
-    """`values` as float64 (NaN where missing), or InvalidInput naming the bad row."""
+    """`values` as float64 (NaN where missing), or InvalidInput naming the bad row.
+
+    `values` is a list when it comes from a JSON request: there every value is
+    checked, and NaN (a non-standard JSON literal) is an error, not a missing value.
+    """
     if values is None:
         return np.full(count, np.nan)
-    array = np.asarray(values)
-    if array.dtype.kind not in "fiu":
-        for row, value in enumerate(array.tolist()):
-            if not _missing(value) and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise InvalidInput(f"Row {row}, field {name!r}: expected a number, got {value!r}.")
-        array = np.array([np.nan if _missing(v) else v for v in array.tolist()], dtype="float64")
-    array = array.astype("float64")
+    if isinstance(values, list) or np.asarray(values).dtype.kind not in "fiu":
+        from_json = isinstance(values, list)
+        numbers = np.empty(count, dtype="float64")
+        for row, value in enumerate(values.tolist() if hasattr(values, "tolist") else values):
+            numbers[row] = _number(value, row, name, from_json)
+        return numbers
+    array = np.asarray(values).astype("float64")
     infinite = np.isinf(array)
     if infinite.any():
         row = int(np.flatnonzero(infinite)[0])
@@ -164,6 +167,31 @@ def _numeric(values: Any, name: str, count: int) -> np.ndarray:
             f"Row {row}, field {name!r}: {float(array[row])!r} is not a finite number."
         )
     return array
+
+
+def _number(value: Any, row: int, name: str, nan_is_error: bool) -> float:
+    """One value as a finite float (NaN for missing), or InvalidInput."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise InvalidInput(f"Row {row}, field {name!r}: expected a number, got {value!r:.50}.")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if math.isnan(number) and not nan_is_error:
+        return number
+    if not math.isfinite(number):
+        raise InvalidInput(
+            f"Row {row}, field {name!r}: {_spelled(number)} is not a finite number; "
+            "send null for a missing value."
+        )
+    return number
+
+
+def _spelled(number: float) -> str:
+    """A non-finite number as JSON's non-standard literals spell it."""
+    return json.dumps(number)
 
 
 def _categorical(values: Any, name: str, count: int, allowed: list[Any]) -> np.ndarray:
@@ -175,11 +203,12 @@ def _categorical(values: Any, name: str, count: int, allowed: list[Any]) -> np.n
     for row, value in enumerate(values):
         if _missing(value):
             array[row] = np.nan
-        elif value in allowed_set:
+        elif isinstance(value, str | int | float | bool) and value in allowed_set:
             array[row] = value
         else:
             raise InvalidInput(
-                f"Row {row}, field {name!r}: unknown value {value!r}; allowed values are {allowed}."
+                f"Row {row}, field {name!r}: unknown value {value!r:.50}; "
+                f"allowed values are {allowed}."
             )
     return array
 

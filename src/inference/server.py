@@ -35,10 +35,6 @@ def error_body(message: str, code: str = "BAD_REQUEST") -> str:
     return json.dumps({"error_code": code, "message": message[:MAX_MESSAGE_LENGTH]})
 
 
-def _reject_constant(name: str) -> None:
-    raise InvalidInput(f"{name} is not a valid number; send null for a missing value.")
-
-
 def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) -> Columns | None:
     """Validate a JSON request body; return its rows as columns, or None for formats
     left to MLflow (`dataframe_records`, `dataframe_split`, `instances`).
@@ -46,10 +42,8 @@ def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) 
     Raises `InvalidInput` with a message fit to return to the caller.
     """
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
-        if isinstance(error, InvalidInput):
-            raise
         raise InvalidInput(f"Malformed JSON: {error}. {EXPECTED_SHAPE}") from None
     if not isinstance(payload, dict):
         raise InvalidInput(
@@ -138,7 +132,8 @@ def install_request_guard(
                 error_body(message, error.error_code), error.get_http_status_code(), json_type
             )
         logger.error("Prediction failed", exc_info=error)  # A bug: log it, say little.
-        return response(error_body(f"Internal error: {type(error).__name__}"), 500, json_type)
+        message = f"Internal error: {type(error).__name__}"
+        return response(error_body(message, "INTERNAL_ERROR"), 500, json_type)
 
     guarded._guarded = True  # type: ignore[attr-defined]
     server.invocations = guarded

@@ -72,14 +72,16 @@ class Deployment(Pipeline):
             self.next(self.promote)
             return
 
+        stage = "start"
         try:
             self.backend_impl.deploy(self.model_uri, self.version)
+            stage = "smoke test"
             response = self.backend_impl.invoke(self.smoke_rows)
             check_predictions(response, len(self.smoke_rows), set(self.classes))
         except (BackendError, SmokeTestError) as error:
             self.rollback()
             raise PipelineError(
-                f"Deploying version {self.version} failed and was rolled back to "
+                f"Version {self.version} failed its {stage} and was rolled back to "
                 f"{self.serving_version or 'no deployment'}: {error}"
             ) from None
         self.deployed = True
