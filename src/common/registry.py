@@ -57,11 +57,17 @@ def save_artifacts(
 
 
 def model_signature(schema: DatasetSchema) -> ModelSignature:
-    """Input columns as the dataset describes them, every one optional (imputed)."""
+    """Input columns as the dataset describes them, every one optional (imputed).
+
+    Numeric columns are typed `any`: MLflow refuses to convert whole numbers to
+    doubles ("not safe"), yet 181 is a fine flipper length. The model checks every
+    value itself and rejects what is not a finite number, naming row and field.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
-    inputs = [ColSpec("double", name, required=False) for name in schema.numeric_features]
+    inputs = [ColSpec(AnyType(), name, required=False) for name in schema.numeric_features]
     inputs += [ColSpec("string", name, required=False) for name in schema.categorical_features]
     outputs = [ColSpec("string", "prediction"), ColSpec("double", "confidence")]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
