@@ -1,0 +1,195 @@
+"""The Local backend (src/inference/backend.py) against a real server and real SQLite."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inference.backend import BackendError, Local
+
+ROWS = [
+    {
+        "island": "Biscoe",
+        "culmen_length_mm": 48.6,
+        "culmen_depth_mm": 16.0,
+        "flipper_length_mm": 230.0,
+        "body_mass_g": 5800.0,
+        "sex": "MALE",
+    },
+    {
+        "island": "Torgersen",
+        "culmen_length_mm": 39.1,
+        "culmen_depth_mm": 18.7,
+        "flipper_length_mm": 181.0,
+        "body_mass_g": 3750.0,
+        "sex": "FEMALE",
+    },
+    {
+        "island": "Dream",
+        "culmen_length_mm": 49.5,
+        "culmen_depth_mm": 19.0,
+        "flipper_length_mm": 200.0,
+        "body_mass_g": 3800.0,
+        "sex": None,
+    },
+]
+FEATURES = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
+META = ["prediction", "confidence", "ground_truth", "id", "model_version", "created_at"]
+
+
+@pytest.fixture
+def backend(server) -> Local:
+    return Local(server.backend_config())
+
+
+def unused_url() -> str:
+    """The invocations URL of a free port of 127.0.0.1: no server answers there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/invocations"
+
+
+def labels(database: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """(prediction, ground truth) by id."""
+    with sqlite3.connect(database) as db:
+        marks = ",".join("?" * len(ids))
+        rows = db.execute(
+            f"SELECT id, prediction, ground_truth FROM predictions WHERE id IN ({marks})", ids
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def unlabeled_count(database: str) -> int:
+    with sqlite3.connect(database) as db:
+        query = "SELECT COUNT(*) FROM predictions WHERE ground_truth IS NULL"
+        return db.execute(query).fetchone()[0]
+
+
+def test_deployed_version_is_the_one_serving(backend: Local, server) -> None:
+    assert backend.deployed_version() == server.version
+
+
+def test_deployed_version_is_none_without_a_server(tmp_path: Path) -> None:
+    backend = Local({"target": unused_url(), "state-dir": str(tmp_path / "serving")})
+    assert backend.deployed_version() is None
+
+
+def test_invoke_returns_predictions_with_ids(backend: Local) -> None:
+    response = backend.invoke(ROWS)
+    predictions = response["predictions"]
+    assert [p["prediction"] for p in predictions] == ["Gentoo", "Adelie", "Chinstrap"]
+    assert all(0 < p["confidence"] <= 1 for p in predictions)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", p["id"]) for p in predictions)
+    assert set(labels(backend.database, [p["id"] for p in predictions])) == {
+        p["id"] for p in predictions
+    }
+
+
+def test_invoke_reports_a_rejected_request(backend: Local) -> None:
+    with pytest.raises(BackendError, match=r"400.*Atlantis"):
+        backend.invoke([{**ROWS[0], "island": "Atlantis"}])
+
+
+def test_invoke_without_a_server_says_how_to_deploy(tmp_path: Path) -> None:
+    backend = Local({"target": unused_url(), "database": str(tmp_path / "capture.db")})
+    with pytest.raises(BackendError, match=r"deployment\.py"):
+        backend.invoke(ROWS)
+
+
+def test_load_returns_the_newest_rows_first(backend: Local, server) -> None:
+    first = backend.invoke(ROWS[:2])["predictions"]
+    second = backend.invoke(ROWS)["predictions"]
+
+    frame = backend.load(limit=4)
+
+    assert len(frame) == 4
+    assert {*FEATURES, "island", "sex", *META} <= set(frame.columns)
+    # Newest request first; within one request, the last row first.
+    assert frame["id"].tolist() == [p["id"] for p in reversed(second)] + [first[1]["id"]]
+    assert frame["created_at"].is_monotonic_decreasing
+    assert str(frame["created_at"].dt.tz) == "UTC"
+    newest = frame.iloc[0]
+    assert newest["island"] == "Dream" and newest["culmen_length_mm"] == 49.5
+    assert newest["prediction"] == second[2]["prediction"]
+    assert newest["confidence"] == pytest.approx(second[2]["confidence"])
+    assert newest["model_version"] == server.version
+    assert pd.isna(newest["sex"])
+
+
+def test_load_labeled_only(backend: Local) -> None:
+    ids = [p["id"] for p in backend.invoke(ROWS)["predictions"]]
+    assert backend.label_by_id({ids[1]: "Chinstrap"}) == 1
+
+    labeled = backend.load(limit=1000, labeled_only=True)
+    assert labeled["ground_truth"].notna().all()
+    assert ids[1] in set(labeled["id"])
+    assert not {ids[0], ids[2]} & set(labeled["id"])
+    assert labeled.set_index("id").loc[ids[1], "ground_truth"] == "Chinstrap"
+
+
+def test_load_without_a_database_is_none(tmp_path: Path) -> None:
+    assert Local({"database": str(tmp_path / "nothing.db")}).load() is None
+
+
+def test_label_labels_every_unlabeled_row_once(backend: Local) -> None:
+    ids = [p["id"] for p in backend.invoke(ROWS * 2)["predictions"]]
+    unlabeled = unlabeled_count(backend.database)
+    assert unlabeled >= len(ids)
+
+    assert backend.label(ground_truth_quality=1.0) == unlabeled
+    assert unlabeled_count(backend.database) == 0
+    assert backend.label(ground_truth_quality=1.0) == 0
+    assert all(truth == prediction for prediction, truth in labels(backend.database, ids).values())
+
+
+def test_label_with_quality_zero_never_agrees(backend: Local) -> None:
+    ids = [p["id"] for p in backend.invoke(ROWS * 3)["predictions"]]
+    assert backend.label(ground_truth_quality=0.0) >= len(ids)
+    found = labels(backend.database, ids).values()
+    assert all(truth in {"Adelie", "Chinstrap", "Gentoo"} for _, truth in found)
+    assert all(truth != prediction for prediction, truth in found)
+
+
+def test_label_by_id_labels_exactly_the_given_ids(backend: Local) -> None:
+    ids = [p["id"] for p in backend.invoke(ROWS)["predictions"]]
+    assert backend.label_by_id({ids[0]: "Adelie", ids[2]: "Gentoo", "f" * 32: "Adelie"}) == 2
+    found = labels(backend.database, ids)
+    assert found[ids[0]][1] == "Adelie"
+    assert found[ids[1]][1] is None
+    assert found[ids[2]][1] == "Gentoo"
+
+
+def test_save_captures_frames_made_elsewhere(tmp_path: Path) -> None:
+    backend = Local({"database": str(tmp_path / "elsewhere.db")})
+    model_input = pd.DataFrame(ROWS[:2]).assign(body_mass_g=[np.nan, 3750.0])
+    model_output = pd.DataFrame(
+        {
+            "prediction": ["Gentoo", "Adelie"],
+            "confidence": [0.9, 0.8],
+            "id": ["a" * 32, "b" * 32],
+            "model_version": ["5", "5"],
+        }
+    )
+    backend.save(model_input, model_output)
+    # Without ids, the backend makes them.
+    backend.save(model_input.head(1), model_output.drop(columns=["id", "model_version"]).head(1))
+
+    frame = backend.load(limit=10)
+    assert len(frame) == 3
+    by_id = frame.set_index("id")
+    assert by_id.loc["a" * 32, "prediction"] == "Gentoo"
+    assert by_id.loc["b" * 32, "confidence"] == pytest.approx(0.8)
+    assert by_id.loc["b" * 32, "model_version"] == "5"
+    assert pd.isna(by_id.loc["a" * 32, "body_mass_g"])
+    assert by_id.loc["b" * 32, "island"] == "Torgersen"
+    generated = frame.iloc[0]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated["id"])
+    assert generated["model_version"] is None
+    assert frame["ground_truth"].isna().all()

@@ -1,0 +1,232 @@
+"""The deployment pipeline (src/pipelines/deployment.py) through `metaflow.Runner`.
+
+The Local backend serves on a free port of 127.0.0.1 with its own capture database and
+state directory (`pipeline_config` in tests/inference/conftest.py). The models are the tiny ones of
+tests/inference/conftest.py: two good versions and a broken one (no `confidence`).
+The tests follow one deployment history, newest first, then another version, then the
+broken one (rolled back), then a rollback to `previous`; each checks its starting point
+and, if it is not there (a test run alone), gets there first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT, FlowResult
+
+from inference.backend import Local
+from inference.local import LocalServer
+
+DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
+CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
+ROW = {
+    "island": "Biscoe",
+    "culmen_length_mm": 48.6,
+    "culmen_depth_mm": 16.0,
+    "flipper_length_mm": 230.0,
+    "body_mass_g": 5800.0,
+    "sex": "MALE",
+}
+
+
+def load_support() -> ModuleType:
+    """tests/inference/conftest.py (models, servers, configs) as a plain module."""
+    name = "serving_test_support"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "inference" / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+support = load_support()
+
+
+@dataclass
+class Setup:
+    config: Path
+    backend: Local
+    models: Any  # ServingModels
+    runner: Any
+
+    @property
+    def name(self) -> str:
+        return self.models.name
+
+    def deploy(self, **parameters: Any) -> FlowResult:
+        return self.runner(DEPLOYMENT_FLOW, parameters, config=self.config)
+
+    def server_pid(self) -> int | None:
+        state = LocalServer(self.backend.state_dir).state()
+        return state.pid if state else None
+
+
+@pytest.fixture(scope="session")
+def deployment_setup(session_root: Path, tracking_uri: str, flow_runner: Any) -> Iterator[Setup]:
+    """The session's pipeline config; its server is stopped when the session ends (the
+    traffic tests use it after these tests)."""
+    models = support.registered_models(session_root, tracking_uri)
+    config, settings = support.pipeline_config(session_root)
+    backend = Local(settings)
+    try:
+        yield Setup(config, backend, models, flow_runner)
+    finally:
+        backend.stop()
+
+
+@pytest.fixture
+def setup(deployment_setup: Setup) -> Setup:
+    return deployment_setup
+
+
+def alias(client: Any, name: str, alias_name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias_name).version)
+    except MlflowException:
+        return None
+
+
+def artifact(result: FlowResult, step: str, name: str) -> Any:
+    return result.run[step].task[name].data
+
+
+def served_prediction(setup: Setup) -> tuple[dict[str, Any], str]:
+    """A real prediction from the target, and the model version its capture records."""
+    (prediction,) = setup.backend.invoke([ROW])["predictions"]
+    with sqlite3.connect(setup.backend.database) as db:
+        (version,) = db.execute(
+            "SELECT model_version FROM predictions WHERE id = ?", (prediction["id"],)
+        ).fetchone()
+    return prediction, version
+
+
+def ensure_history(setup: Setup, *versions: str) -> None:
+    """Unless `versions[-1]` serves as champion after `versions[-2]`, deploy them in turn."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if (
+        setup.backend.deployed_version() == versions[-1]
+        and alias(client, setup.name, "champion") == versions[-1]
+        and (len(versions) < 2 or alias(client, setup.name, "previous") == versions[-2])
+    ):
+        return
+    for version in versions:
+        result = setup.deploy(model_version=version)
+        assert result.successful, result.describe()
+
+
+def test_deploys_the_newest_version(setup: Setup, mlflow_client: Any) -> None:
+    versions = mlflow_client.search_model_versions(f"name = '{setup.name}'")
+    newest = str(max(int(version.version) for version in versions))
+    assert newest == setup.models.good[-1]
+    started = datetime.now(UTC)
+
+    result = setup.deploy()
+
+    assert result.successful, result.describe()
+    assert artifact(result, "start", "version") == newest
+    assert artifact(result, "deploy", "deployed") is True
+    assert setup.backend.deployed_version() == newest
+    prediction, captured_version = served_prediction(setup)
+    assert prediction["prediction"] == "Gentoo" and 0 < prediction["confidence"] <= 1
+    assert captured_version == newest
+
+    assert alias(mlflow_client, setup.name, "champion") == newest
+    tags = mlflow_client.get_model_version(setup.name, newest).tags
+    assert tags["deployment_target"] == setup.backend.target
+    deployed_at = datetime.fromisoformat(tags["deployed_at"])
+    assert started - timedelta(seconds=5) <= deployed_at <= datetime.now(UTC)
+    # The smoke test's rows went through the new server, and were captured.
+    with sqlite3.connect(setup.backend.database) as db:
+        smoke = db.execute(
+            "SELECT COUNT(*) FROM predictions WHERE model_version = ?", (newest,)
+        ).fetchone()[0]
+    assert smoke >= 1 + 5
+
+
+def test_deploying_the_serving_version_again_is_a_noop(setup: Setup, mlflow_client: Any) -> None:
+    newest = setup.models.good[-1]
+    ensure_history(setup, newest)
+    pid = setup.server_pid()
+    tags = mlflow_client.get_model_version(setup.name, newest).tags
+
+    result = setup.deploy()
+
+    assert result.successful, result.describe()
+    assert artifact(result, "deploy", "deployed") is False
+    assert "already serving" in result.output
+    assert setup.server_pid() == pid
+    assert setup.backend.deployed_version() == newest
+    assert alias(mlflow_client, setup.name, "champion") == newest
+    assert mlflow_client.get_model_version(setup.name, newest).tags == tags
+
+
+def test_deploying_another_version_promotes_it(setup: Setup, mlflow_client: Any) -> None:
+    old, new = setup.models.good[-1], setup.models.good[0]
+    ensure_history(setup, old)
+    pid = setup.server_pid()
+
+    result = setup.deploy(model_version=new)
+
+    assert result.successful, result.describe()
+    assert artifact(result, "deploy", "deployed") is True
+    assert setup.server_pid() != pid
+    assert setup.backend.deployed_version() == new
+    assert served_prediction(setup)[1] == new
+    assert alias(mlflow_client, setup.name, "champion") == new
+    assert alias(mlflow_client, setup.name, "previous") == old
+    assert artifact(result, "promote", "previous") == old
+    tags = mlflow_client.get_model_version(setup.name, new).tags
+    assert {"deployed_at", "deployment_target"} <= set(tags)
+
+
+def test_a_broken_version_is_rolled_back(setup: Setup, mlflow_client: Any) -> None:
+    champion, previous = setup.models.good[0], setup.models.good[-1]
+    broken = setup.models.broken
+    ensure_history(setup, previous, champion)
+
+    result = setup.deploy(model_version=broken)
+
+    assert not result.successful
+    assert result.status == "failed", result.describe()
+    # The message says what was deployed, what went wrong and what serves now.
+    assert f"Deploying version {broken} failed" in result.output, result.describe()
+    assert f"rolled back to {champion}" in result.output, result.describe()
+    assert "confidence" in result.output, result.describe()
+
+    assert setup.backend.deployed_version() == champion
+    prediction, captured_version = served_prediction(setup)
+    assert prediction["prediction"] in CLASSES and 0 < prediction["confidence"] <= 1
+    assert captured_version == champion
+    assert alias(mlflow_client, setup.name, "champion") == champion
+    assert alias(mlflow_client, setup.name, "previous") == previous
+    assert "deployed_at" not in mlflow_client.get_model_version(setup.name, broken).tags
+
+
+def test_rollback_to_the_previous_version(setup: Setup, mlflow_client: Any) -> None:
+    champion, previous = setup.models.good[0], setup.models.good[-1]
+    ensure_history(setup, previous, champion)
+
+    result = setup.deploy(model_version="previous")
+
+    assert result.successful, result.describe()
+    assert artifact(result, "start", "version") == previous
+    assert setup.backend.deployed_version() == previous
+    assert served_prediction(setup)[1] == previous
+    assert alias(mlflow_client, setup.name, "champion") == previous
+    assert alias(mlflow_client, setup.name, "previous") == champion

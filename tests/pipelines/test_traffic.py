@@ -1,0 +1,199 @@
+"""The traffic pipeline (src/pipelines/traffic.py) through `metaflow.Runner`.
+
+A real server (the Local backend's, one worker) serves a tiny model of
+tests/inference/conftest.py on a free port; captures go to the session's pipeline
+database (`pipeline_config` in tests/inference/conftest.py), shared with the deployment
+tests: every count here is a difference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, FlowResult, run_python
+
+from common.config import load_project_configuration
+from common.data import DatasetSchema, load_dataset
+from inference.backend import Local
+
+TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
+CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def load_support() -> ModuleType:
+    """tests/inference/conftest.py (models, servers, configs) as a plain module."""
+    name = "serving_test_support"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "inference" / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+support = load_support()
+
+
+@dataclass
+class Setup:
+    config: Path
+    backend: Local
+    runner: Any
+
+    def run(self, **parameters: Any) -> FlowResult:
+        return self.runner(TRAFFIC_FLOW, parameters, config=self.config)
+
+    def query(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.backend.database) as db:
+            return db.execute(sql, parameters).fetchall()
+
+    def count(self) -> int:
+        return self.query("SELECT COUNT(*) FROM predictions")[0][0]
+
+    def newest(self, rows: int) -> list[tuple[str, float, dict[str, Any]]]:
+        """(id, created_at, inputs) of the newest captured rows."""
+        found = self.query(
+            "SELECT id, created_at, inputs FROM predictions "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            rows,
+        )
+        return [(row[0], row[1], json.loads(row[2])) for row in found]
+
+
+@pytest.fixture(scope="session")
+def traffic_setup(session_root: Path, tracking_uri: str, flow_runner: Any) -> Iterator[Setup]:
+    """The session's pipeline config and its server: the one the deployment tests left
+    running, or a good version deployed here; stopped when the session ends."""
+    models = support.registered_models(session_root, tracking_uri)
+    config, settings = support.pipeline_config(session_root)
+    backend = Local(settings)
+    try:
+        if backend.deployed_version() not in models.good:
+            backend.deploy(models.uri(models.good[0]), models.good[0])
+        yield Setup(config, backend, flow_runner)
+    finally:
+        backend.stop()
+
+
+@pytest.fixture
+def setup(traffic_setup: Setup) -> Setup:
+    return traffic_setup
+
+
+@pytest.fixture(scope="module")
+def dataset() -> pd.DataFrame:
+    schema = DatasetSchema.from_config(load_project_configuration(LOCAL_CONFIG)["dataset"])
+    return load_dataset(PENGUINS_CSV, schema, 42)
+
+
+def test_traffic_mode_sends_samples_in_batches(setup: Setup, dataset: pd.DataFrame) -> None:
+    before = setup.count()
+
+    result = setup.run(mode="traffic", samples=30, batch_size=7)
+
+    assert result.successful, result.describe()
+    assert setup.count() - before == 30
+    assert result.run["start"].task["predictions"].data == 30
+    sent = setup.newest(30)
+    # One request per batch: the rows of a request share their capture time.
+    assert sorted(Counter(created_at for _, created_at, _ in sent).values()) == [2, 7, 7, 7, 7]
+    features = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
+    for _, _, inputs in sent:
+        assert set(inputs) == {*features, "island", "sex"}  # The target is not sent.
+    # Undrifted: the inputs look like the dataset.
+    column = "culmen_length_mm"
+    values = pd.Series([inputs[column] for _, _, inputs in sent], dtype="float64")
+    assert abs(values.mean() - dataset[column].mean()) < dataset[column].std()
+
+
+def test_drift_shifts_the_first_numeric_feature(setup: Setup, dataset: pd.DataFrame) -> None:
+    before = setup.count()
+
+    result = setup.run(mode="traffic", samples=30, batch_size=10, drift=True)
+
+    assert result.successful, result.describe()
+    assert setup.count() - before == 30
+    sent = [inputs for _, _, inputs in setup.newest(30)]
+    drifted = pd.Series([row["culmen_length_mm"] for row in sent], dtype="float64")
+    column = dataset["culmen_length_mm"]
+    assert drifted.mean() > column.mean() + column.std()
+    # Only the first numeric feature moves.
+    flipper = pd.Series([row["flipper_length_mm"] for row in sent], dtype="float64")
+    assert (
+        abs(flipper.mean() - dataset["flipper_length_mm"].mean())
+        < dataset["flipper_length_mm"].std()
+    )
+
+
+def test_labels_mode_labels_every_unlabeled_prediction(setup: Setup) -> None:
+    if setup.count() == 0:
+        setup.backend.invoke(
+            [{"island": "Biscoe", "flipper_length_mm": 220.0, "body_mass_g": 5000.0}] * 60
+        )
+    unlabeled = setup.query("SELECT id FROM predictions WHERE ground_truth IS NULL")
+    assert unlabeled
+
+    result = setup.run(mode="labels", ground_truth_quality=0.8)
+
+    assert result.successful, result.describe()
+    assert result.run["start"].task["labeled"].data == len(unlabeled)
+    assert setup.query("SELECT COUNT(*) FROM predictions WHERE ground_truth IS NULL") == [(0,)]
+    labelled = setup.query(
+        "SELECT prediction, ground_truth FROM predictions WHERE id IN "
+        f"({','.join('?' * len(unlabeled))})",
+        *[row[0] for row in unlabeled],
+    )
+    assert {truth for _, truth in labelled} <= CLASSES
+    agreement = sum(prediction == truth for prediction, truth in labelled) / len(labelled)
+    # Right with probability 0.8: with 60 rows, neither mostly wrong nor all right.
+    assert 0.5 <= agreement < 1.0, agreement
+
+
+def test_an_unknown_mode_fails_clearly(setup: Setup) -> None:
+    before = setup.count()
+
+    result = setup.run(mode="predict")
+
+    assert not result.successful
+    assert "--mode must be one of" in result.output, result.describe()
+    assert "'predict'" in result.output
+    assert setup.count() == before
+
+
+def test_labels_by_id_the_documented_way(setup: Setup) -> None:
+    """README: `Local(config).label_by_id({"<id>": "Adelie", ...})`, from anywhere."""
+    if setup.count() < 3:
+        setup.backend.invoke([{"island": "Dream"}] * 3)
+    ids = [identifier for identifier, _, _ in setup.newest(3)]
+    truth = dict(zip(ids, ["Adelie", "Chinstrap", "Gentoo"], strict=True))
+    code = (
+        "from common.config import load_project_configuration\n"
+        "from inference.backend import Local\n"
+        f"config = load_project_configuration({str(setup.config)!r})\n"
+        f"print('LABELLED', Local(config['backend']).label_by_id({truth!r}))\n"
+    )
+    other = {"f" * 32: "Adelie"}  # Unknown ids match nothing.
+    code += f"print('UNKNOWN', Local(config['backend']).label_by_id({other!r}))\n"
+
+    process = run_python(code)
+
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "LABELLED 3" in process.stdout and "UNKNOWN 0" in process.stdout, process.stdout
+    marks = ",".join("?" * len(ids))
+    stored = dict(
+        setup.query(f"SELECT id, ground_truth FROM predictions WHERE id IN ({marks})", *ids)
+    )
+    assert stored == truth
