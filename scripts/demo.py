@@ -10,6 +10,7 @@ end the demo prints where to look. The model server keeps running (stop it with
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,16 @@ def run(flow: str, config: str, *args: str) -> None:
     print(f"<== {flow} finished in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def stop_serving(config: str) -> None:
+    """Stop what the config's backend serves (its server, or its endpoint)."""
+    from common.config import load_project_configuration
+    from common.pipeline import build_backend
+
+    settings = load_project_configuration(config)["backend"]
+    build_backend(settings["module"], settings).stop()
+    print("\n==> Stopped serving.")
+
+
 def latest_alerts() -> list[str]:
     """The alerts of the newest monitoring run."""
     from metaflow import Flow, namespace
@@ -46,7 +57,8 @@ def main() -> int:
     parser.add_argument("--samples", default="200", help="rows of traffic per round")
     parser.add_argument("--stop-server", action="store_true", help="stop serving at the end")
     options = parser.parse_args()
-    config = options.config
+    config = str(Path(options.config).resolve())
+    os.chdir(ROOT)  # Relative paths in the config (database, state) are the project's.
 
     run("training", config, "--training-epochs", options.training_epochs, "--folds", options.folds)
     run("deployment", config)
@@ -58,7 +70,7 @@ def main() -> int:
         rounds[name] = latest_alerts()
 
     if options.stop_server:
-        subprocess.run([sys.executable, "-m", "inference.local", "stop"], cwd=ROOT, check=False)
+        stop_serving(config)
 
     print("\n==> Demo finished.")
     for name, alerts in rounds.items():

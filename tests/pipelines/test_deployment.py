@@ -205,7 +205,7 @@ def test_a_broken_version_is_rolled_back(setup: Setup, mlflow_client: Any) -> No
     assert not result.successful
     assert result.status == "failed", result.describe()
     # The message says what was deployed, what went wrong and what serves now.
-    assert f"Deploying version {broken} failed" in result.output, result.describe()
+    assert f"Version {broken} failed its smoke test" in result.output, result.describe()
     assert f"rolled back to {champion}" in result.output, result.describe()
     assert "confidence" in result.output, result.describe()
 
