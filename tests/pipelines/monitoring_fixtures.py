@@ -1,0 +1,317 @@
+"""Runs of the monitoring pipeline on real captures, shared by the monitoring test files.
+
+Imported explicitly (`import monitoring_fixtures`) by tests/pipelines/test_monitoring.py
+and tests/pipelines/test_cards_render.py; the runs are made once per test session (the
+module is imported once) and only when a test asks for them.
+
+Production data is made as the system makes it, without a model server: rows from
+`common.traffic.sample_requests` (the traffic pipeline's sampler, normal or drifted)
+are stored through `inference.capture.CaptureStore` with the true species as the
+prediction, then labelled through `inference.backend.Local.label` (simulated ground
+truth, right with a given probability) or `label_by_id`.
+
+The monitored model, `MODEL_NAME`, is registered as the training pipeline's `register`
+step does it, in a run that logged its training data with `common.tracking.
+log_training_data`: 250 of the dataset's 344 rows, so the reference the pipeline uses
+can be told apart from the dataset. Its version carries the `champion` alias, which the
+pipeline monitors when nothing serves.
+
+Every scenario has its own directory under the session directory (config, capture
+database, server state dir; the backend target is a free port of 127.0.0.1 nobody
+listens on).
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conftest import (
+    LOCAL_CONFIG,
+    PENGUINS_CSV,
+    REPO_ROOT,
+    FlowRequest,
+    FlowResult,
+    ensure_experiment,
+    session_directory,
+)
+
+MONITORING_FLOW = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
+MODEL_NAME = "monitoring-tests"
+UNREGISTERED_MODEL = "monitoring-tests-unregistered"
+REGISTRATION_EXPERIMENT = "monitoring-tests-training"
+MONITORING_EXPERIMENT = "monitoring"
+TRAINING_ROWS = 250  # of the dataset's 344: the logged training data is not the CSV
+LABELLED_ROWS = 300
+GOOD_LABELS = 0.9
+BAD_LABELS = 0.3
+
+# Scenarios run in two batches: the second one's history must follow the first's.
+FIRST_BATCH = ("empty", "normal", "drifted")
+SECOND_BATCH = ("low_accuracy", "fail_on_alert")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now (never 8080)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port != 8080:
+            return port
+
+
+def project_schema() -> Any:
+    from common.config import load_project_configuration
+    from common.data import DatasetSchema
+
+    return DatasetSchema.from_config(load_project_configuration(LOCAL_CONFIG)["dataset"])
+
+
+def penguins() -> Any:
+    """The dataset as the pipelines load it in development (cleaned, shuffled with 42)."""
+    from common.data import load_dataset
+
+    return load_dataset(PENGUINS_CSV, project_schema(), 42)
+
+
+# --- configuration, captures, labels -------------------------------------------------------
+
+
+@dataclass
+class Place:
+    """Where one scenario's backend keeps its things."""
+
+    directory: Path
+    model_name: str = MODEL_NAME
+    target: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.target = self.target or f"http://127.0.0.1:{free_port()}/invocations"
+
+    @property
+    def database(self) -> Path:
+        return self.directory / "capture.db"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.directory / "serving"
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "project.yml"
+
+    def backend_settings(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "database": str(self.database),
+            "state-dir": str(self.state_dir),
+        }
+
+    def write_config(self) -> Path:
+        """config/local.yml with this place's backend and model name."""
+        import yaml
+
+        config = yaml.safe_load(LOCAL_CONFIG.read_text())
+        config["backend"] = {**config["backend"], **self.backend_settings()}
+        config["model"] = {"name": self.model_name}
+        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.config
+
+    def backend(self) -> Any:
+        from inference.backend import Local
+
+        return Local(config=self.backend_settings())
+
+    def capture(
+        self, data: Any, rows: int, *, drift: bool, seed: int, version: str | None
+    ) -> dict[str, str]:
+        """Store `rows` predictions of traffic (drifted or not); return id -> true species.
+
+        The prediction is the true species, so the labels decide the accuracy.
+        """
+        from common.traffic import sample_requests
+        from inference.capture import CaptureStore
+
+        schema = project_schema()
+        requests = sample_requests(data, schema, rows, drift=drift, seed=seed)
+        # The same draw as sample_requests makes (same size, same seed): the targets.
+        drawn = data.sample(n=rows, replace=rows > len(data), random_state=seed)
+        assert [r["island"] for r in requests] == drawn["island"].tolist()
+        truth = drawn[schema.target].tolist()
+        ids = [uuid.uuid4().hex for _ in range(rows)]
+        store = CaptureStore(str(self.database))
+        try:
+            store.save(ids, requests, truth, [0.9] * rows, version)
+        finally:
+            store.close()
+        return dict(zip(ids, truth, strict=True))
+
+    def label(self, quality: float) -> int:
+        """Simulated ground truth for every unlabelled prediction, through the backend."""
+        return self.backend().label(quality)
+
+    def newest_labelled(self, limit: int) -> list[tuple[str, str]]:
+        """(prediction, ground truth) of the `limit` newest labelled predictions."""
+        with sqlite3.connect(self.database) as connection:
+            return connection.execute(
+                "SELECT prediction, ground_truth FROM predictions "
+                "WHERE ground_truth IS NOT NULL ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+
+    def accuracy(self, limit: int) -> float:
+        rows = self.newest_labelled(limit)
+        return sum(p == t for p, t in rows) / len(rows)
+
+
+# --- the registered model --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    run_id: str
+    training_data: Any  # pandas.DataFrame, as logged
+
+
+def register_model() -> RegisteredModel:
+    """Register `MODEL_NAME` as training.py's `register` step does, with training data."""
+    import mlflow
+
+    from common.tracking import log_training_data
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        """Never loaded here: monitoring reads the version's run, not the model."""
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return ["Adelie"] * len(model_input)
+
+    schema = project_schema()
+    training = penguins().head(TRAINING_ROWS).reset_index(drop=True)
+    mlflow.set_tracking_uri(_tracking_uri())
+    experiment_id = ensure_experiment(REGISTRATION_EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        log_training_data(training, str(PENGUINS_CSV), schema.target)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Constant(),
+            registered_model_name=MODEL_NAME,
+            pip_requirements=["mlflow"],
+        )
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
+    return RegisteredModel(MODEL_NAME, version, run.info.run_id, training)
+
+
+def _tracking_uri() -> str:
+    import os
+
+    return os.environ["MLFLOW_TRACKING_URI"]
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """One monitoring run: its place (config, database), parameters and result."""
+
+    name: str
+    place: Place
+    parameters: dict[str, Any]
+    result: FlowResult | None = None
+
+    @property
+    def run(self) -> Any:
+        assert self.result is not None
+        return self.result.run
+
+    def task(self, step: str) -> Any:
+        assert self.run is not None, f"the {self.name} run did not start"
+        return self.run[step].task
+
+    def data(self, step: str = "end") -> Any:
+        return self.task(step).data
+
+
+@dataclass
+class MonitoringRuns:
+    model: RegisteredModel
+    dataset: Any  # pandas.DataFrame, as the pipeline loads it
+    scenarios: dict[str, Scenario]
+
+    def __getitem__(self, name: str) -> Scenario:
+        return self.scenarios[name]
+
+
+_RUNS: dict[str, Any] = {}
+
+
+def _prepare(root: Path) -> MonitoringRuns:
+    ensure_experiment(MONITORING_EXPERIMENT)
+    model = register_model()
+    data = penguins()
+
+    empty = Place(root / "empty", model_name=UNREGISTERED_MODEL)  # no database at all
+    normal = Place(root / "normal")
+    normal.capture(data, LABELLED_ROWS, drift=False, seed=11, version=model.version)
+    assert normal.label(GOOD_LABELS) == LABELLED_ROWS
+    # Newer predictions without ground truth: monitoring must leave them out.
+    normal.capture(data, 40, drift=False, seed=12, version=model.version)
+
+    drifted = Place(root / "drifted")
+    drifted.capture(data, LABELLED_ROWS, drift=True, seed=13, version=model.version)
+    assert drifted.label(GOOD_LABELS) == LABELLED_ROWS
+
+    low = Place(root / "low_accuracy")
+    # Older, all right; then the newest LABELLED_ROWS with poor labels: `--samples`
+    # LABELLED_ROWS must look at the newest only.
+    old = low.capture(data, 150, drift=False, seed=14, version=model.version)
+    assert low.backend().label_by_id(old) == 150
+    low.capture(data, LABELLED_ROWS, drift=False, seed=15, version=model.version)
+    assert low.label(BAD_LABELS) == LABELLED_ROWS
+
+    scenarios = {
+        "empty": Scenario("empty", empty, {}),
+        # --fail-on-alert on healthy data: no alert, so the run must succeed.
+        "normal": Scenario("normal", normal, {"fail_on_alert": True}),
+        "drifted": Scenario("drifted", drifted, {}),
+        "low_accuracy": Scenario("low_accuracy", low, {"samples": LABELLED_ROWS}),
+        "fail_on_alert": Scenario("fail_on_alert", drifted, {"fail_on_alert": True}),
+    }
+    for scenario in scenarios.values():
+        scenario.place.write_config()
+    return MonitoringRuns(model, data, scenarios)
+
+
+def monitoring_runs(
+    flows_runner: Callable[[dict[str, FlowRequest]], dict[str, FlowResult]],
+    *batches: tuple[str, ...],
+) -> MonitoringRuns:
+    """The scenarios, with the runs of `batches` made (once per session, batch by batch)."""
+    if "runs" not in _RUNS:
+        _RUNS["runs"] = _prepare(session_directory() / "monitoring-tests")
+    runs: MonitoringRuns = _RUNS["runs"]
+    for batch in batches:
+        if batch == SECOND_BATCH:  # its history follows the first batch's runs
+            monitoring_runs(flows_runner, FIRST_BATCH)
+        pending = [name for name in batch if runs[name].result is None]
+        if not pending:
+            continue
+        requests = {
+            name: FlowRequest(
+                MONITORING_FLOW, dict(runs[name].parameters), config=runs[name].place.config
+            )
+            for name in pending
+        }
+        for name, result in flows_runner(requests).items():
+            runs[name].result = result
+    return runs

@@ -1,0 +1,220 @@
+"""The monitoring pipeline's cards, rendered by a real browser: headless Chromium.
+
+An Evidently report is a page of data and a React application that draws it; a card
+that is only the page's source proves nothing about what a person sees. Each card's
+HTML is written to a file and loaded in Debian's `chromium` (installed by .ci/run; no
+browser is downloaded at run time) with every host name unresolvable, so the page must
+be self-contained. The DOM Chromium dumps after running the scripts must hold the
+report's content, drawn (Material UI elements, the figures, the column names), and
+neither Metaflow's error card nor the HTML card's "no html specified" placeholder.
+
+The runs are those of monitoring_fixtures.py (shared with test_monitoring.py).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import monitoring_fixtures as mf
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+RENDER_TIMEOUT = 180  # seconds for one page, on a loaded machine
+FEATURES = mf.project_schema().features
+SHIFTED = mf.project_schema().numeric_features[0]
+NO_DATA = "No production data with ground truth yet"
+BROKEN_CARD_MARKERS = ("Card Render Failed", "Error Card", "no html specified")
+
+
+def find_chromium() -> str:
+    """Chromium's path; a missing browser fails the tests (CI installs it), never skips."""
+    path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if path is None:
+        pytest.fail(
+            f"Chromium is not installed ({CHROMIUM} not found, no `chromium` on PATH). "
+            "The card rendering tests need Debian's package: "
+            "`apt-get install -y --no-install-recommends chromium` (.ci/run installs it).",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return find_chromium()
+
+
+@pytest.fixture(scope="module")
+def runs(flows_runner: Callable[..., Any]) -> mf.MonitoringRuns:
+    return mf.monitoring_runs(flows_runner, mf.FIRST_BATCH)
+
+
+@dataclass
+class Rendered:
+    dom: str  # the DOM after the page's scripts ran
+    text: str  # its visible text, whitespace collapsed
+
+    def count(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.dom))
+
+
+def visible_text(dom: str) -> str:
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S | re.I)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", body))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def render(chromium: str, page: str, directory: Path, name: str) -> Rendered:
+    """Load `page` (HTML text) from a file in headless Chromium; return the final DOM."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.html"
+    path.write_text(page, encoding="utf-8")
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        # No network: the card must carry everything it needs.
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={directory / f'{name}-profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        path.as_uri(),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=RENDER_TIMEOUT, check=False
+    )
+    assert result.returncode == 0, f"chromium exited {result.returncode}:\n{result.stderr[-3000:]}"
+    assert "<body" in result.stdout, f"chromium dumped no DOM:\n{result.stderr[-3000:]}"
+    rendered = Rendered(result.stdout, visible_text(result.stdout))
+    for marker in BROKEN_CARD_MARKERS:
+        assert marker not in rendered.text, f"{name}: the page shows {marker!r}"
+    return rendered
+
+
+def card_html(scenario: mf.Scenario, step: str, card_type: str) -> str:
+    from metaflow.cards import get_cards
+
+    cards = list(get_cards(scenario.task(step)))
+    assert [card.type for card in cards] == [card_type], (
+        f"{scenario.name}/{step}: cards {[card.type for card in cards]}"
+    )
+    return cards[0].get()
+
+
+def evidently_card(
+    chromium: str, runs: mf.MonitoringRuns, scenario: str, step: str, directory: Path
+) -> Rendered:
+    page = card_html(runs[scenario], step, "html")
+    rendered = render(chromium, page, directory, f"{scenario}-{step}")
+    # Drawn by React with Material UI: the source has none of these elements.
+    assert rendered.count(r'class="Mui') >= 20, rendered.text[:2000]
+    assert rendered.count(r'class="Mui') > page.count('class="Mui') + 20
+    assert NO_DATA not in rendered.text
+    return rendered
+
+
+def test_chromium_is_installed() -> None:
+    chromium = find_chromium()
+    version = subprocess.run(
+        [chromium, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert version.returncode == 0 and "Chromium" in version.stdout, version
+
+
+def test_drift_card_renders_the_per_column_drift(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    rendered = evidently_card(chromium, runs, "normal", "data_drift_report", tmp_path)
+    assert "Dataset Drift" in rendered.text
+    assert "Drifted Columns" in rendered.text
+    assert "0 Drifted Columns" in rendered.text, rendered.text[:2000]
+    for column in FEATURES:
+        assert f"{column} " in rendered.text, column
+    assert "Wasserstein" in rendered.text
+
+
+def test_drift_card_of_drifted_traffic_shows_the_drifted_column(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    rendered = evidently_card(chromium, runs, "drifted", "data_drift_report", tmp_path)
+    assert "1 Drifted Columns" in rendered.text, rendered.text[:2000]
+    assert "Dataset Drift is detected" in rendered.text
+    # The table row of the shifted column says so; no other column's does.
+    assert re.search(rf"{SHIFTED} num Detected", rendered.text), rendered.text[:3000]
+    for column in FEATURES:
+        if column != SHIFTED:
+            assert not re.search(rf"{column} (num|cat) Detected", rendered.text), column
+
+
+def test_summary_card_renders_every_column(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    rendered = evidently_card(chromium, runs, "normal", "data_summary_report", tmp_path)
+    for column in FEATURES:
+        assert column in rendered.text, column
+    assert "missing" in rendered.text
+    assert "Duplicated row count" in rendered.text
+    # Distributions are drawn as Plotly charts (SVG), not left as data.
+    assert rendered.count(r'class="main-svg"') >= len(FEATURES), rendered.dom[:2000]
+
+
+def test_classification_card_renders_the_accuracy(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    rendered = evidently_card(chromium, runs, "normal", "classification_report", tmp_path)
+    assert "Accuracy" in rendered.text
+    assert "Confusion Matrix" in rendered.text
+    for species in ("Adelie", "Chinstrap", "Gentoo"):
+        assert species in rendered.text, species
+    accuracy = runs["normal"].data().accuracy
+    shown = [float(x) for x in re.findall(r"(\d\.\d+) Accuracy", rendered.text)]
+    assert shown, rendered.text[:2000]
+    assert shown[0] == pytest.approx(accuracy, abs=0.01)
+    assert rendered.count(r'class="main-svg"') >= 1
+
+
+@pytest.mark.parametrize(
+    "step", ["data_summary_report", "data_drift_report", "classification_report"]
+)
+def test_cards_without_production_data_say_so(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path, step: str
+) -> None:
+    page = card_html(runs["empty"], step, "html")
+    rendered = render(chromium, page, tmp_path, f"empty-{step}")
+    assert NO_DATA in rendered.text
+
+
+def test_end_card_renders_the_history(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    page = card_html(runs["normal"], "end", "default")
+    rendered = render(chromium, page, tmp_path, "normal-end")
+    assert "Monitoring" in rendered.text
+    assert "No alerts" in rendered.text
+    assert "History" in rendered.text, rendered.text[:2000]
+    # The history chart is an image in the page, drawn from the run's figures.
+    assert re.search(r'<img[^>]+src="data:image/png;base64,', rendered.dom)
+    assert "accuracy" in rendered.text
+
+
+def test_end_card_of_drifted_traffic_shows_the_alert(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    page = card_html(runs["drifted"], "end", "default")
+    rendered = render(chromium, page, tmp_path, "drifted-end")
+    assert "ALERTS" in rendered.text
+    assert f"Data drift detected in {SHIFTED}" in rendered.text
+    assert "History" in rendered.text

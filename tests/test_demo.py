@@ -1,0 +1,214 @@
+"""`scripts/demo.py` end to end: train, deploy, traffic, labels, monitor, drifted round.
+
+The demo runs as a user runs it (`uv run just demo` calls `python scripts/demo.py`),
+in a subprocess, at small settings, in an environment of its own that starts empty like
+a clean checkout: its own MLflow store and artifact root, Metaflow datastore, cards and
+home, a config whose backend serves on a free port of 127.0.0.1 with the capture
+database and server state in a temporary directory. It takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO = REPO_ROOT / "scripts" / "demo.py"
+LOCAL_CONFIG = REPO_ROOT / "config" / "local.yml"
+SAMPLES = 200  # rows per round; 150 would leave the accuracy alert a 3-sigma event
+DEMO_TIMEOUT = 1800  # seconds; about 7 minutes on a loaded two-core machine
+SHIFTED = "culmen_length_mm"  # the first numeric feature of config/local.yml
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port != 8080:
+            return port
+
+
+@dataclass
+class Demo:
+    root: Path
+    config: Path
+    port: int
+    process: subprocess.CompletedProcess[str]
+    server_after: object  # inference.local.ServerState, or None
+    answering_after: bool
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "serving"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "capture.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def describe(self) -> str:
+        return (
+            f"exit code {self.process.returncode}\n--- stdout (end) ---\n"
+            f"{self.process.stdout[-8000:]}\n--- stderr (end) ---\n{self.process.stderr[-4000:]}"
+        )
+
+
+def demo_environment(root: Path) -> dict[str, str]:
+    """The caller's environment with every MLflow and Metaflow location under `root`."""
+    datastore = root / "metaflow"
+    cards = datastore / ".metaflow" / "mf.cards"
+    cards.parent.mkdir(parents=True, exist_ok=True)
+    if not cards.exists():
+        cards.symlink_to(".", target_is_directory=True)  # as tests/conftest.py does
+    (root / "metaflow-home").mkdir(exist_ok=True)
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MLFLOW_", "METAFLOW_", "_MLFLOW_", "SERVING_"))
+    }
+    environment.update(
+        {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            # Experiments the pipelines create keep their artifacts here, not in ./mlruns.
+            "_MLFLOW_SERVER_ARTIFACT_ROOT": str(root / "mlartifacts"),
+            "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(datastore),
+            "METAFLOW_CARD_LOCALROOT": str(cards),
+            "METAFLOW_HOME": str(root / "metaflow-home"),
+            "METAFLOW_USER": "demo-test",
+            "KERAS_BACKEND": "jax",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return environment
+
+
+def write_config(root: Path, port: int) -> Path:
+    import yaml
+
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["backend"] = {
+        **config["backend"],
+        "target": f"http://127.0.0.1:{port}/invocations",
+        "database": str(root / "capture.db"),
+        "state-dir": str(root / "serving"),
+    }
+    path = root / "demo.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    from inference.local import LocalServer, ping
+
+    root = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    config = write_config(root, port)
+    command = [
+        sys.executable, str(DEMO),
+        "--config", str(config),
+        "--training-epochs", "5",
+        "--folds", "2",
+        "--samples", str(SAMPLES),
+        "--stop-server",
+    ]  # fmt: skip
+    server = LocalServer(root / "serving")
+    try:
+        process = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env=demo_environment(root),
+            capture_output=True,
+            text=True,
+            timeout=DEMO_TIMEOUT,
+            check=False,
+        )
+        yield Demo(
+            root,
+            config,
+            port,
+            process,
+            server_after=server.state(),
+            answering_after=ping(f"http://127.0.0.1:{port}/invocations"),
+        )
+    finally:
+        server.stop()  # whatever the demo left behind
+
+
+def test_demo_succeeds(demo: Demo) -> None:
+    assert demo.process.returncode == 0, demo.describe()
+
+
+def test_demo_reports_no_alert_for_normal_traffic(demo: Demo) -> None:
+    lines = demo.process.stdout.splitlines()
+    normal = [line for line in lines if line.strip().startswith("normal traffic:")]
+    assert normal, demo.describe()
+    assert normal[-1].split(":", 1)[1].strip() == "no alerts", normal
+
+
+def test_demo_reports_the_drift_alert_naming_the_column(demo: Demo) -> None:
+    lines = demo.process.stdout.splitlines()
+    drifted = [line for line in lines if line.strip().startswith("drifted traffic:")]
+    assert drifted, demo.describe()
+    message = drifted[-1].split(":", 1)[1]
+    assert "drift" in message.lower() and SHIFTED in message, drifted
+    assert "no alerts" not in message
+
+
+def test_demo_ends_by_saying_where_to_look(demo: Demo) -> None:
+    tail = demo.process.stdout[demo.process.stdout.rfind("Demo finished") :]
+    assert "Demo finished" in tail, demo.describe()
+    for command in ("just mlflow", "just cards"):
+        assert command in tail, command
+
+
+def test_demo_shows_progress(demo: Demo) -> None:
+    output = demo.process.stdout + demo.process.stderr
+    assert re.search(r"fold 1 of 2", output, re.I), "no fold progress"
+    assert f"Sent {SAMPLES} of {SAMPLES} rows" in output, "no traffic progress"
+    assert re.search(r"Labelled \d+ predictions", output), "no labelling progress"
+
+
+def test_demo_leaves_no_server_running(demo: Demo) -> None:
+    assert demo.server_after is None, (
+        f"--stop-server left the model server of {demo.state_dir} running: "
+        f"{demo.server_after}\n{demo.describe()[-3000:]}"
+    )
+    assert not demo.answering_after, f"something still answers on port {demo.port}"
+
+
+def test_demo_kept_its_state_where_configured(demo: Demo) -> None:
+    """Captures in the configured database, runs in the isolated MLflow store."""
+    import mlflow
+
+    assert demo.database.exists(), "no capture database where the config says"
+    with sqlite3.connect(demo.database) as connection:
+        total, labelled = connection.execute(
+            "SELECT COUNT(*), COUNT(ground_truth) FROM predictions"
+        ).fetchone()
+    assert total >= 2 * SAMPLES and labelled == total
+
+    client = mlflow.MlflowClient(demo.tracking_uri, registry_uri=demo.tracking_uri)
+    versions = client.search_model_versions("name = 'penguins'")
+    assert len(versions) == 1, versions
+    experiment = client.get_experiment_by_name("monitoring")
+    assert experiment is not None
+    assert experiment.artifact_location.startswith(str(demo.root / "mlartifacts")) or (
+        experiment.artifact_location.startswith(f"file://{demo.root / 'mlartifacts'}")
+    ), experiment.artifact_location
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [run.data.tags.get("alert") for run in runs] == ["False", "True"]
+    assert [run.data.metrics["drift_detected"] for run in runs] == [0.0, 1.0]
