@@ -57,7 +57,6 @@ def log_cross_validation(
             Metric("test_loss", float(loss), timestamp, 0),
         ]
         client.log_batch(run_id, metrics=metrics)
-        client.set_terminated(run_id, status="FINISHED")
     client.log_batch(
         parent_run_id,
         metrics=[

@@ -60,11 +60,10 @@ class Model(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["target_transformer"], "rb") as file:
             target_transformer = pickle.load(file)
         self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
-        if not self.features.verify(self._sample()):
+        sample = self.features.validate(self._sample())
+        if not self.features.verify(sample):
             logger.warning("Feature transformer not compiled; using scikit-learn (slower).")
-
-        sample = self.features.transform(self.features.validate(self._sample()))
-        self.forward = build_forward(self.model, sample)
+        self.forward = build_forward(self.model, self.features.transform(sample))
 
         self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
         self.model_version = os.environ.get("SERVING_MODEL_VERSION")
@@ -85,12 +84,9 @@ class Model(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         """Predict rows of `model_input` (DataFrame or records); see the module docstring."""
-        if isinstance(model_input, pd.DataFrame):
-            count = len(model_input)
-        else:
+        if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-            count = len(model_input)
-        if count == 0:
+        if len(model_input) == 0:
             return pd.DataFrame({name: [] for name in OUTPUT_COLUMNS})
         try:
             columns = self.features.validate(model_input, self.max_rows)
