@@ -226,3 +226,12 @@ class Local(Backend):
             return store.label(ground_truth)
         finally:
             store.close()
+
+
+def __getattr__(name: str) -> type:
+    """`backend.Sagemaker` lives in its own module, imported only when asked for."""
+    if name == "Sagemaker":
+        from inference.sagemaker import Sagemaker
+
+        return Sagemaker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

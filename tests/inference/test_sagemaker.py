@@ -1,0 +1,524 @@
+"""The SageMaker backend against moto running as a server process on 127.0.0.1.
+
+moto implements SageMaker's create/describe/delete calls and tags, S3, STS and ECR. It
+does not implement `UpdateEndpoint`, so the update path is checked with botocore's
+`Stubber` on the SageMaker client: the exact requests are asserted, S3 stays on moto.
+moto writes no capture files either: the tests write them, in SageMaker's format.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from inference.aws import client_config
+from inference.backend import BackendError
+from inference.sagemaker import Sagemaker, capture_record, hour_prefix
+
+BUCKET = "penguins-test"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
+ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
+SETTINGS = {
+    "module": "backend.Sagemaker",
+    "target": "penguins-test",
+    "data-capture-uri": f"s3://{BUCKET}/datastore",
+    "ground-truth-uri": f"s3://{BUCKET}/ground-truth",
+    "region": "us-east-1",
+    "execution-role": ROLE,
+    "image": IMAGE,
+}
+ROW = {
+    "island": "Biscoe", "culmen_length_mm": 48.0, "culmen_depth_mm": 15.0,
+    "flipper_length_mm": 220.0, "body_mass_g": 5200.0, "sex": "MALE",
+}  # fmt: skip
+
+
+@pytest.fixture
+def aws(moto_server: Any) -> Any:
+    """A fresh moto with the bucket the settings name."""
+    moto_server.reset()
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return moto_server
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """Stands in for a downloaded MLflow model: the backend only archives it."""
+    model = tmp_path / "model"
+    (model / "artifacts").mkdir(parents=True)
+    (model / "MLmodel").write_text("flavors: {python_function: {}}\n")
+    (model / "artifacts" / "weights.bin").write_bytes(b"\x00" * 16)
+    return model
+
+
+def sagemaker_client() -> Any:
+    return boto3.client("sagemaker", region_name="us-east-1")
+
+
+def write_captures(
+    variant: str, when: datetime, events: list[tuple[str, list[dict], list[dict]]]
+) -> str:
+    """One capture file as SageMaker writes it: <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/."""
+    key = (
+        f"datastore/{SETTINGS['target']}/{variant}/{hour_prefix(when)}/"
+        f"{when:%M-%S}-000-{when.timestamp():.0f}.jsonl"
+    )
+    body = "\n".join(
+        capture_record(event_id, when + timedelta(seconds=i), rows, predictions)
+        for i, (event_id, rows, predictions) in enumerate(events)
+    )
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+    return key
+
+
+def answers(*classes: str, prefix: str = "p") -> list[dict]:
+    return [
+        {"prediction": name, "confidence": 0.9, "id": f"{prefix}{i}"}
+        for i, name in enumerate(classes)
+    ]
+
+
+# --- deploying -----------------------------------------------------------------------
+
+
+def test_deploy_creates_a_capturing_endpoint_tagged_with_the_version(
+    aws: Any, model_dir: Path
+) -> None:
+    backend = Sagemaker(SETTINGS)
+    assert backend.deployed_version() is None
+
+    assert backend.deploy(str(model_dir), "1") is True
+
+    sagemaker = sagemaker_client()
+    endpoint = sagemaker.describe_endpoint(EndpointName="penguins-test")
+    assert endpoint["EndpointStatus"] == "InService"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == 100
+    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/datastore"
+    assert {option["CaptureMode"] for option in capture["CaptureOptions"]} == {"Input", "Output"}
+    assert capture["CaptureContentTypeHeader"] == {"JsonContentTypes": ["application/json"]}
+    (variant,) = config["ProductionVariants"]
+    assert variant["VariantName"] == "version-1"
+
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["PrimaryContainer"]["Environment"]["SERVING_MODEL_VERSION"] == "1"
+    tags = {
+        t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
+    }
+    assert tags == {"model_version": "1", "endpoint": "penguins-test"}
+    assert backend.deployed_version() == "1"
+
+    # SageMaker unpacks model.tar.gz into /opt/ml/model: MLmodel must be at its root.
+    data = model["PrimaryContainer"]["ModelDataUrl"]
+    assert data == f"s3://{BUCKET}/models/penguins-test/1/model.tar.gz"
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=data.removeprefix(f"s3://{BUCKET}/"))[
+        "Body"
+    ]
+    with tarfile.open(fileobj=io.BytesIO(body.read())) as archive:
+        assert sorted(archive.getnames()) == ["MLmodel", "artifacts", "artifacts/weights.bin"]
+
+
+def test_deploying_the_serving_version_again_changes_nothing(
+    aws: Any, model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = Sagemaker(SETTINGS)
+    backend.deploy(str(model_dir), "1")
+    models_before = sagemaker_client().list_models()["Models"]
+
+    with caplog.at_level(logging.INFO):
+        assert backend.deploy(str(model_dir), "1") is False
+
+    assert sagemaker_client().list_models()["Models"] == models_before
+    assert "already serves version 1" in caplog.text
+
+
+def test_the_default_image_is_mlflows_in_the_accounts_ecr(aws: Any) -> None:
+    settings = {key: value for key, value in SETTINGS.items() if key != "image"}
+    backend = Sagemaker(settings)
+    with pytest.raises(BackendError, match="build-and-push-container"):
+        backend.image()
+    uri = boto3.client("ecr").create_repository(repositoryName="mlflow-pyfunc")["repository"][
+        "repositoryUri"
+    ]
+    import mlflow
+
+    assert backend.image() == f"{uri}:{mlflow.__version__}"
+
+
+def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
+    aws: Any, model_dir: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    role = boto3.client("iam").create_role(
+        RoleName="deployer", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+    )["Role"]["Arn"]
+    settings = {**SETTINGS, "assume-role": role}
+    del settings["execution-role"]
+    backend = Sagemaker(settings)
+
+    with caplog.at_level(logging.DEBUG):
+        backend.deploy(str(model_dir), "1")
+        backend.deployed_version()
+
+    identity = backend.client("sts").get_caller_identity()["Arn"]
+    assert ":assumed-role/deployer/" in identity
+    model_name = sagemaker_client().list_models()["Models"][0]["ModelName"]
+    assert sagemaker_client().describe_model(ModelName=model_name)["ExecutionRoleArn"] == role
+    credentials = backend._session.get_credentials().get_frozen_credentials()
+    logged = caplog.text + "".join(capsys.readouterr())
+    for secret in (credentials.secret_key, credentials.token, "testing"):
+        assert secret not in logged
+
+
+# --- updating (UpdateEndpoint is not in moto: exact requests through Stubber) ---------
+
+
+def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
+    aws: Any, model_dir: Path
+) -> None:
+    backend = Sagemaker({**SETTINGS, "wait-seconds": 60})
+    client = sagemaker_client()
+    backend._clients["sagemaker"] = client
+    endpoint = {
+        "EndpointName": "penguins-test",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/penguins-test",
+        "EndpointConfigName": "penguins-test-v1-old",
+        "EndpointStatus": "InService",
+        "CreationTime": datetime(2026, 1, 1),
+        "LastModifiedTime": datetime(2026, 1, 1),
+    }
+    old_config = {
+        "EndpointConfigName": "penguins-test-v1-old",
+        "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/x",
+        "ProductionVariants": [{"VariantName": "version-1", "ModelName": "penguins-test-v1-old"}],
+        "CreationTime": datetime(2026, 1, 1),
+    }
+    model_arn = "arn:aws:sagemaker:us-east-1:123456789012:model/penguins-test-v1-old"
+    name = {"EndpointName": "penguins-test"}
+
+    with Stubber(client) as stub:
+        # What serves now: version 1.
+        stub.add_response("describe_endpoint", endpoint, name)
+        stub.add_response("describe_endpoint", endpoint, name)
+        stub.add_response(
+            "describe_endpoint_config", old_config, {"EndpointConfigName": "penguins-test-v1-old"}
+        )
+        stub.add_response(
+            "describe_model",
+            {"ModelName": "penguins-test-v1-old", "ModelArn": model_arn,
+             "CreationTime": datetime(2026, 1, 1)},
+            {"ModelName": "penguins-test-v1-old"},
+        )  # fmt: skip
+        stub.add_response(
+            "list_tags",
+            {"Tags": [{"Key": "model_version", "Value": "1"}]},
+            {"ResourceArn": model_arn},
+        )
+        # The new model and config, named after the endpoint, version 2 and the time.
+        tags = [
+            {"Key": "endpoint", "Value": "penguins-test"},
+            {"Key": "model_version", "Value": "2"},
+        ]
+        stub.add_response(
+            "create_model",
+            {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/new"},
+            {
+                "ModelName": ANY,
+                "PrimaryContainer": {
+                    "Image": IMAGE,
+                    "ModelDataUrl": f"s3://{BUCKET}/models/penguins-test/2/model.tar.gz",
+                    "Environment": {
+                        "MLFLOW_DEPLOYMENT_FLAVOR_NAME": "python_function",
+                        "SERVING_ENVIRONMENT": "SageMaker",
+                        "SERVING_MODEL_VERSION": "2",
+                    },
+                },
+                "ExecutionRoleArn": ROLE,
+                "Tags": tags,
+            },
+        )
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/new"},
+            {
+                "EndpointConfigName": ANY,
+                "ProductionVariants": [
+                    {
+                        "VariantName": "version-2",
+                        "ModelName": ANY,
+                        "InitialInstanceCount": 1,
+                        "InstanceType": "ml.m5.large",
+                        "InitialVariantWeight": 1.0,
+                    }
+                ],
+                "DataCaptureConfig": backend.data_capture_config(),
+                "Tags": tags,
+            },
+        )
+        # Blue/green: the new fleet takes all the traffic once it is healthy.
+        stub.add_response(
+            "update_endpoint",
+            {"EndpointArn": endpoint["EndpointArn"]},
+            {
+                "EndpointName": "penguins-test",
+                "EndpointConfigName": ANY,
+                "DeploymentConfig": {
+                    "BlueGreenUpdatePolicy": {
+                        "TrafficRoutingConfiguration": {
+                            "Type": "ALL_AT_ONCE",
+                            "WaitIntervalInSeconds": 0,
+                        },
+                        "TerminationWaitInSeconds": 0,
+                        "MaximumExecutionTimeoutInSeconds": 600,
+                    }
+                },
+            },
+        )
+        stub.add_response("describe_endpoint", {**endpoint, "EndpointStatus": "InService"}, name)
+        # The resources the update made obsolete.
+        stub.add_response(
+            "describe_endpoint_config", old_config, {"EndpointConfigName": "penguins-test-v1-old"}
+        )
+        stub.add_response(
+            "delete_endpoint_config", {}, {"EndpointConfigName": "penguins-test-v1-old"}
+        )
+        stub.add_response("delete_model", {}, {"ModelName": "penguins-test-v1-old"})
+
+        assert backend.deploy(str(model_dir), "2") is True
+        stub.assert_no_pending_responses()
+
+
+def test_a_failed_update_removes_what_it_created_and_says_why(aws: Any, model_dir: Path) -> None:
+    backend = Sagemaker({**SETTINGS, "wait-seconds": 15})
+    client = sagemaker_client()
+    backend._clients["sagemaker"] = client
+    endpoint = {
+        "EndpointName": "penguins-test", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/p",
+        "EndpointConfigName": "old", "EndpointStatus": "InService",
+        "CreationTime": datetime(2026, 1, 1), "LastModifiedTime": datetime(2026, 1, 1),
+    }  # fmt: skip
+    name = {"EndpointName": "penguins-test"}
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", endpoint, name)
+        stub.add_response("describe_endpoint", endpoint, name)
+        stub.add_response(
+            "describe_endpoint_config",
+            {"EndpointConfigName": "old", "CreationTime": datetime(2026, 1, 1),
+             "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/old",
+             "ProductionVariants": [{"VariantName": "version-1", "ModelName": "old"}]},
+        )  # fmt: skip
+        stub.add_response(
+            "describe_model",
+            {
+                "ModelName": "old",
+                "ModelArn": "arn:aws:sagemaker:us-east-1:1:model/old",
+                "CreationTime": datetime(2026, 1, 1),
+            },
+        )
+        stub.add_response("list_tags", {"Tags": [{"Key": "model_version", "Value": "1"}]})
+        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/new"})
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/new"},
+        )
+        stub.add_response("update_endpoint", {"EndpointArn": endpoint["EndpointArn"]})
+        failed = {**endpoint, "EndpointStatus": "Failed", "FailureReason": "health check failed"}
+        stub.add_response("describe_endpoint", failed, name)  # the waiter
+        stub.add_response("describe_endpoint", failed, name)  # the error message
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": ANY})
+        stub.add_response("delete_model", {}, {"ModelName": ANY})
+
+        with pytest.raises(BackendError, match=r"did not come into service.*health check failed"):
+            backend.deploy(str(model_dir), "2")
+        stub.assert_no_pending_responses()
+
+
+# --- invoking, capture, labels ---------------------------------------------------------
+
+
+def test_invoke_goes_through_sagemaker_runtime(aws: Any) -> None:
+    predictions = answers("Gentoo")
+    request = urllib.request.Request(
+        f"{aws.url}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps(
+            {
+                "results": [{"Body": json.dumps({"predictions": predictions}),
+                             "ContentType": "application/json"}],
+                "region": "us-east-1",
+            }
+        ).encode(),
+        method="POST",
+    )  # fmt: skip
+    urllib.request.urlopen(request).close()
+    assert Sagemaker(SETTINGS).invoke([ROW]) == {"predictions": predictions}
+
+
+def test_load_reads_captures_newest_first_with_the_local_backends_columns(aws: Any) -> None:
+    start = datetime(2026, 11, 28, 3, 58, tzinfo=UTC)
+    write_captures(
+        "version-1", start, [("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a"))]
+    )
+    write_captures("version-2", start + timedelta(minutes=5), [
+        ("e2", [ROW], answers("Gentoo", prefix="b")),
+        ("e3", [ROW], answers("Chinstrap", prefix="c")),
+    ])  # fmt: skip
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="datastore/other-endpoint/x.jsonl", Body=b"")
+
+    frame = Sagemaker(SETTINGS).load(limit=10)
+
+    assert frame is not None
+    assert list(frame["id"]) == ["c0", "b0", "a0", "a1"]
+    assert list(frame["model_version"]) == ["2", "2", "1", "1"]
+    assert list(frame["prediction"]) == ["Chinstrap", "Gentoo", "Adelie", "Gentoo"]
+    assert frame["ground_truth"].isna().all()
+    expected = set(ROW) | {"prediction", "confidence", "ground_truth", "id", "model_version",
+                           "created_at"}  # fmt: skip
+    assert set(frame.columns) == expected
+    assert str(frame["created_at"].dt.tz) == "UTC"
+    assert len(Sagemaker(SETTINGS).load(limit=2)) == 2
+    assert Sagemaker(SETTINGS).load(limit=10, labeled_only=True) is None
+
+
+def test_load_without_captures_is_none(aws: Any) -> None:
+    assert Sagemaker(SETTINGS).load() is None
+
+
+def test_labels_are_written_per_event_where_model_monitor_reads_them(aws: Any) -> None:
+    when = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
+    write_captures("version-1", when, [
+        ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
+        ("e2", [ROW], answers("Chinstrap", prefix="b")),
+    ])  # fmt: skip
+    backend = Sagemaker(SETTINGS)
+
+    assert backend.label(ground_truth_quality=1.0) == 3
+    assert backend.label(ground_truth_quality=1.0) == 0  # nothing left unlabelled
+
+    s3 = boto3.client("s3")
+    (key,) = [
+        item["Key"]
+        for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="ground-truth/")["Contents"]
+    ]
+    assert key.startswith(f"ground-truth/{hour_prefix(datetime.now(UTC))}/") and key.endswith(
+        ".jsonl"
+    )
+    lines = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    records = {json.loads(line)["eventMetadata"]["eventId"]: json.loads(line) for line in lines}
+    assert set(records) == {"e1", "e2"}
+    assert json.loads(records["e1"]["groundTruthData"]["data"]) == ["Adelie", "Gentoo"]
+
+    frame = backend.load(limit=10, labeled_only=True)
+    assert frame is not None and list(frame["ground_truth"]) == list(frame["prediction"])
+
+
+def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(aws: Any) -> None:
+    write_captures("version-1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
+        ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
+    ])  # fmt: skip
+    backend = Sagemaker(SETTINGS)
+    assert backend.label_by_id({"a1": "Chinstrap", "unknown": "Adelie"}) == 1
+    assert backend.label_by_id({"a0": "Adelie"}) == 1
+
+    frame = backend.load(limit=10, labeled_only=True)
+    assert frame is not None
+    assert dict(zip(frame["id"], frame["ground_truth"], strict=True)) == {
+        "a0": "Adelie", "a1": "Chinstrap",
+    }  # fmt: skip
+    assert backend.ground_truth() == {"e1": ["Adelie", "Chinstrap"]}
+
+
+# --- stopping, errors ------------------------------------------------------------------
+
+
+def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
+    aws: Any, model_dir: Path
+) -> None:
+    backend = Sagemaker(SETTINGS)
+    backend.deploy(str(model_dir), "1")
+    key = write_captures("version-1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
+        ("e1", [ROW], answers("Adelie")),
+    ])  # fmt: skip
+    sagemaker = sagemaker_client()
+    sagemaker.create_model(
+        ModelName="someone-elses", PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=ROLE
+    )
+
+    from inference.sagemaker import main
+
+    config = Path(__file__).parents[2] / "config" / "sagemaker.yml"
+    environment = {"BUCKET": BUCKET, "ENDPOINT_NAME": "penguins-test"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        assert main(["status", "--config", str(config)]) == 0
+        assert main(["delete", "--config", str(config)]) == 0
+        assert main(["status", "--config", str(config)]) == 1
+
+    assert backend.describe_endpoint() is None
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["someone-elses"]
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert keys == [key]  # the captured data stays
+
+
+def test_aws_errors_become_one_clear_message(aws: Any) -> None:
+    backend = Sagemaker({**SETTINGS, "ground-truth-uri": "s3://no-such-bucket/labels"})
+    with pytest.raises(BackendError, match=r"NoSuchBucket.*create it, or fix the S3 URI"):
+        backend.ground_truth()
+
+
+class FlakyAws(BaseHTTPRequestHandler):
+    """Answers ThrottlingException twice, then that the endpoint does not exist."""
+
+    calls = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).calls += 1
+        throttled = type(self).calls <= 2
+        code = "ThrottlingException" if throttled else "ValidationException"
+        message = "Rate exceeded" if throttled else "Could not find endpoint penguins-test."
+        body = json.dumps({"__type": code, "message": message}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_aws() -> Iterator[str]:
+    FlakyAws.calls = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyAws)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_throttling_is_retried_with_backoff(moto_server: Any, flaky_aws: str) -> None:
+    backend = Sagemaker(SETTINGS)
+    backend._clients["sagemaker"] = boto3.client(
+        "sagemaker", endpoint_url=flaky_aws, region_name="us-east-1", config=client_config()
+    )
+    assert backend.deployed_version() is None
+    assert FlakyAws.calls == 3

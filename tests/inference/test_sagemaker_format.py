@@ -1,0 +1,136 @@
+"""SageMaker's capture and ground-truth formats, naming and settings: plain functions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from inference.backend import BackendError
+from inference.sagemaker import (
+    Sagemaker,
+    capture_record,
+    ground_truth_record,
+    hour_prefix,
+    merge_labels,
+    newest_first,
+    parse_capture_record,
+    parse_ground_truth_record,
+    resource_name,
+    variant_version,
+)
+
+SETTINGS = {
+    "module": "backend.Sagemaker",
+    "target": "penguins",
+    "data-capture-uri": "s3://bucket/datastore",
+    "ground-truth-uri": "s3://bucket/ground-truth",
+    "region": "us-east-1",
+}
+ROWS = [
+    {"island": "Biscoe", "flipper_length_mm": 210.0},
+    {"island": "Dream", "flipper_length_mm": 190},
+]
+PREDICTIONS = [
+    {"prediction": "Gentoo", "confidence": 0.9, "id": "a1"},
+    {"prediction": "Chinstrap", "confidence": 0.8, "id": "a2"},
+]
+WHEN = datetime(2026, 11, 28, 4, 5, 6, 789000, tzinfo=UTC)
+
+
+def test_a_capture_record_round_trips() -> None:
+    event = parse_capture_record(capture_record("event-1", WHEN, ROWS, PREDICTIONS), "3")
+    assert event is not None
+    assert (event.event_id, event.model_version) == ("event-1", "3")
+    assert event.inputs == ROWS and event.outputs == PREDICTIONS
+    assert event.inference_time == pytest.approx(WHEN.timestamp())
+    assert [event.row_id(0), event.row_id(1)] == ["a1", "a2"]
+
+
+def test_base64_captures_and_other_request_shapes_are_read() -> None:
+    """SageMaker base64-encodes content types it is not told are JSON."""
+    record = json.loads(capture_record("e", WHEN, ROWS, PREDICTIONS))
+    split = {"dataframe_split": {"columns": ["island"], "data": [["Biscoe"], ["Dream"]]}}
+    section = record["captureData"]["endpointInput"]
+    section["data"] = base64.b64encode(json.dumps(split).encode()).decode()
+    section["encoding"] = "BASE64"
+    event = parse_capture_record(json.dumps(record))
+    assert event is not None and event.inputs == [{"island": "Biscoe"}, {"island": "Dream"}]
+
+
+def test_rows_without_model_ids_are_named_by_event_and_position() -> None:
+    predictions = [{"prediction": "Adelie", "confidence": 0.7}]
+    event = parse_capture_record(capture_record("e9", WHEN, ROWS[:1], predictions))
+    assert event is not None and event.row_id(0) == "e9-0"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "not json",
+        json.dumps({"captureData": {}}),
+        # One prediction for two rows: an error response, not a prediction.
+        capture_record("e", WHEN, ROWS, PREDICTIONS[:1]),
+    ],
+)
+def test_records_that_are_not_predictions_are_skipped(line: str) -> None:
+    assert parse_capture_record(line) is None
+
+
+def test_ground_truth_records_are_what_model_monitor_reads() -> None:
+    record = json.loads(ground_truth_record("event-1", ["Adelie", None]))
+    assert record["eventMetadata"] == {"eventId": "event-1"}
+    assert record["eventVersion"] == "0"
+    assert record["groundTruthData"]["encoding"] == "JSON"
+    assert json.loads(record["groundTruthData"]["data"]) == ["Adelie", None]
+    assert parse_ground_truth_record(json.dumps(record)) == ("event-1", ["Adelie", None])
+    assert parse_ground_truth_record('{"groundTruthData": 1}') is None
+
+
+def test_newer_labels_win_and_nulls_keep_older_ones() -> None:
+    assert merge_labels(["a", None, "c"], [None, "b", "x"]) == ["a", "b", "x"]
+    assert merge_labels([], ["a"]) == ["a"]
+
+
+def test_capture_keys_sort_newest_first_across_variants() -> None:
+    keys = [
+        "datastore/penguins/version-1/2026/11/28/03/59-00-000-a.jsonl",
+        "datastore/penguins/version-2/2026/11/28/04/01-00-000-b.jsonl",
+        "datastore/penguins/version-1/2026/11/28/04/00-30-000-c.jsonl",
+    ]
+    assert [key[-7] for key in newest_first(keys)] == ["b", "c", "a"]
+    assert variant_version(keys[1], "datastore", "penguins") == "2"
+    assert variant_version("datastore/other/version-2/x.jsonl", "datastore", "penguins") is None
+    assert hour_prefix(WHEN) == "2026/11/28/04"
+
+
+def test_resource_names_fit_sagemaker_limits() -> None:
+    name = resource_name("x" * 80, "12", "20261128040506")
+    assert len(name) == 63 and name.endswith("-v12-20261128040506")
+
+
+def test_an_unset_placeholder_is_named() -> None:
+    with pytest.raises(BackendError, match=r"\$\{BUCKET\}.*BUCKET is not set.*export BUCKET="):
+        Sagemaker({**SETTINGS, "data-capture-uri": "s3://${BUCKET}/datastore"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"target": ""}, "backend.target"),
+        ({"target": "bad_name!"}, "not a valid endpoint name"),
+        ({"ground-truth-uri": "/tmp/labels"}, "not an S3 URI"),
+    ],
+)
+def test_wrong_settings_are_refused(change: dict, message: str) -> None:
+    with pytest.raises(BackendError, match=message):
+        Sagemaker({**SETTINGS, **change})
+
+
+def test_building_the_backend_contacts_no_aws() -> None:
+    backend = Sagemaker(SETTINGS)
+    assert backend._clients == {} and backend._session is None
+    assert (backend.capture_bucket, backend.capture_prefix) == ("bucket", "datastore")
+    assert (backend.artifacts_bucket, backend.artifacts_prefix) == ("bucket", "models")

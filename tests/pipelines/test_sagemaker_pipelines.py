@@ -1,0 +1,186 @@
+"""The pipelines with the SageMaker backend, end to end through `metaflow.Runner`, on moto.
+
+`config/sagemaker.yml` is used as users use it: its `${BUCKET}`, `${ENDPOINT_NAME}` and
+`${SAGEMAKER_ROLE}` come from the environment. Only the model name differs (the tiny
+models registered by tests/inference/conftest.py). moto answers `invoke_endpoint` with
+results queued in advance and writes no capture files: the smoke test's answers are
+queued, and captures are written to moto's S3 in SageMaker's format, as if the endpoint
+had served them.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pandas as pd
+import pytest
+import yaml
+from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult
+from test_deployment import load_support
+
+from inference.sagemaker import Sagemaker, capture_record, hour_prefix
+
+DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
+TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
+MONITORING_FLOW = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
+BUCKET = "penguins-pipelines"
+ENDPOINT = "penguins-pipelines"
+ROWS_PER_REQUEST = 10
+REQUESTS = 20
+
+support = load_support()
+
+
+@dataclass
+class SagemakerSetup:
+    config: Path
+    backend: Sagemaker
+    models: Any
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[SagemakerSetup]:
+    """moto with the bucket, ECR repository and role a SageMaker account would have."""
+    moto_server.reset()
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    boto3.client("ecr").create_repository(repositoryName="mlflow-pyfunc")
+    role = boto3.client("iam").create_role(
+        RoleName="sagemaker-pipelines", AssumeRolePolicyDocument=json.dumps({"Version": "1"})
+    )["Role"]["Arn"]
+    models = support.registered_models(session_root, tracking_uri)
+
+    config = yaml.safe_load((REPO_ROOT / "config" / "sagemaker.yml").read_text())
+    config["model"]["name"] = models.name
+    path = session_root / "sagemaker-tests" / "config.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    env = {"BUCKET": BUCKET, "ENDPOINT_NAME": ENDPOINT, "SAGEMAKER_ROLE": role}
+    settings = {
+        **config["backend"],
+        "target": ENDPOINT,
+        "data-capture-uri": f"s3://{BUCKET}/datastore",
+        "ground-truth-uri": f"s3://{BUCKET}/ground-truth",
+        "region": "us-east-1",
+        "assume-role": role,
+    }
+    yield SagemakerSetup(path, Sagemaker(settings), models, env)
+
+
+def queue_endpoint_results(url: str, bodies: list[dict[str, Any]]) -> None:
+    """What moto's `invoke_endpoint` answers next, one body per call."""
+    results = [{"Body": json.dumps(body), "ContentType": "application/json"} for body in bodies]
+    request = urllib.request.Request(
+        f"{url}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps({"results": results, "region": "us-east-1"}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(request).close()
+
+
+def write_production_captures(version: str) -> pd.DataFrame:
+    """REQUESTS requests of ROWS_PER_REQUEST dataset rows, captured as SageMaker does."""
+    data = (
+        pd.read_csv(PENGUINS_CSV)
+        .dropna()
+        .sample(REQUESTS * ROWS_PER_REQUEST, replace=True, random_state=1)
+    )
+    features = data.drop(columns="species")
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    lines = []
+    for number in range(REQUESTS):
+        chunk = slice(number * ROWS_PER_REQUEST, (number + 1) * ROWS_PER_REQUEST)
+        rows = features.iloc[chunk].to_dict("records")
+        predictions = [
+            {"prediction": species, "confidence": 0.95, "id": f"r{number}-{i}"}
+            for i, species in enumerate(data["species"].iloc[chunk])
+        ]
+        when = start + timedelta(seconds=number)
+        lines.append(capture_record(f"event-{number}", when, rows, predictions))
+    key = f"datastore/{ENDPOINT}/version-{version}/{hour_prefix(start)}/{start:%M-%S}-000-x.jsonl"
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
+    return data
+
+
+@pytest.fixture(scope="module")
+def runs(
+    setup: SagemakerSetup, moto_server: Any, flows_runner: Any, flow_runner: Any
+) -> dict[str, FlowResult]:
+    """Deploy (smoke test answered by moto) while labelling captures; then monitor."""
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    smoke = [{"prediction": classes[i % 3], "confidence": 0.9, "id": f"s{i}"} for i in range(5)]
+    queue_endpoint_results(moto_server.url, [{"predictions": smoke}])
+    newest = setup.models.good[-1]
+    write_production_captures(newest)
+
+    config = str(setup.config)
+    results = flows_runner({
+        "deploy": FlowRequest(DEPLOYMENT_FLOW, {"model_version": newest}, config, env=setup.env),
+        "labels": FlowRequest(
+            TRAFFIC_FLOW, {"mode": "labels", "ground_truth_quality": 0.9}, config, env=setup.env
+        ),
+    })  # fmt: skip
+    results["monitor"] = flow_runner(
+        MONITORING_FLOW, {"samples": 150}, config=config, env=setup.env
+    )
+    return results
+
+
+def test_deployment_creates_the_endpoint_and_promotes_the_version(
+    runs: dict[str, FlowResult], setup: SagemakerSetup
+) -> None:
+    result = runs["deploy"]
+    assert result.successful, result.describe()
+    assert result.run["end"].task.data.deployed is True
+    assert setup.backend.deployed_version() == setup.models.good[-1]
+    config = setup.backend.sagemaker.describe_endpoint_config(
+        EndpointConfigName=setup.backend.describe_endpoint()["EndpointConfigName"]
+    )
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == f"s3://{BUCKET}/datastore"
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(setup.models.name, "champion")
+    assert str(champion.version) == setup.models.good[-1]
+    assert champion.tags["deployment_target"] == ENDPOINT
+
+
+def test_labels_mode_writes_ground_truth_for_every_capture(
+    runs: dict[str, FlowResult], setup: SagemakerSetup
+) -> None:
+    result = runs["labels"]
+    assert result.successful, result.describe()
+    assert result.run["start"].task.data.labeled == REQUESTS * ROWS_PER_REQUEST
+    truth = setup.backend.ground_truth()
+    assert len(truth) == REQUESTS
+    assert all(len(labels) == ROWS_PER_REQUEST and None not in labels for labels in truth.values())
+
+
+def test_monitoring_reads_the_endpoints_captures_and_labels(
+    runs: dict[str, FlowResult], setup: SagemakerSetup
+) -> None:
+    result = runs["monitor"]
+    assert result.successful, result.describe()
+    start = result.run["start"].task.data
+    assert start.monitored_version == setup.models.good[-1]
+    assert start.rows == 150
+    end = result.run["end"].task.data
+    assert not [alert for alert in end.alerts if "drift" in alert.lower()], end.alerts
+
+
+def test_an_unset_variable_stops_the_run_at_start_naming_it(
+    setup: SagemakerSetup, flow_runner: Any
+) -> None:
+    env = {name: value for name, value in setup.env.items() if name != "BUCKET"}
+    result = flow_runner(TRAFFIC_FLOW, {"mode": "labels"}, config=str(setup.config), env=env)
+    assert not result.successful
+    assert "BUCKET" in result.stderr + result.stdout
