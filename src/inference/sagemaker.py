@@ -353,6 +353,12 @@ class Sagemaker(Backend):
                 f"Endpoint {self.endpoint} is {endpoint['EndpointStatus']}: wait until it is "
                 "InService (or Failed) and deploy again."
             )
+        replaced_config = endpoint["EndpointConfigName"] if endpoint is not None else None
+        if endpoint is not None and endpoint["EndpointStatus"] == "Failed":
+            # SageMaker cannot update a failed endpoint: it is replaced.
+            logger.warning("Endpoint %s has failed: replacing it.", self.endpoint)
+            self.delete_endpoint()
+            endpoint = None
 
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         name = resource_name(self.endpoint, version, stamp)
@@ -367,10 +373,11 @@ class Sagemaker(Backend):
         except BackendError:
             self.delete_resources(models=[name], configs=[name], missing_ok=True)
             raise
-        if endpoint is not None:
-            old_config = endpoint["EndpointConfigName"]
+        if replaced_config is not None:
             self.delete_resources(
-                models=self._config_models(old_config), configs=[old_config], missing_ok=True
+                models=self._config_models(replaced_config),
+                configs=[replaced_config],
+                missing_ok=True,
             )
         logger.info("Endpoint %s serves version %s.", self.endpoint, version)
         return True
@@ -565,15 +572,22 @@ class Sagemaker(Backend):
                     with aws_errors(f"Deleting {name}"):
                         raise
 
+    def delete_endpoint(self) -> None:
+        """Delete the endpoint and wait until it is gone (its instances stop billing)."""
+        with aws_errors(f"Deleting endpoint {self.endpoint}"):
+            self.sagemaker.delete_endpoint(EndpointName=self.endpoint)
+            self.sagemaker.get_waiter("endpoint_deleted").wait(
+                EndpointName=self.endpoint, WaiterConfig={"Delay": 10, "MaxAttempts": 60}
+            )
+        logger.info("Deleted endpoint %s.", self.endpoint)
+
     def stop(self) -> None:
         """Delete the endpoint, its configs, models and model archives (the billed parts).
 
         Captured data and ground truth stay in S3: they are the monitoring history.
         """
         if self.describe_endpoint() is not None:
-            with aws_errors(f"Deleting endpoint {self.endpoint}"):
-                self.sagemaker.delete_endpoint(EndpointName=self.endpoint)
-            logger.info("Deleted endpoint %s.", self.endpoint)
+            self.delete_endpoint()
         models, configs = self.owned_resources()
         self.delete_resources(models, configs, missing_ok=True)
         prefix = "/".join(part for part in (self.artifacts_prefix, self.endpoint) if part) + "/"

@@ -349,6 +349,48 @@ def test_a_failed_update_removes_what_it_created_and_says_why(aws: Any, model_di
         stub.assert_no_pending_responses()
 
 
+def test_a_failed_endpoint_is_replaced_not_updated(aws: Any, model_dir: Path) -> None:
+    """SageMaker refuses to update a Failed endpoint: it is deleted and created anew."""
+    backend = Sagemaker(SETTINGS)
+    client = sagemaker_client()
+    backend._clients["sagemaker"] = client
+    failed = {
+        "EndpointName": "penguins-test", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/p",
+        "EndpointConfigName": "old", "EndpointStatus": "Failed",
+        "CreationTime": datetime(2026, 1, 1), "LastModifiedTime": datetime(2026, 1, 1),
+    }  # fmt: skip
+    name = {"EndpointName": "penguins-test"}
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", failed, name)
+        stub.add_response("describe_endpoint", failed, name)  # no version serves
+        stub.add_response("delete_endpoint", {}, name)
+        stub.add_client_error(
+            "describe_endpoint", "ValidationException", "Could not find endpoint", 400
+        )  # the deletion waiter
+        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/new"})
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/new"},
+        )
+        stub.add_response(
+            "create_endpoint",
+            {"EndpointArn": failed["EndpointArn"]},
+            {"EndpointName": "penguins-test", "EndpointConfigName": ANY, "Tags": ANY},
+        )
+        stub.add_response("describe_endpoint", {**failed, "EndpointStatus": "InService"}, name)
+        stub.add_response(
+            "describe_endpoint_config",
+            {"EndpointConfigName": "old", "CreationTime": datetime(2026, 1, 1),
+             "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/old",
+             "ProductionVariants": [{"VariantName": "version-1", "ModelName": "old-model"}]},
+        )  # fmt: skip
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "old"})
+        stub.add_response("delete_model", {}, {"ModelName": "old-model"})
+
+        assert backend.deploy(str(model_dir), "2") is True
+        stub.assert_no_pending_responses()
+
+
 # --- invoking, capture, labels ---------------------------------------------------------
 
 
