@@ -39,6 +39,14 @@ labels *args:
 monitor *args:
     uv run src/pipelines/monitoring.py --config project {{config}} run {{args}}
 
+# The SageMaker endpoint of config/sagemaker.yml: status, serving version, instances
+sagemaker-status:
+    uv run python -m inference.sagemaker status --config config/sagemaker.yml
+
+# Delete the SageMaker endpoint and the configs, models and archives made for it
+sagemaker-delete:
+    uv run python -m inference.sagemaker delete --config config/sagemaker.yml
+
 # The MLflow UI on http://127.0.0.1:5000
 mlflow:
     uv run mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
