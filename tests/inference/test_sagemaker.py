@@ -188,56 +188,76 @@ def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
 
 # --- updating (UpdateEndpoint is not in moto: exact requests through Stubber) ---------
 
+EPOCH = datetime(2026, 1, 1)
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+ENDPOINT_NAME = {"EndpointName": "penguins-test"}
+
+
+def described_endpoint(status: str, **extra: Any) -> dict[str, Any]:
+    """What describe_endpoint answers for an endpoint serving config `old`."""
+    return {
+        "EndpointName": "penguins-test", "EndpointArn": f"{ARN}:endpoint/penguins-test",
+        "EndpointConfigName": "old", "EndpointStatus": status,
+        "CreationTime": EPOCH, "LastModifiedTime": EPOCH, **extra,
+    }  # fmt: skip
+
+
+def stub_old_config(stub: Stubber) -> None:
+    """describe_endpoint_config of `old`: one variant running model `old-model`."""
+    stub.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": "old", "EndpointConfigArn": f"{ARN}:endpoint-config/old",
+            "ProductionVariants": [{"VariantName": "version-1", "ModelName": "old-model"}],
+            "CreationTime": EPOCH,
+        },
+        {"EndpointConfigName": "old"},
+    )  # fmt: skip
+
+
+def stub_serving_version_1(stub: Stubber, status: str = "InService") -> None:
+    """The calls that find the endpoint and the version it serves (1)."""
+    stub.add_response("describe_endpoint", described_endpoint(status), ENDPOINT_NAME)
+    stub.add_response("describe_endpoint", described_endpoint(status), ENDPOINT_NAME)
+    if status != "InService":
+        return  # No version serves: nothing more is asked.
+    stub_old_config(stub)
+    model_arn = f"{ARN}:model/old-model"
+    stub.add_response(
+        "describe_model",
+        {"ModelName": "old-model", "ModelArn": model_arn, "CreationTime": EPOCH},
+        {"ModelName": "old-model"},
+    )
+    stub.add_response(
+        "list_tags", {"Tags": [{"Key": "model_version", "Value": "1"}]}, {"ResourceArn": model_arn}
+    )
+
+
+def stub_removal_of_old_resources(stub: Stubber) -> None:
+    stub_old_config(stub)
+    stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "old"})
+    stub.add_response("delete_model", {}, {"ModelName": "old-model"})
+
+
+def stubbed_backend(settings: dict[str, Any]) -> tuple[Sagemaker, Any]:
+    """A backend whose SageMaker client is stubbed; S3 stays on moto."""
+    backend = Sagemaker(settings)
+    client = sagemaker_client()
+    backend._clients["sagemaker"] = client
+    return backend, client
+
 
 def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
     aws: Any, model_dir: Path
 ) -> None:
-    backend = Sagemaker({**SETTINGS, "wait-seconds": 60})
-    client = sagemaker_client()
-    backend._clients["sagemaker"] = client
-    endpoint = {
-        "EndpointName": "penguins-test",
-        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/penguins-test",
-        "EndpointConfigName": "penguins-test-v1-old",
-        "EndpointStatus": "InService",
-        "CreationTime": datetime(2026, 1, 1),
-        "LastModifiedTime": datetime(2026, 1, 1),
-    }
-    old_config = {
-        "EndpointConfigName": "penguins-test-v1-old",
-        "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/x",
-        "ProductionVariants": [{"VariantName": "version-1", "ModelName": "penguins-test-v1-old"}],
-        "CreationTime": datetime(2026, 1, 1),
-    }
-    model_arn = "arn:aws:sagemaker:us-east-1:123456789012:model/penguins-test-v1-old"
-    name = {"EndpointName": "penguins-test"}
-
+    backend, client = stubbed_backend({**SETTINGS, "wait-seconds": 60})
+    tags = [{"Key": "endpoint", "Value": "penguins-test"}, {"Key": "model_version", "Value": "2"}]
     with Stubber(client) as stub:
-        # What serves now: version 1.
-        stub.add_response("describe_endpoint", endpoint, name)
-        stub.add_response("describe_endpoint", endpoint, name)
-        stub.add_response(
-            "describe_endpoint_config", old_config, {"EndpointConfigName": "penguins-test-v1-old"}
-        )
-        stub.add_response(
-            "describe_model",
-            {"ModelName": "penguins-test-v1-old", "ModelArn": model_arn,
-             "CreationTime": datetime(2026, 1, 1)},
-            {"ModelName": "penguins-test-v1-old"},
-        )  # fmt: skip
-        stub.add_response(
-            "list_tags",
-            {"Tags": [{"Key": "model_version", "Value": "1"}]},
-            {"ResourceArn": model_arn},
-        )
+        stub_serving_version_1(stub)
         # The new model and config, named after the endpoint, version 2 and the time.
-        tags = [
-            {"Key": "endpoint", "Value": "penguins-test"},
-            {"Key": "model_version", "Value": "2"},
-        ]
         stub.add_response(
             "create_model",
-            {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/new"},
+            {"ModelArn": f"{ARN}:model/new"},
             {
                 "ModelName": ANY,
                 "PrimaryContainer": {
@@ -255,7 +275,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
         )
         stub.add_response(
             "create_endpoint_config",
-            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/new"},
+            {"EndpointConfigArn": f"{ARN}:endpoint-config/new"},
             {
                 "EndpointConfigName": ANY,
                 "ProductionVariants": [
@@ -274,7 +294,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
         # Blue/green: the new fleet takes all the traffic once it is healthy.
         stub.add_response(
             "update_endpoint",
-            {"EndpointArn": endpoint["EndpointArn"]},
+            {"EndpointArn": f"{ARN}:endpoint/penguins-test"},
             {
                 "EndpointName": "penguins-test",
                 "EndpointConfigName": ANY,
@@ -290,57 +310,24 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
                 },
             },
         )
-        stub.add_response("describe_endpoint", {**endpoint, "EndpointStatus": "InService"}, name)
+        stub.add_response("describe_endpoint", described_endpoint("InService"), ENDPOINT_NAME)
         # The resources the update made obsolete.
-        stub.add_response(
-            "describe_endpoint_config", old_config, {"EndpointConfigName": "penguins-test-v1-old"}
-        )
-        stub.add_response(
-            "delete_endpoint_config", {}, {"EndpointConfigName": "penguins-test-v1-old"}
-        )
-        stub.add_response("delete_model", {}, {"ModelName": "penguins-test-v1-old"})
+        stub_removal_of_old_resources(stub)
 
         assert backend.deploy(str(model_dir), "2") is True
         stub.assert_no_pending_responses()
 
 
 def test_a_failed_update_removes_what_it_created_and_says_why(aws: Any, model_dir: Path) -> None:
-    backend = Sagemaker({**SETTINGS, "wait-seconds": 15})
-    client = sagemaker_client()
-    backend._clients["sagemaker"] = client
-    endpoint = {
-        "EndpointName": "penguins-test", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/p",
-        "EndpointConfigName": "old", "EndpointStatus": "InService",
-        "CreationTime": datetime(2026, 1, 1), "LastModifiedTime": datetime(2026, 1, 1),
-    }  # fmt: skip
-    name = {"EndpointName": "penguins-test"}
+    backend, client = stubbed_backend({**SETTINGS, "wait-seconds": 15})
     with Stubber(client) as stub:
-        stub.add_response("describe_endpoint", endpoint, name)
-        stub.add_response("describe_endpoint", endpoint, name)
-        stub.add_response(
-            "describe_endpoint_config",
-            {"EndpointConfigName": "old", "CreationTime": datetime(2026, 1, 1),
-             "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/old",
-             "ProductionVariants": [{"VariantName": "version-1", "ModelName": "old"}]},
-        )  # fmt: skip
-        stub.add_response(
-            "describe_model",
-            {
-                "ModelName": "old",
-                "ModelArn": "arn:aws:sagemaker:us-east-1:1:model/old",
-                "CreationTime": datetime(2026, 1, 1),
-            },
-        )
-        stub.add_response("list_tags", {"Tags": [{"Key": "model_version", "Value": "1"}]})
-        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/new"})
-        stub.add_response(
-            "create_endpoint_config",
-            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/new"},
-        )
-        stub.add_response("update_endpoint", {"EndpointArn": endpoint["EndpointArn"]})
-        failed = {**endpoint, "EndpointStatus": "Failed", "FailureReason": "health check failed"}
-        stub.add_response("describe_endpoint", failed, name)  # the waiter
-        stub.add_response("describe_endpoint", failed, name)  # the error message
+        stub_serving_version_1(stub)
+        stub.add_response("create_model", {"ModelArn": f"{ARN}:model/new"})
+        stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"{ARN}:config/new"})
+        stub.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/penguins-test"})
+        failed = described_endpoint("Failed", FailureReason="health check failed")
+        stub.add_response("describe_endpoint", failed, ENDPOINT_NAME)  # the waiter
+        stub.add_response("describe_endpoint", failed, ENDPOINT_NAME)  # the error message
         stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": ANY})
         stub.add_response("delete_model", {}, {"ModelName": ANY})
 
@@ -351,41 +338,22 @@ def test_a_failed_update_removes_what_it_created_and_says_why(aws: Any, model_di
 
 def test_a_failed_endpoint_is_replaced_not_updated(aws: Any, model_dir: Path) -> None:
     """SageMaker refuses to update a Failed endpoint: it is deleted and created anew."""
-    backend = Sagemaker(SETTINGS)
-    client = sagemaker_client()
-    backend._clients["sagemaker"] = client
-    failed = {
-        "EndpointName": "penguins-test", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/p",
-        "EndpointConfigName": "old", "EndpointStatus": "Failed",
-        "CreationTime": datetime(2026, 1, 1), "LastModifiedTime": datetime(2026, 1, 1),
-    }  # fmt: skip
-    name = {"EndpointName": "penguins-test"}
+    backend, client = stubbed_backend(SETTINGS)
     with Stubber(client) as stub:
-        stub.add_response("describe_endpoint", failed, name)
-        stub.add_response("describe_endpoint", failed, name)  # no version serves
-        stub.add_response("delete_endpoint", {}, name)
+        stub_serving_version_1(stub, status="Failed")
+        stub.add_response("delete_endpoint", {}, ENDPOINT_NAME)
         stub.add_client_error(
             "describe_endpoint", "ValidationException", "Could not find endpoint", 400
         )  # the deletion waiter
-        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/new"})
-        stub.add_response(
-            "create_endpoint_config",
-            {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/new"},
-        )
+        stub.add_response("create_model", {"ModelArn": f"{ARN}:model/new"})
+        stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"{ARN}:config/new"})
         stub.add_response(
             "create_endpoint",
-            {"EndpointArn": failed["EndpointArn"]},
+            {"EndpointArn": f"{ARN}:endpoint/penguins-test"},
             {"EndpointName": "penguins-test", "EndpointConfigName": ANY, "Tags": ANY},
         )
-        stub.add_response("describe_endpoint", {**failed, "EndpointStatus": "InService"}, name)
-        stub.add_response(
-            "describe_endpoint_config",
-            {"EndpointConfigName": "old", "CreationTime": datetime(2026, 1, 1),
-             "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/old",
-             "ProductionVariants": [{"VariantName": "version-1", "ModelName": "old-model"}]},
-        )  # fmt: skip
-        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "old"})
-        stub.add_response("delete_model", {}, {"ModelName": "old-model"})
+        stub.add_response("describe_endpoint", described_endpoint("InService"), ENDPOINT_NAME)
+        stub_removal_of_old_resources(stub)
 
         assert backend.deploy(str(model_dir), "2") is True
         stub.assert_no_pending_responses()
