@@ -18,6 +18,9 @@ parameters `--backend`, `--dataset` and `--mlflow-tracking-uri`, and four decora
 - `@dataset` (explicit): `self.data`, the cleaned and shuffled dataset.
 - `@backend` (explicit): `self.backend_impl`, the configured backend instance.
 
+Its code package, which remote tasks (`--with batch`, `--with kubernetes`, the
+schedulers) run from, also holds `common`, `inference` and `data/*.csv`.
+
 This module imports only Metaflow and the standard library: each Metaflow task is a
 new process that imports it, and heavy libraries belong in the steps that use them.
 """
@@ -31,10 +34,20 @@ import random
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import metaflow.metaflow_config
-from metaflow import Config, FlowMutator, FlowSpec, Parameter, config_expr, current, project
+from metaflow import (
+    Config,
+    FlowMutator,
+    FlowSpec,
+    Parameter,
+    config_expr,
+    current,
+    package_sources,
+    project,
+)
 from metaflow.exception import MetaflowException
 from metaflow.user_decorators.user_step_decorator import user_step_decorator
 from metaflow.util import get_username
@@ -55,6 +68,12 @@ if get_username() is None:
 
 DEVELOPMENT_SEED = 42
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
+
+# src/ and the repository root, wherever the repository is checked out.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = SOURCE_ROOT.parent
+# The packages every pipeline imports besides its own file.
+PACKAGED_CODE = ("common", "inference")
 
 
 class PipelineError(MetaflowException):
@@ -217,8 +236,31 @@ class with_standard_steps(FlowMutator):
                 step.add_decorator(check_settings)
 
 
+def package_project_files(flow_class: type[FlowSpec]) -> type[FlowSpec]:
+    """Ship what a remote task imports and reads in the flow's code package.
+
+    Metaflow packages the flow's directory (src/pipelines) and the module that defines
+    its mutators, not the rest of `common`, `inference` or the dataset: a task on AWS
+    Batch or Kubernetes, whose working directory is the extracted package, would fail
+    to import them or to find the default `--dataset data/penguins.csv`. The packages
+    go to the package root, where the flow file is, so they import as they do here.
+    README.md goes too because `--environment uv` builds this project on the worker
+    and the build refuses a pyproject.toml whose readme is missing.
+    """
+    sources = [(str(SOURCE_ROOT / name), name) for name in PACKAGED_CODE]
+    flow_class = package_sources(sources)(flow_class)
+    data = PROJECT_ROOT / "data"
+    if data.is_dir():
+        flow_class = package_sources((str(data), "data"), suffixes=[".csv"])(flow_class)
+    readme = PROJECT_ROOT / "README.md"
+    if readme.is_file():
+        flow_class = package_sources((str(readme), "README.md"), suffixes=[".md"])(flow_class)
+    return flow_class
+
+
 @project(name=config_expr("project.project"))
 @with_standard_steps
+@package_project_files
 class Pipeline(FlowSpec):
     """Base class of every pipeline: configuration, parameters and standard decorators."""
 

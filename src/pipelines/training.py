@@ -280,6 +280,7 @@ class Training(Pipeline):
 
         import mlflow
 
+        import inference
         from common.data import DatasetSchema
         from common.modeling import import_keras
         from common.registry import model_signature, pinned_requirements, save_artifacts
@@ -304,9 +305,11 @@ class Training(Pipeline):
                 return
 
             schema = DatasetSchema.from_config(self.project.dataset)
-            root = Path(__file__).parent.parent
+            # Wherever the package was imported from: src/ here, the root of the code
+            # package on a remote worker.
+            package = Path(inference.__file__).parent
             # The whole `inference` package: the model imports its validation and capture.
-            self.code_paths = [(root / "inference").as_posix()]
+            self.code_paths = [package.as_posix()]
             self.pip_requirements = pinned_requirements(keras.backend.backend())
             with tempfile.TemporaryDirectory() as directory:
                 paths = save_artifacts(
@@ -314,7 +317,7 @@ class Training(Pipeline):
                 )
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=root / "inference" / "model.py",
+                    python_model=package / "model.py",
                     registered_model_name=self.project.model["name"],
                     code_paths=self.code_paths,
                     artifacts=paths,
