@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+S3_SCHEME = "s3://"
+
+
 class DatasetError(MetaflowException):
     """The dataset file is missing, unreadable, or does not match its description."""
 
@@ -54,26 +57,53 @@ class DatasetSchema:
 
 
 def read_dataset(path: str | os.PathLike[str], schema: DatasetSchema) -> pd.DataFrame:
-    """Read the CSV at `path` and check it has every column the schema names."""
-    import pandas as pd
-
-    if not os.path.isfile(path):
-        raise DatasetError(
-            f"Dataset file not found: {os.fspath(path)!r} (relative to {os.getcwd()!r}). "
-            "Run from the project root or pass `--dataset <path to a CSV>`."
-        )
-    try:
-        data = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DatasetError(f"Cannot read {os.fspath(path)!r} as CSV: {error}") from None
+    """Read the CSV at `path` (a file or an s3:// URL) and check it has every column."""
+    location = os.fspath(path)
+    if location.startswith(S3_SCHEME):
+        data = _read_s3_csv(location)
+    else:
+        if not os.path.isfile(location):
+            raise DatasetError(
+                f"Dataset file not found: {location!r} (relative to {os.getcwd()!r}). "
+                "Run from the project root or pass `--dataset <path to a CSV>`."
+            )
+        data = _read_csv(location, location)
 
     missing = [column for column in schema.columns if column not in data.columns]
     if missing:
         raise DatasetError(
-            f"{os.fspath(path)!r} lacks the configured column(s) {missing}; it has "
+            f"{location!r} lacks the configured column(s) {missing}; it has "
             f"{list(data.columns)}. Fix the `dataset` section of the project config."
         )
     return data
+
+
+def _read_csv(path: str, location: str) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetError(f"Cannot read {location!r} as CSV: {error}") from None
+
+
+def _read_s3_csv(url: str) -> pd.DataFrame:
+    """Download an s3:// CSV with `metaflow.S3` and read it.
+
+    Metaflow's client uses the credentials and the METAFLOW_S3_ENDPOINT_URL its
+    datastore uses, so a dataset beside the datastore reads wherever tasks run; a
+    remote worker cannot see the developer's files, only what the code package holds.
+    """
+    from metaflow import S3
+
+    with S3() as s3:
+        downloaded = s3.get(url, return_missing=True)
+        if not downloaded.exists:
+            raise DatasetError(
+                f"Dataset object not found: {url!r}. Upload the CSV there or pass "
+                "`--dataset <path or s3:// URL of a CSV>`."
+            )
+        return _read_csv(downloaded.path, url)
 
 
 def clean_dataset(data: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
