@@ -39,8 +39,28 @@ DEFAULTS: dict[str, Any] = {
         # Reports look at most this many rows of each dataset (a random sample).
         "max_rows": 5000,
         "experiment": "monitoring",
+        # When a production scheduler (Argo Workflows CronWorkflow, EventBridge for
+        # Step Functions) starts the monitoring pipeline: `hourly`, `daily`, `weekly`
+        # or an EventBridge cron expression (six fields, UTC; Argo uses the first five).
+        "schedule": "hourly",
+    },
+    "retraining": {
+        # An event name turns on retraining on alert for deployments on Argo Workflows:
+        # monitoring publishes it when it raises an alert, training is triggered by it.
+        # Off by default because Step Functions cannot deploy a flow with @trigger.
+        "event": None,
     },
 }
+
+# The `@schedule` shorthands, spelled as Metaflow's own decorator spells them.
+SCHEDULE_ALIASES = {
+    "hourly": "0 * * * ? *",
+    "daily": "0 0 * * ? *",
+    "weekly": "0 0 ? * SUN *",
+}
+
+# Argo Events accepts these characters in an event name (Metaflow checks the same).
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 # What the dataset section must hold, and the type of each key.
 DATASET_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -141,6 +161,39 @@ def _validate_monitoring(section: dict[str, Any]) -> None:
         isinstance(section["max_rows"], int) and section["max_rows"] > 0,
         f"`monitoring.max_rows` must be a positive integer, got {section['max_rows']!r}.",
     )
+    section["schedule"] = normalize_schedule(section["schedule"])
+
+
+def normalize_schedule(value: Any) -> str:
+    """Turn `monitoring.schedule` into the cron expression `@schedule(cron=...)` takes.
+
+    Both schedulers read the same expression, so it must suit the stricter one:
+    EventBridge wants six fields; Argo Workflows drops the sixth (the year).
+    """
+    _require(
+        isinstance(value, str) and value.strip() != "",
+        f"`monitoring.schedule` must be hourly, daily, weekly or a cron expression, got {value!r}.",
+    )
+    cron = SCHEDULE_ALIASES.get(value.strip().lower(), value.strip())
+    _require(
+        len(cron.split()) == 6,
+        f"`monitoring.schedule` {value!r} is not hourly, daily, weekly or a six-field "
+        "EventBridge cron expression (minutes hours day-of-month month day-of-week year, "
+        "UTC), e.g. `0 6 * * ? *` for 06:00 every day.",
+    )
+    return " ".join(cron.split())
+
+
+def _validate_retraining(section: dict[str, Any]) -> None:
+    event = section["event"]
+    if isinstance(event, str) and event.strip() == "":
+        # What `event: ${RETRAINING_EVENT:-}` expands to when the variable is unset.
+        event = section["event"] = None
+    _require(
+        event is None or (isinstance(event, str) and _EVENT_NAME.fullmatch(event) is not None),
+        "`retraining.event` must be empty (no retraining on alert) or an event name of "
+        f"letters, digits, `_`, `-` and `.`, got {event!r}.",
+    )
 
 
 def _merge_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +254,7 @@ def validate_project_configuration(config: Any) -> dict[str, Any]:
         config["model"]["name"] = config["project"]
     _require(isinstance(config["model"]["name"], str), "`model.name` must be a string.")
     _validate_monitoring(config["monitoring"])
+    _validate_retraining(config["retraining"])
     return config
 
 

@@ -12,13 +12,19 @@ captured predictions that have ground truth. Each report is an HTML card; its
 conclusions are artifacts and MLflow metrics (experiment `monitoring`), so their
 history can be followed. Drift or low accuracy raise an alert; with
 `--fail-on-alert` the run then fails, for schedulers.
+
+Deployed to a production scheduler (`argo-workflows create`, `step-functions create`)
+it runs on `monitoring.schedule` from the config (hourly by default). On Argo
+Workflows, an alert publishes the `retraining.event` the training deployment listens
+to, when one is configured (see common/retraining.py).
 """
 
-from metaflow import Parameter, card, current, step
+from metaflow import Parameter, card, config_expr, current, schedule, step
 
 from common.pipeline import Pipeline, PipelineError, backend, dataset
 
 
+@schedule(cron=config_expr("project.monitoring.schedule"))
 class Monitoring(Pipeline):
     """Evidently reports on production data, with history and alerts."""
 
@@ -172,9 +178,19 @@ class Monitoring(Pipeline):
     def end(self):
         """Show the alerts and the history of the figures; fail on alert if asked."""
         from common.cards import monitoring_summary
+        from common.retraining import request_retraining
 
         current.card.extend(
             monitoring_summary(self.alerts, self.metrics, self.history, self.project.monitoring)
+        )
+        # Before failing on alert: a scheduled run that fails must still ask for retraining.
+        self.retraining_event_id = request_retraining(
+            self.alerts,
+            self.project,
+            self.model_name,
+            self.monitored_version,
+            f"{current.flow_name}/{current.run_id}",
+            self.logger,
         )
         if not self.alerts:
             self.logger.info("No alerts: %d rows, accuracy %s.", self.rows, self.accuracy)

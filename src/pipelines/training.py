@@ -22,12 +22,14 @@ from pathlib import Path
 from metaflow import Parameter, card, current, environment, step
 
 from common.pipeline import Pipeline, dataset
+from common.retraining import retrain_on_alert
 
 environment_variables = {
     "KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax"),
 }
 
 
+@retrain_on_alert
 class Training(Pipeline):
     """Train and register a classifier for the configured dataset.
 

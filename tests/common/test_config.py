@@ -331,3 +331,56 @@ def test_backend_of_wrong_type() -> None:
 def test_tracking_uri_of_wrong_type() -> None:
     message = error_message(yaml.safe_dump(minimal() | {"mlflow_tracking_uri": 5000}))
     assert "`mlflow_tracking_uri` must be a string" in message
+
+
+# --- Production schedule and retraining on alert ------------------------------------------
+
+
+def test_monitoring_runs_hourly_and_retraining_is_off_by_default() -> None:
+    config = parse(minimal())
+    assert config["monitoring"]["schedule"] == "0 * * * ? *"
+    assert config["retraining"] == {"event": None}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "cron"),
+    [
+        ("hourly", "0 * * * ? *"),
+        ("Daily", "0 0 * * ? *"),
+        ("weekly", "0 0 ? * SUN *"),
+        ("30  6 * * ? *", "30 6 * * ? *"),
+    ],
+)
+def test_schedule_shorthands_and_cron_expressions(schedule: str, cron: str) -> None:
+    config = parse(minimal() | {"monitoring": {"schedule": schedule}})
+    assert config["monitoring"]["schedule"] == cron
+
+
+@pytest.mark.parametrize("schedule", ["0 * * * *", "every hour", ""])
+def test_schedule_that_is_not_a_six_field_cron_names_the_format(schedule: str) -> None:
+    message = error_message(yaml.safe_dump(minimal() | {"monitoring": {"schedule": schedule}}))
+    assert "`monitoring.schedule`" in message
+    assert "hourly, daily, weekly" in message
+
+
+def test_schedule_of_wrong_type() -> None:
+    message = error_message(yaml.safe_dump(minimal() | {"monitoring": {"schedule": 60}}))
+    assert "`monitoring.schedule` must be hourly, daily, weekly or a cron expression" in message
+
+
+def test_retraining_event_is_kept() -> None:
+    config = parse(minimal() | {"retraining": {"event": "retrain.penguins"}})
+    assert config["retraining"]["event"] == "retrain.penguins"
+
+
+def test_retraining_event_from_an_unset_variable_means_off() -> None:
+    config = parse_project_configuration(
+        yaml.safe_dump(minimal()) + "retraining:\n  event: ${CFG_TEST_UNSET:-}\n"
+    )
+    assert config["retraining"]["event"] is None
+
+
+@pytest.mark.parametrize("event", ["retrain now", "retrain/penguins", 5, ["retrain"]])
+def test_retraining_event_that_argo_events_would_refuse(event: Any) -> None:
+    message = error_message(yaml.safe_dump(minimal() | {"retraining": {"event": event}}))
+    assert "`retraining.event` must be empty" in message

@@ -1,0 +1,135 @@
+"""Retraining on alert: monitoring publishes an event, training is triggered by it.
+
+Both ends read the event name from the project configuration (`retraining.event`,
+empty by default) and scope it to the deployment's @project branch with Metaflow's
+`namespaced_event_name` (`mfns.<project>.<branch>.<event>`): the production monitoring
+deployment triggers the production training deployment, never a colleague's branch.
+
+Only Argo Workflows (with Argo Events) delivers events. Step Functions refuses to
+deploy a flow with `@trigger`, which is why the trigger is opt-in, added by the
+`retrain_on_alert` FlowMutator only when an event is configured. A monitoring run
+anywhere else (locally, on Step Functions) publishes nothing and never fails for it.
+
+Only Metaflow and the standard library are imported here: every task imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from metaflow import FlowMutator, namespaced_event_name, trigger
+
+
+def configured_event(project: Mapping[str, Any]) -> str | None:
+    """The event name of `retraining.event`, or None when retraining on alert is off."""
+    return (project.get("retraining") or {}).get("event") or None
+
+
+def running_on_argo_workflows(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this task runs in an Argo Workflows deployment.
+
+    Metaflow sets ARGO_WORKFLOW_TEMPLATE in every task it compiles for Argo; its own
+    `ArgoEvent.safe_publish` uses the same signal.
+    """
+    environ = os.environ if environ is None else environ
+    return bool(environ.get("ARGO_WORKFLOW_TEMPLATE"))
+
+
+def retraining_decision(
+    alerts: Sequence[str], event: str | None, on_argo: bool
+) -> tuple[bool, str]:
+    """Whether to publish the retraining event, and why (for the log)."""
+    if not alerts:
+        return False, "no alert: retraining is not requested"
+    if event is None:
+        return False, "retraining on alert is off (set `retraining.event` in the config)"
+    if not on_argo:
+        return False, (
+            f"event {event!r} not published: events reach deployments on Argo Workflows only"
+        )
+    return True, f"alerts raised: publishing event {event!r} to retrain"
+
+
+def retraining_payload(
+    alerts: Sequence[str], model: str, version: str | None, monitoring_run: str
+) -> dict[str, str]:
+    """What the event tells the training deployment, as strings (Argo Events' payload).
+
+    Metaflow maps payload fields named like a training parameter onto that parameter;
+    none of these is one, so a retraining run uses the deployment's defaults.
+    """
+    return {
+        "reason": "monitoring alert",
+        "alerts": " ".join(alerts),
+        "monitored_model": model,
+        "monitored_version": "" if version is None else str(version),
+        "monitoring_run": monitoring_run,
+    }
+
+
+def publish_retraining_event(
+    event: str, payload: Mapping[str, str], url: str | None = None
+) -> str | None:
+    """Publish the branch-scoped retraining event; return its id, or None when it failed.
+
+    A lost event must not fail the monitoring run, whose alerts are already recorded:
+    the failure is returned as None for the caller to log.
+    """
+    from metaflow.integrations import ArgoEvent
+    from metaflow.plugins.argo.argo_events import ArgoEventException
+
+    arguments = {} if url is None else {"url": url}
+    try:
+        return ArgoEvent(namespaced_event_name(event), **arguments).publish(
+            payload=dict(payload), force=True, ignore_errors=False
+        )
+    except ArgoEventException:
+        return None
+
+
+def request_retraining(
+    alerts: Sequence[str],
+    project: Mapping[str, Any],
+    model: str,
+    version: str | None,
+    monitoring_run: str,
+    logger: logging.Logger,
+    environ: Mapping[str, str] | None = None,
+    url: str | None = None,
+) -> str | None:
+    """Publish the retraining event when alerts call for it; return the event's id.
+
+    Every outcome is logged, so a run's log says why it did or did not ask for
+    retraining.
+    """
+    event = configured_event(project)
+    publish, reason = retraining_decision(alerts, event, running_on_argo_workflows(environ))
+    logger.info("Retraining: %s.", reason)
+    if not publish:
+        return None
+    event_id = publish_retraining_event(
+        event, retraining_payload(alerts, model, version, monitoring_run), url
+    )
+    if event_id is None:
+        logger.warning("Retraining event %r could not be published; see the log above.", event)
+    else:
+        logger.info("Published retraining event %r (id %s).", event, event_id)
+    return event_id
+
+
+class retrain_on_alert(FlowMutator):
+    """Add `@trigger` on the configured retraining event, when there is one.
+
+    Applied in `pre_mutate`, the only phase that may add flow decorators, once the
+    configuration is known. Without an event the flow has no trigger and still
+    deploys to Step Functions.
+    """
+
+    def pre_mutate(self, mutable_flow) -> None:
+        project = dict(mutable_flow.configs).get("project")
+        event = configured_event(project) if project is not None else None
+        if event is not None:
+            mutable_flow.add_decorator(trigger, deco_kwargs={"event": namespaced_event_name(event)})

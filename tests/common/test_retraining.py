@@ -1,0 +1,168 @@
+"""Tests for common.retraining: when monitoring asks for retraining, and what it sends.
+
+Publishing goes to a real HTTP server on 127.0.0.1 standing in for the Argo Events
+webhook; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from metaflow import Parameter
+
+from common.retraining import (
+    configured_event,
+    request_retraining,
+    retraining_decision,
+    retraining_payload,
+    running_on_argo_workflows,
+)
+
+ON_ARGO = {"ARGO_WORKFLOW_TEMPLATE": "penguins.prod.monitoring"}
+ALERTS = ["Drift detected in culmen_length_mm."]
+
+
+@dataclass
+class Webhook:
+    """An HTTP server that records every POST body and answers with `status`."""
+
+    url: str
+    status: int = 200
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            hook.bodies.append(json.loads(self.rfile.read(length)))
+            self.send_response(hook.status)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/metaflow-event"
+    # A short poll interval: shutdown() waits for one.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield hook
+    server.shutdown()
+    server.server_close()
+
+
+def project(event: str | None) -> dict[str, Any]:
+    return {"project": "penguins", "retraining": {"event": event}}
+
+
+def request(hook: Webhook, event: str | None, alerts: list[str], environ: dict[str, str]) -> Any:
+    return request_retraining(
+        alerts,
+        project(event),
+        "penguins",
+        "3",
+        "Monitoring/42",
+        logging.getLogger("test"),
+        environ=environ,
+        url=hook.url,
+    )
+
+
+# --- decisions ------------------------------------------------------------------------
+
+
+def test_configured_event() -> None:
+    assert configured_event(project("retrain")) == "retrain"
+    assert configured_event(project(None)) is None
+    assert configured_event({"project": "penguins"}) is None
+
+
+def test_argo_workflows_is_recognised_by_metaflows_own_variable() -> None:
+    assert running_on_argo_workflows(ON_ARGO)
+    assert not running_on_argo_workflows({})
+    assert not running_on_argo_workflows({"ARGO_WORKFLOW_TEMPLATE": ""})
+
+
+@pytest.mark.parametrize(
+    ("alerts", "event", "on_argo", "publish", "reason"),
+    [
+        ([], "retrain", True, False, "no alert"),
+        (ALERTS, None, True, False, "set `retraining.event`"),
+        (ALERTS, "retrain", False, False, "Argo Workflows only"),
+        (ALERTS, "retrain", True, True, "publishing event 'retrain'"),
+    ],
+)
+def test_retraining_decision(
+    alerts: list[str], event: str | None, on_argo: bool, publish: bool, reason: str
+) -> None:
+    decided, why = retraining_decision(alerts, event, on_argo)
+    assert decided is publish
+    assert reason in why
+
+
+def test_payload_sets_no_training_parameter() -> None:
+    """Metaflow maps payload fields named like a parameter onto it: none may collide."""
+    from pipelines.training import Training
+
+    flow = getattr(Training, "_flow_cls", Training)  # A FlowMutator wraps the class.
+    parameters = {
+        value.name.replace("-", "_")
+        for value in (getattr(flow, name) for name in dir(flow) if not name.startswith("__"))
+        if isinstance(value, Parameter)
+    }
+    assert {"dataset", "training_epochs", "backend"} <= parameters
+    payload = retraining_payload(ALERTS, "penguins", "3", "Monitoring/42")
+    assert not set(payload) & parameters
+    assert all(isinstance(value, str) for value in payload.values())
+
+
+# --- publishing -------------------------------------------------------------------------
+
+
+def test_alert_on_argo_publishes_the_namespaced_event(webhook: Webhook) -> None:
+    event_id = request(webhook, "retrain", ALERTS, ON_ARGO)
+
+    assert event_id
+    [body] = webhook.bodies
+    # Outside a run there is no @project branch: the name has only Metaflow's prefix.
+    assert body["name"] == "mfns.retrain"
+    payload = body["payload"]
+    assert payload["id"] == event_id
+    assert payload["alerts"] == ALERTS[0]
+    assert payload["monitored_model"] == "penguins"
+    assert payload["monitored_version"] == "3"
+    assert payload["monitoring_run"] == "Monitoring/42"
+
+
+@pytest.mark.parametrize(
+    ("event", "alerts", "environ"),
+    [("retrain", ALERTS, {}), (None, ALERTS, ON_ARGO), ("retrain", [], ON_ARGO)],
+    ids=["local run", "retraining off", "no alert"],
+)
+def test_nothing_is_published_unless_all_conditions_hold(
+    webhook: Webhook, event: str | None, alerts: list[str], environ: dict[str, str]
+) -> None:
+    assert request(webhook, event, alerts, environ) is None
+    assert webhook.bodies == []
+
+
+def test_a_refused_event_is_logged_not_raised(
+    webhook: Webhook, caplog: pytest.LogCaptureFixture
+) -> None:
+    webhook.status = 500
+    with caplog.at_level(logging.INFO, logger="test"):
+        assert request(webhook, "retrain", ALERTS, ON_ARGO) is None
+    assert len(webhook.bodies) == 1
+    assert "could not be published" in caplog.text
