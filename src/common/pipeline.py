@@ -194,8 +194,18 @@ def resolve_backend_class(path: str) -> type:
 
 
 def build_backend(path: str, settings: dict[str, Any]) -> Any:
-    """Instantiate the backend `path` with the config's `backend` settings."""
-    return resolve_backend_class(path)(config=dict(settings))
+    """Instantiate the backend `path` with the config's `backend` settings.
+
+    A backend refusing its settings (an unset `${VAR}`, a malformed URI) stops the run
+    with its message, not a traceback.
+    """
+    from inference.backend import BackendError
+
+    backend_class = resolve_backend_class(path)
+    try:
+        return backend_class(config=dict(settings))
+    except BackendError as error:
+        raise PipelineError(f"Backend {path}: {error}") from None
 
 
 @user_step_decorator
@@ -219,9 +229,10 @@ def _forget(flow: FlowSpec, name: str) -> None:
 def check_settings(step_name, flow, inputs=None):
     """Fail the run at its first step when a setting is wrong, whether or not it is used.
 
-    A typo in `--backend` must not wait for the one step that instantiates it.
+    A typo in `--backend`, or a backend setting it refuses, must not wait for the one
+    step that instantiates it. Backends are cheap to build: they connect on first use.
     """
-    resolve_backend_class(flow.backend)
+    build_backend(flow.backend, flow.project.backend)
     yield
 
 

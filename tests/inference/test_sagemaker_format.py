@@ -134,3 +134,23 @@ def test_building_the_backend_contacts_no_aws() -> None:
     assert backend._clients == {} and backend._session is None
     assert (backend.capture_bucket, backend.capture_prefix) == ("bucket", "datastore")
     assert (backend.artifacts_bucket, backend.artifacts_prefix) == ("bucket", "models")
+
+
+def test_config_sagemaker_yml_builds_this_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from common.config import load_project_configuration
+    from common.pipeline import build_backend
+
+    monkeypatch.setenv("BUCKET", "my-bucket")
+    monkeypatch.delenv("ENDPOINT_NAME", raising=False)
+    config = Path(__file__).parents[2] / "config" / "sagemaker.yml"
+    settings = load_project_configuration(config)["backend"]
+
+    backend = build_backend(settings["module"], settings)
+
+    assert isinstance(backend, Sagemaker)
+    assert (backend.endpoint, backend.capture_bucket, backend.truth_prefix) == (
+        "penguins", "my-bucket", "ground-truth",
+    )  # fmt: skip
+    assert backend.assume_role is None  # ${SAGEMAKER_ROLE:-} unset: no role to assume

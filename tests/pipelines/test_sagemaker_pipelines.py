@@ -183,4 +183,6 @@ def test_an_unset_variable_stops_the_run_at_start_naming_it(
     env = {name: value for name, value in setup.env.items() if name != "BUCKET"}
     result = flow_runner(TRAFFIC_FLOW, {"mode": "labels"}, config=str(setup.config), env=env)
     assert not result.successful
-    assert "BUCKET" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert "Backend backend.Sagemaker: The SageMaker settings use ${BUCKET}" in output
+    assert "BUCKET is not set" in output
