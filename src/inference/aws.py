@@ -58,7 +58,8 @@ def session(region: str, assume_role: str | None = None, session_name: str = "ba
         return base
     with aws_errors(f"Assuming role {assume_role}"):
         credentials = base.client("sts", config=client_config()).assume_role(
-            RoleArn=assume_role, RoleSessionName=session_name
+            RoleArn=assume_role,
+            RoleSessionName=session_name[:64],  # STS limit
         )["Credentials"]
     return boto3.Session(
         aws_access_key_id=credentials["AccessKeyId"],
