@@ -34,6 +34,7 @@ BUCKET = "penguins-pipelines"
 ENDPOINT = "penguins-pipelines"
 ROWS_PER_REQUEST = 10
 REQUESTS = 20
+TRAFFIC_ROWS = 30
 
 support = load_support()
 
@@ -111,10 +112,9 @@ def write_production_captures(version: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def runs(
-    setup: SagemakerSetup, moto_server: Any, flows_runner: Any, flow_runner: Any
-) -> dict[str, FlowResult]:
-    """Deploy (smoke test answered by moto) while labelling captures; then monitor."""
+def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str, FlowResult]:
+    """Deploy (smoke test answered by moto) while labelling captures; then monitor while
+    sending traffic."""
     classes = ["Adelie", "Chinstrap", "Gentoo"]
     smoke = [{"prediction": classes[i % 3], "confidence": 0.9, "id": f"s{i}"} for i in range(5)]
     queue_endpoint_results(moto_server.url, [{"predictions": smoke}])
@@ -128,9 +128,15 @@ def runs(
             TRAFFIC_FLOW, {"mode": "labels", "ground_truth_quality": 0.9}, config, env=setup.env
         ),
     })  # fmt: skip
-    results["monitor"] = flow_runner(
-        MONITORING_FLOW, {"samples": 150}, config=config, env=setup.env
+    # moto answers invocations in queue order: traffic's are queued after the smoke test's.
+    queue_endpoint_results(
+        moto_server.url, [{"predictions": smoke * 2}] * (TRAFFIC_ROWS // ROWS_PER_REQUEST)
     )
+    traffic = {"mode": "traffic", "samples": TRAFFIC_ROWS, "batch_size": ROWS_PER_REQUEST}
+    results |= flows_runner({
+        "monitor": FlowRequest(MONITORING_FLOW, {"samples": 150}, config, env=setup.env),
+        "traffic": FlowRequest(TRAFFIC_FLOW, traffic, config, env=setup.env),
+    })  # fmt: skip
     return results
 
 
@@ -152,6 +158,12 @@ def test_deployment_creates_the_endpoint_and_promotes_the_version(
     champion = client.get_model_version_by_alias(setup.models.name, "champion")
     assert str(champion.version) == setup.models.good[-1]
     assert champion.tags["deployment_target"] == ENDPOINT
+
+
+def test_traffic_mode_invokes_the_endpoint(runs: dict[str, FlowResult]) -> None:
+    result = runs["traffic"]
+    assert result.successful, result.describe()
+    assert result.run["start"].task.data.predictions == TRAFFIC_ROWS
 
 
 def test_labels_mode_writes_ground_truth_for_every_capture(
