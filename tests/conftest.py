@@ -41,6 +41,16 @@ TEMPLATE_FLOW = FLOWS_DIR / "template_flow.py"
 PENGUINS_CSV = REPO_ROOT / "data" / "penguins.csv"
 LOCAL_CONFIG = REPO_ROOT / "config" / "local.yml"
 
+# The row of the README's (and the spec's) curl example.
+SPEC_ROW = {
+    "island": "Biscoe",
+    "culmen_length_mm": 48.6,
+    "culmen_depth_mm": 16.0,
+    "flipper_length_mm": 230.0,
+    "body_mass_g": 5800.0,
+    "sex": "MALE",
+}
+
 # Small enough to keep the session short on two cores, large enough to learn penguins.
 TRAINING_PARAMETERS = {"training_epochs": 5, "folds": 3}
 RUN_TIMEOUT = 600  # seconds; a run that takes longer is killed and reported as "timeout"
@@ -265,6 +275,25 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def serving_support() -> Any:
+    """tests/inference/conftest.py (models, servers, configs) as a plain module.
+
+    Test files elsewhere use its helpers; imported under its own name, it does not
+    replace this module as `conftest`.
+    """
+    import importlib.util
+
+    name = "serving_test_support"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent / "inference" / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@
   `MODEL_NAME`, plus one broken version (`broken_model.py`: answers without
   `confidence`) registered first, so the newest version is a good one. Registered once
   per session; the versions are cached in the session directory, so the pipeline tests,
-  which load this file as a plain module (`load_support` below), reuse them.
+  which load this file as a plain module (`serving_support` in tests/conftest.py), reuse them.
 - `inference_server`: one `mlflow models serve` (2 workers, at most 50 rows per request,
   capture in a temporary SQLite file) on a free port of 127.0.0.1, shared by the tests in
   this directory. `server` makes sure it still runs (the kill -9 test ends it).
@@ -15,7 +15,6 @@ Everything else here is plain functions, usable from any test file.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -25,7 +24,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -44,15 +42,6 @@ TRAINING_EPOCHS = 30
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 NUMERIC = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
 ISLANDS = ["Biscoe", "Dream", "Torgersen"]
-# The row of the README's (and the spec's) curl example.
-SPEC_ROW = {
-    "island": "Biscoe",
-    "culmen_length_mm": 48.6,
-    "culmen_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "MALE",
-}
 
 
 def pytest_plugin_registered(plugin: Any, plugin_name: str, manager: Any) -> None:
@@ -66,18 +55,6 @@ def pytest_plugin_registered(plugin: Any, plugin_name: str, manager: Any) -> Non
     root = TESTS_DIR / "conftest.py"
     if Path(getattr(plugin, "__file__", None) or "/nonexistent") == root:
         sys.modules["conftest"] = plugin
-
-
-def load_support() -> ModuleType:
-    """This file as a plain module, for test files outside tests/inference."""
-    name = "serving_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def free_port() -> int:

@@ -10,18 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SPEC_ROW
 
 from inference.backend import BackendError, Local
 
 ROWS = [
-    {
-        "island": "Biscoe",
-        "culmen_length_mm": 48.6,
-        "culmen_depth_mm": 16.0,
-        "flipper_length_mm": 230.0,
-        "body_mass_g": 5800.0,
-        "sex": "MALE",
-    },
+    SPEC_ROW,
     {
         "island": "Torgersen",
         "culmen_length_mm": 39.1,

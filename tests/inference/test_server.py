@@ -20,17 +20,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from conftest import SPEC_ROW
 
 from inference.local import ping
 
-SPEC_ROW = {
-    "island": "Biscoe",
-    "culmen_length_mm": 48.6,
-    "culmen_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "MALE",
-}
 # The body of the spec's (and the README's) curl example, byte for byte.
 SPEC_CURL_BODY = """{"inputs": [
   {"island": "Biscoe", "culmen_length_mm": 48.6, "culmen_depth_mm": 16.0,

@@ -10,48 +10,24 @@ and, if it is not there (a test run alone), gets there first.
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, FlowResult
+from conftest import REPO_ROOT, SPEC_ROW, FlowResult, serving_support
 
 from inference.backend import Local
 from inference.local import LocalServer
 
 DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
-ROW = {
-    "island": "Biscoe",
-    "culmen_length_mm": 48.6,
-    "culmen_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "MALE",
-}
 
 
-def load_support() -> ModuleType:
-    """tests/inference/conftest.py (models, servers, configs) as a plain module."""
-    name = "serving_test_support"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "inference" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = load_support()
+support = serving_support()
 
 
 @dataclass
@@ -106,7 +82,7 @@ def artifact(result: FlowResult, step: str, name: str) -> Any:
 
 def served_prediction(setup: Setup) -> tuple[dict[str, Any], str]:
     """A real prediction from the target, and the model version its capture records."""
-    (prediction,) = setup.backend.invoke([ROW])["predictions"]
+    (prediction,) = setup.backend.invoke([SPEC_ROW])["predictions"]
     with sqlite3.connect(setup.backend.database) as db:
         (version,) = db.execute(
             "SELECT model_version FROM predictions WHERE id = ?", (prediction["id"],)

@@ -22,8 +22,7 @@ import boto3
 import pandas as pd
 import pytest
 import yaml
-from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult
-from test_deployment import load_support
+from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult, serving_support
 
 from inference.sagemaker import Sagemaker, capture_record, hour_prefix
 
@@ -36,7 +35,7 @@ ROWS_PER_REQUEST = 10
 REQUESTS = 20
 TRAFFIC_ROWS = 30
 
-support = load_support()
+support = serving_support()
 
 
 @dataclass

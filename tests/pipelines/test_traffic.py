@@ -8,20 +8,17 @@ tests: every count here is a difference.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, FlowResult, run_python
+from conftest import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, FlowResult, run_python, serving_support
 
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
@@ -31,20 +28,7 @@ TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
 
 
-def load_support() -> ModuleType:
-    """tests/inference/conftest.py (models, servers, configs) as a plain module."""
-    name = "serving_test_support"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "inference" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = load_support()
+support = serving_support()
 
 
 @dataclass
