@@ -229,6 +229,11 @@ def resource_name(endpoint: str, version: str, stamp: str) -> str:
     return endpoint[: 63 - len(suffix)].rstrip("-") + suffix
 
 
+def time_stamp() -> str:
+    """UTC time to the second: what tells apart the resources of successive deployments."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime())
+
+
 def unset_variables(settings: dict[str, Any]) -> list[str]:
     """Names of `${VAR}` placeholders the config left unexpanded (VAR not set)."""
     names = []
@@ -360,8 +365,7 @@ class Sagemaker(Backend):
             self.delete_endpoint()
             endpoint = None
 
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        name = resource_name(self.endpoint, version, stamp)
+        name = resource_name(self.endpoint, version, time_stamp())
         model_data = self.upload_model(model_uri, version)
         self.create_model(name, version, model_data)
         try:
@@ -499,7 +503,11 @@ class Sagemaker(Backend):
         self.wait_in_service()
 
     def update_endpoint(self, config_name: str) -> None:
-        """Blue/green: the new fleet comes up beside the old, then takes all the traffic."""
+        """Blue/green: the new fleet comes up beside the old, then takes all the traffic.
+
+        When the new fleet fails, SageMaker keeps the old one and the endpoint returns to
+        InService on the old config: only the config in service tells success apart.
+        """
         with aws_errors(f"Updating endpoint {self.endpoint}"):
             self.sagemaker.update_endpoint(
                 EndpointName=self.endpoint,
@@ -517,6 +525,13 @@ class Sagemaker(Backend):
                 },
             )
         self.wait_in_service()
+        endpoint = self.describe_endpoint() or {}
+        if endpoint.get("EndpointConfigName") != config_name:
+            raise BackendError(
+                f"Updating endpoint {self.endpoint} failed and SageMaker kept the previous "
+                f"version serving: {endpoint.get('FailureReason', 'no reason given')}. Its "
+                f"CloudWatch logs are under /aws/sagemaker/Endpoints/{self.endpoint}."
+            )
 
     def wait_in_service(self) -> None:
         """Wait until the endpoint is InService; say why when it fails."""

@@ -191,6 +191,14 @@ def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
 EPOCH = datetime(2026, 1, 1)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 ENDPOINT_NAME = {"EndpointName": "penguins-test"}
+STAMP = "20261128040000"
+NEW = f"penguins-test-v2-{STAMP}"  # the new model's and config's name
+
+
+@pytest.fixture
+def stubbed_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resource names carry the time: fix it, so the stubs can expect exact names."""
+    monkeypatch.setattr("inference.sagemaker.time_stamp", lambda: STAMP)
 
 
 def described_endpoint(status: str, **extra: Any) -> dict[str, Any]:
@@ -248,7 +256,7 @@ def stubbed_backend(settings: dict[str, Any]) -> tuple[Sagemaker, Any]:
 
 
 def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
-    aws: Any, model_dir: Path
+    aws: Any, model_dir: Path, stubbed_time: None
 ) -> None:
     backend, client = stubbed_backend({**SETTINGS, "wait-seconds": 60})
     tags = [{"Key": "endpoint", "Value": "penguins-test"}, {"Key": "model_version", "Value": "2"}]
@@ -259,7 +267,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
             "create_model",
             {"ModelArn": f"{ARN}:model/new"},
             {
-                "ModelName": ANY,
+                "ModelName": NEW,
                 "PrimaryContainer": {
                     "Image": IMAGE,
                     "ModelDataUrl": f"s3://{BUCKET}/models/penguins-test/2/model.tar.gz",
@@ -277,11 +285,11 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
             "create_endpoint_config",
             {"EndpointConfigArn": f"{ARN}:endpoint-config/new"},
             {
-                "EndpointConfigName": ANY,
+                "EndpointConfigName": NEW,
                 "ProductionVariants": [
                     {
                         "VariantName": "version-2",
-                        "ModelName": ANY,
+                        "ModelName": NEW,
                         "InitialInstanceCount": 1,
                         "InstanceType": "ml.m5.large",
                         "InitialVariantWeight": 1.0,
@@ -297,7 +305,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
             {"EndpointArn": f"{ARN}:endpoint/penguins-test"},
             {
                 "EndpointName": "penguins-test",
-                "EndpointConfigName": ANY,
+                "EndpointConfigName": NEW,
                 "DeploymentConfig": {
                     "BlueGreenUpdatePolicy": {
                         "TrafficRoutingConfiguration": {
@@ -310,7 +318,9 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
                 },
             },
         )
-        stub.add_response("describe_endpoint", described_endpoint("InService"), ENDPOINT_NAME)
+        serving_new = described_endpoint("InService", EndpointConfigName=NEW)
+        stub.add_response("describe_endpoint", serving_new, ENDPOINT_NAME)  # the waiter
+        stub.add_response("describe_endpoint", serving_new, ENDPOINT_NAME)  # which config?
         # The resources the update made obsolete.
         stub_removal_of_old_resources(stub)
 
@@ -332,6 +342,28 @@ def test_a_failed_update_removes_what_it_created_and_says_why(aws: Any, model_di
         stub.add_response("delete_model", {}, {"ModelName": ANY})
 
         with pytest.raises(BackendError, match=r"did not come into service.*health check failed"):
+            backend.deploy(str(model_dir), "2")
+        stub.assert_no_pending_responses()
+
+
+def test_an_update_sagemaker_rolled_back_is_a_failure_that_keeps_the_old_version(
+    aws: Any, model_dir: Path, stubbed_time: None
+) -> None:
+    """A new fleet that never gets healthy: the endpoint is InService again, on `old`."""
+    backend, client = stubbed_backend(SETTINGS)
+    with Stubber(client) as stub:
+        stub_serving_version_1(stub)
+        stub.add_response("create_model", {"ModelArn": f"{ARN}:model/new"})
+        stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"{ARN}:config/new"})
+        stub.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/penguins-test"})
+        kept = described_endpoint("InService", FailureReason="container failed ping")
+        stub.add_response("describe_endpoint", kept, ENDPOINT_NAME)  # the waiter
+        stub.add_response("describe_endpoint", kept, ENDPOINT_NAME)  # which config?
+        # Only what this deployment created is removed; `old` keeps serving.
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": NEW})
+        stub.add_response("delete_model", {}, {"ModelName": NEW})
+
+        with pytest.raises(BackendError, match=r"kept the previous.*container failed ping"):
             backend.deploy(str(model_dir), "2")
         stub.assert_no_pending_responses()
 
