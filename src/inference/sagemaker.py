@@ -279,10 +279,16 @@ class Sagemaker(Backend):
             self.config.get("model-artifacts-uri") or f"s3://{self.capture_bucket}/models"
         )
         self.instance_type = str(self.config.get("instance-type", "ml.m5.large"))
-        self.instance_count = int(self.config.get("instance-count", 1))
-        self.wait_seconds = int(self.config.get("wait-seconds", 1800))
+        self.instance_count = self._positive_integer("instance-count", 1)
+        self.wait_seconds = self._positive_integer("wait-seconds", 1800)
         self._session: Any = None
         self._clients: dict[str, Any] = {}
+
+    def _positive_integer(self, key: str, default: int) -> int:
+        value = self.config.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BackendError(f"`backend.{key}` must be a positive integer, got {value!r}.")
+        return value
 
     # AWS clients are made on first use: building the backend costs nothing.
     def client(self, service: str) -> Any:

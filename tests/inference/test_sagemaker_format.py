@@ -122,6 +122,8 @@ def test_an_unset_placeholder_is_named() -> None:
         ({"target": ""}, "backend.target"),
         ({"target": "bad_name!"}, "not a valid endpoint name"),
         ({"ground-truth-uri": "/tmp/labels"}, "not an S3 URI"),
+        ({"instance-count": "two"}, "instance-count` must be a positive integer"),
+        ({"wait-seconds": 0}, "wait-seconds` must be a positive integer"),
     ],
 )
 def test_wrong_settings_are_refused(change: dict, message: str) -> None:
