@@ -351,10 +351,15 @@ def predict_in_fresh_process(
         "        answers[name] = {'error': f'{type(error).__name__}: {error}'}\n"
         "print('PREDICTIONS=' + json.dumps(answers))\n"
     )
+    return python_result(code, "PREDICTIONS")
+
+
+def python_result(code: str, marker: str) -> Any:
+    """Run `code` in a fresh process; return the JSON it printed after `<marker>=`."""
     process = run_python(code)
     assert process.returncode == 0, process.stderr[-4000:]
-    line = next(x for x in process.stdout.splitlines() if x.startswith("PREDICTIONS="))
-    return json.loads(line.removeprefix("PREDICTIONS="))
+    line = next(x for x in process.stdout.splitlines() if x.startswith(f"{marker}="))
+    return json.loads(line.removeprefix(f"{marker}="))
 
 
 def card_text(card: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import LOCAL_CONFIG, PENGUINS_CSV, MotoServer, run_python
+from conftest import LOCAL_CONFIG, PENGUINS_CSV, MotoServer, python_result
 
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
@@ -41,10 +41,7 @@ def load_in_fresh_process(url: str) -> dict[str, Any]:
         "    result = {'error': str(error)}\n"
         "print('RESULT=' + json.dumps(result))\n"
     )
-    process = run_python(code)
-    assert process.returncode == 0, process.stderr[-4000:]
-    line = next(x for x in process.stdout.splitlines() if x.startswith("RESULT="))
-    return json.loads(line.removeprefix("RESULT="))
+    return python_result(code, "RESULT")
 
 
 def test_s3_dataset_reads_like_the_local_file(dataset_url: str) -> None:

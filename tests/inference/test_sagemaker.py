@@ -328,42 +328,38 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
         stub.assert_no_pending_responses()
 
 
-def test_a_failed_update_removes_what_it_created_and_says_why(aws: Any, model_dir: Path) -> None:
-    backend, client = stubbed_backend({**SETTINGS, "wait-seconds": 15})
-    with Stubber(client) as stub:
-        stub_serving_version_1(stub)
-        stub.add_response("create_model", {"ModelArn": f"{ARN}:model/new"})
-        stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"{ARN}:config/new"})
-        stub.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/penguins-test"})
-        failed = described_endpoint("Failed", FailureReason="health check failed")
-        stub.add_response("describe_endpoint", failed, ENDPOINT_NAME)  # the waiter
-        stub.add_response("describe_endpoint", failed, ENDPOINT_NAME)  # the error message
-        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": ANY})
-        stub.add_response("delete_model", {}, {"ModelName": ANY})
-
-        with pytest.raises(BackendError, match=r"did not come into service.*health check failed"):
-            backend.deploy(str(model_dir), "2")
-        stub.assert_no_pending_responses()
-
-
-def test_an_update_sagemaker_rolled_back_is_a_failure_that_keeps_the_old_version(
-    aws: Any, model_dir: Path, stubbed_time: None
+@pytest.mark.parametrize(
+    ("after_update", "message"),
+    [
+        # The new fleet failed and the endpoint with it.
+        (
+            described_endpoint("Failed", FailureReason="health check failed"),
+            r"did not come into service.*health check failed",
+        ),
+        # The new fleet never got healthy: SageMaker put the endpoint back on `old`.
+        (
+            described_endpoint("InService", FailureReason="container failed ping"),
+            r"kept the previous version serving: container failed ping",
+        ),
+    ],
+    ids=["endpoint failed", "rolled back by sagemaker"],
+)
+def test_a_failed_update_removes_only_what_it_created_and_says_why(
+    aws: Any, model_dir: Path, stubbed_time: None, after_update: dict, message: str
 ) -> None:
-    """A new fleet that never gets healthy: the endpoint is InService again, on `old`."""
     backend, client = stubbed_backend(SETTINGS)
     with Stubber(client) as stub:
         stub_serving_version_1(stub)
         stub.add_response("create_model", {"ModelArn": f"{ARN}:model/new"})
         stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"{ARN}:config/new"})
         stub.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/penguins-test"})
-        kept = described_endpoint("InService", FailureReason="container failed ping")
-        stub.add_response("describe_endpoint", kept, ENDPOINT_NAME)  # the waiter
-        stub.add_response("describe_endpoint", kept, ENDPOINT_NAME)  # which config?
-        # Only what this deployment created is removed; `old` keeps serving.
+        stub.add_response("describe_endpoint", after_update, ENDPOINT_NAME)  # the waiter
+        stub.add_response("describe_endpoint", after_update, ENDPOINT_NAME)  # then the check
+        # Only what this deployment created is removed; `old` is left alone.
         stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": NEW})
         stub.add_response("delete_model", {}, {"ModelName": NEW})
 
-        with pytest.raises(BackendError, match=r"kept the previous.*container failed ping"):
+        with pytest.raises(BackendError, match=message):
             backend.deploy(str(model_dir), "2")
         stub.assert_no_pending_responses()
 
