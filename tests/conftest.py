@@ -296,6 +296,19 @@ def serving_support() -> Any:
     return sys.modules[name]
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now (never 8080, where a
+    developer's own model server may come up)."""
+    import socket
+
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port != 8080:
+            return port
+
+
 def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `python -c <code>` in a fresh process with the session's environment."""
     return subprocess.run(
@@ -402,14 +415,6 @@ def moto_environment(url: str) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

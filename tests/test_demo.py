@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,22 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import LOCAL_CONFIG, REPO_ROOT, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "scripts" / "demo.py"
-LOCAL_CONFIG = REPO_ROOT / "config" / "local.yml"
 SAMPLES = 200  # rows per round; 150 would leave the accuracy alert a 3-sigma event
 DEMO_TIMEOUT = 1800  # seconds; about 7 minutes on a loaded two-core machine
 SHIFTED = "culmen_length_mm"  # the first numeric feature of config/local.yml
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port != 8080:
-            return port
 
 
 @dataclass

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from common.pipeline import (
     DEVELOPMENT_SEED,
@@ -207,14 +208,8 @@ def test_server_answering_with_an_error_status_passes(server_without_health) -> 
     assert paths == ["/health"]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_closed_port_fails_fast_naming_the_uri() -> None:
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(PipelineError) as info:
         check_tracking_server(uri, timeout=3)

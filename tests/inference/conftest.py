@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -58,13 +57,14 @@ def pytest_plugin_registered(plugin: Any, plugin_name: str, manager: Any) -> Non
 
 
 def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now (never 8080)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port != 8080:
-            return port
+    """tests/conftest.py's `free_port`.
+
+    Imported when called: while pytest loads this file, `conftest` names this file
+    (see `pytest_plugin_registered` above); afterwards it names tests/conftest.py.
+    """
+    from conftest import free_port as root_free_port
+
+    return root_free_port()
 
 
 # --- registered models -----------------------------------------------------------------

@@ -23,7 +23,6 @@ listens on).
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from conftest import (
     FlowRequest,
     FlowResult,
     ensure_experiment,
+    free_port,
     session_directory,
 )
 
@@ -54,16 +54,6 @@ BAD_LABELS = 0.3
 # Scenarios run in two batches: the second one's history must follow the first's.
 FIRST_BATCH = ("empty", "normal", "drifted")
 SECOND_BATCH = ("low_accuracy", "fail_on_alert")
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now (never 8080)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port != 8080:
-            return port
 
 
 def project_schema() -> Any:

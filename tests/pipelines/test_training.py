@@ -6,7 +6,6 @@ own runs: the accuracy threshold, a second dataset with its own config, and bad 
 
 from __future__ import annotations
 
-import socket
 import time
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +25,7 @@ from conftest import (
     FlowResult,
     card_text,
     ensure_experiment,
+    free_port,
     predict_in_fresh_process,
     run_cli,
 )
@@ -465,12 +465,6 @@ def test_second_dataset_model_predicts_in_a_fresh_process(colors_run: FlowResult
 # --- bad input: every one fails the run, with a message saying what is wrong ---------------
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def csv_without_flipper_length(directory: Path) -> Path:
     path = directory / "no-flippers.csv"
     pd.read_csv(PENGUINS_CSV).drop(columns=["flipper_length_mm"]).to_csv(path, index=False)
@@ -513,7 +507,7 @@ def test_bad_input_fails_the_run_at_start(
 def test_unreachable_tracking_server_fails_within_seconds(
     flow_runner, training_run: Any, mlflow_client: Any
 ) -> None:
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     before = registered_versions(mlflow_client)
     started = time.monotonic()
 
