@@ -67,7 +67,6 @@ CONTENT_TYPE = "application/json"
 DEFAULT_IMAGE_REPOSITORY = "mlflow-pyfunc"
 # How SageMaker says that a resource does not exist (a ValidationException).
 _MISSING = re.compile(r"could not find|not found|does not exist", re.IGNORECASE)
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 # SageMaker resource names: at most 63 letters, digits and inner hyphens.
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -234,15 +233,6 @@ def time_stamp() -> str:
     return time.strftime("%Y%m%d%H%M%S", time.gmtime())
 
 
-def unset_variables(settings: dict[str, Any]) -> list[str]:
-    """Names of `${VAR}` placeholders the config left unexpanded (VAR not set)."""
-    names = []
-    for value in settings.values():
-        if isinstance(value, str):
-            names.extend(_PLACEHOLDER.findall(value))
-    return sorted(set(names))
-
-
 # --- The backend ---------------------------------------------------------------------
 
 
@@ -250,8 +240,10 @@ class Sagemaker(Backend):
     """Deploy to a SageMaker endpoint; read what it captured from S3. See the module doc."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
+        from common.config import unexpanded_placeholders
+
         super().__init__(config)
-        missing = unset_variables(self.config)
+        missing = sorted(set(unexpanded_placeholders(self.config)))
         if missing:
             raise BackendError(
                 f"The SageMaker settings use {', '.join('${' + n + '}' for n in missing)}, "
