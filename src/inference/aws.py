@@ -18,16 +18,21 @@ from inference.backend import BackendError
 # backoff and jitter; "adaptive" also slows the client down while AWS throttles it.
 RETRY_POLICY = {"max_attempts": 8, "mode": "adaptive"}
 
-# What to tell the user for the errors they can fix themselves.
+# What to tell the user for the errors they can fix themselves. AWS services spell
+# some codes two ways.
+_PERMISSION = (
+    "the credentials in use lack this permission: check the IAM policy of the user or "
+    "of `backend.assume-role`."
+)
+_INVALID = "the AWS credentials are not valid."
+_EXPIRED = "the AWS session token has expired: refresh your credentials."
 HINTS = {
-    "AccessDenied": "the credentials in use lack this permission: check the IAM policy "
-    "of the user or of `backend.assume-role`.",
-    "AccessDeniedException": "the credentials in use lack this permission: check the IAM "
-    "policy of the user or of `backend.assume-role`.",
-    "UnrecognizedClientException": "the AWS credentials are not valid.",
-    "InvalidClientTokenId": "the AWS credentials are not valid.",
-    "ExpiredToken": "the AWS session token has expired: refresh your credentials.",
-    "ExpiredTokenException": "the AWS session token has expired: refresh your credentials.",
+    "AccessDenied": _PERMISSION,
+    "AccessDeniedException": _PERMISSION,
+    "UnrecognizedClientException": _INVALID,
+    "InvalidClientTokenId": _INVALID,
+    "ExpiredToken": _EXPIRED,
+    "ExpiredTokenException": _EXPIRED,
     "ThrottlingException": "AWS kept throttling the requests after several retries with "
     "backoff: try again in a few minutes.",
     "ResourceLimitExceeded": "the account's SageMaker quota is reached: delete unused "
