@@ -398,6 +398,18 @@ class MotoServer:
 
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"))
 
+    def queue_sagemaker_results(self, bodies: list[dict[str, Any]]) -> None:
+        """What moto's `invoke_endpoint` answers next (any endpoint), one body per call."""
+        import urllib.request
+
+        results = [{"Body": json.dumps(body), "ContentType": "application/json"} for body in bodies]
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/static/sagemaker/endpoint-results",
+            data=json.dumps({"results": results, "region": "us-east-1"}).encode(),
+            method="POST",
+        )
+        urllib.request.urlopen(request).close()
+
 
 def moto_environment(url: str) -> dict[str, str]:
     """Dummy credentials and endpoints so boto3, Metaflow and MLflow talk to moto only."""

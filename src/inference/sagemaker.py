@@ -169,6 +169,15 @@ def capture_record(
     )
 
 
+def capture_key(prefix: str, endpoint: str, version: str, when: datetime, name: str) -> str:
+    """Where SageMaker writes a capture file (used to simulate captures in tests):
+    `<prefix>/<endpoint>/version-<N>/yyyy/mm/dd/hh/<mm-ss-mmm>-<name>.jsonl`."""
+    moment = when.astimezone(UTC)
+    file = f"{moment:%M-%S}-{moment.microsecond // 1000:03d}-{name}.jsonl"
+    parts = (prefix, endpoint, f"{VARIANT_PREFIX}{version}", hour_prefix(moment), file)
+    return "/".join(part for part in parts if part)
+
+
 def ground_truth_record(event_id: str, labels: list[str | None]) -> str:
     """A Model Monitor ground-truth record: the labels of one event's rows, in order.
 

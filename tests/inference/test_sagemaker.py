@@ -13,7 +13,6 @@ import json
 import logging
 import tarfile
 import threading
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +25,7 @@ from botocore.stub import ANY, Stubber
 
 from inference.aws import client_config
 from inference.backend import BackendError
-from inference.sagemaker import Sagemaker, capture_record, hour_prefix
+from inference.sagemaker import Sagemaker, capture_key, capture_record, hour_prefix
 
 BUCKET = "penguins-test"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
@@ -69,13 +68,10 @@ def sagemaker_client() -> Any:
 
 
 def write_captures(
-    variant: str, when: datetime, events: list[tuple[str, list[dict], list[dict]]]
+    version: str, when: datetime, events: list[tuple[str, list[dict], list[dict]]]
 ) -> str:
-    """One capture file as SageMaker writes it: <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/."""
-    key = (
-        f"datastore/{SETTINGS['target']}/{variant}/{hour_prefix(when)}/"
-        f"{when:%M-%S}-000-{when.timestamp():.0f}.jsonl"
-    )
+    """One capture file as SageMaker writes it, for requests answered by `version`."""
+    key = capture_key("datastore", SETTINGS["target"], version, when, f"{when.timestamp():.0f}")
     body = "\n".join(
         capture_record(event_id, when + timedelta(seconds=i), rows, predictions)
         for i, (event_id, rows, predictions) in enumerate(events)
@@ -392,27 +388,14 @@ def test_a_failed_endpoint_is_replaced_not_updated(aws: Any, model_dir: Path) ->
 
 def test_invoke_goes_through_sagemaker_runtime(aws: Any) -> None:
     predictions = answers("Gentoo")
-    request = urllib.request.Request(
-        f"{aws.url}/moto-api/static/sagemaker/endpoint-results",
-        data=json.dumps(
-            {
-                "results": [{"Body": json.dumps({"predictions": predictions}),
-                             "ContentType": "application/json"}],
-                "region": "us-east-1",
-            }
-        ).encode(),
-        method="POST",
-    )  # fmt: skip
-    urllib.request.urlopen(request).close()
+    aws.queue_sagemaker_results([{"predictions": predictions}])
     assert Sagemaker(SETTINGS).invoke([ROW]) == {"predictions": predictions}
 
 
 def test_load_reads_captures_newest_first_with_the_local_backends_columns(aws: Any) -> None:
     start = datetime(2026, 11, 28, 3, 58, tzinfo=UTC)
-    write_captures(
-        "version-1", start, [("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a"))]
-    )
-    write_captures("version-2", start + timedelta(minutes=5), [
+    write_captures("1", start, [("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a"))])
+    write_captures("2", start + timedelta(minutes=5), [
         ("e2", [ROW], answers("Gentoo", prefix="b")),
         ("e3", [ROW], answers("Chinstrap", prefix="c")),
     ])  # fmt: skip
@@ -439,7 +422,7 @@ def test_load_without_captures_is_none(aws: Any) -> None:
 
 def test_labels_are_written_per_event_where_model_monitor_reads_them(aws: Any) -> None:
     when = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
-    write_captures("version-1", when, [
+    write_captures("1", when, [
         ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
         ("e2", [ROW], answers("Chinstrap", prefix="b")),
     ])  # fmt: skip
@@ -466,7 +449,7 @@ def test_labels_are_written_per_event_where_model_monitor_reads_them(aws: Any) -
 
 
 def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(aws: Any) -> None:
-    write_captures("version-1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
+    write_captures("1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
         ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
     ])  # fmt: skip
     backend = Sagemaker(SETTINGS)
@@ -489,7 +472,7 @@ def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
 ) -> None:
     backend = Sagemaker(SETTINGS)
     backend.deploy(str(model_dir), "1")
-    key = write_captures("version-1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
+    key = write_captures("1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
         ("e1", [ROW], answers("Adelie")),
     ])  # fmt: skip
     sagemaker = sagemaker_client()

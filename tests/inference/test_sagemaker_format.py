@@ -11,6 +11,7 @@ import pytest
 from inference.backend import BackendError
 from inference.sagemaker import (
     Sagemaker,
+    capture_key,
     capture_record,
     ground_truth_record,
     hour_prefix,
@@ -104,6 +105,12 @@ def test_capture_keys_sort_newest_first_across_variants() -> None:
     assert variant_version(keys[1], "datastore", "penguins") == "2"
     assert variant_version("datastore/other/version-2/x.jsonl", "datastore", "penguins") is None
     assert hour_prefix(WHEN) == "2026/11/28/04"
+
+
+def test_capture_keys_are_where_sagemaker_writes_them() -> None:
+    key = capture_key("datastore", "penguins", "3", WHEN, "abc")
+    assert key == "datastore/penguins/version-3/2026/11/28/04/05-06-789-abc.jsonl"
+    assert variant_version(key, "datastore", "penguins") == "3"
 
 
 def test_resource_names_fit_sagemaker_limits() -> None:

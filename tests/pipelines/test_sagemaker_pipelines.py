@@ -11,7 +11,6 @@ had served them.
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ import pytest
 import yaml
 from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult, serving_support
 
-from inference.sagemaker import Sagemaker, capture_record, hour_prefix
+from inference.sagemaker import Sagemaker, capture_key, capture_record
 
 DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
 TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
@@ -75,17 +74,6 @@ def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[S
     yield SagemakerSetup(path, Sagemaker(settings), models, env)
 
 
-def queue_endpoint_results(url: str, bodies: list[dict[str, Any]]) -> None:
-    """What moto's `invoke_endpoint` answers next, one body per call."""
-    results = [{"Body": json.dumps(body), "ContentType": "application/json"} for body in bodies]
-    request = urllib.request.Request(
-        f"{url}/moto-api/static/sagemaker/endpoint-results",
-        data=json.dumps({"results": results, "region": "us-east-1"}).encode(),
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
-
-
 def write_production_captures(version: str) -> pd.DataFrame:
     """REQUESTS requests of ROWS_PER_REQUEST dataset rows, captured as SageMaker does."""
     data = (
@@ -105,7 +93,7 @@ def write_production_captures(version: str) -> pd.DataFrame:
         ]
         when = start + timedelta(seconds=number)
         lines.append(capture_record(f"event-{number}", when, rows, predictions))
-    key = f"datastore/{ENDPOINT}/version-{version}/{hour_prefix(start)}/{start:%M-%S}-000-x.jsonl"
+    key = capture_key("datastore", ENDPOINT, version, start, "production")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
     return data
 
@@ -116,7 +104,7 @@ def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str
     sending traffic."""
     classes = ["Adelie", "Chinstrap", "Gentoo"]
     smoke = [{"prediction": classes[i % 3], "confidence": 0.9, "id": f"s{i}"} for i in range(5)]
-    queue_endpoint_results(moto_server.url, [{"predictions": smoke}])
+    moto_server.queue_sagemaker_results([{"predictions": smoke}])
     newest = setup.models.good[-1]
     write_production_captures(newest)
 
@@ -128,8 +116,8 @@ def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str
         ),
     })  # fmt: skip
     # moto answers invocations in queue order: traffic's are queued after the smoke test's.
-    queue_endpoint_results(
-        moto_server.url, [{"predictions": smoke * 2}] * (TRAFFIC_ROWS // ROWS_PER_REQUEST)
+    moto_server.queue_sagemaker_results(
+        [{"predictions": smoke * 2}] * (TRAFFIC_ROWS // ROWS_PER_REQUEST)
     )
     traffic = {"mode": "traffic", "samples": TRAFFIC_ROWS, "batch_size": ROWS_PER_REQUEST}
     results |= flows_runner({
