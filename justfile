@@ -21,11 +21,11 @@ serve port="8080":
 
 # Stop the background model server
 stop:
-    uv run python -m inference.local stop
+    uv run python -m backends.local stop
 
 # Show what the background model server serves
 status:
-    uv run python -m inference.local status
+    uv run python -m backends.local status
 
 # Send realistic traffic to the deployed model (add --drift to shift a feature)
 traffic *args:
@@ -41,11 +41,11 @@ monitor *args:
 
 # The SageMaker endpoint of config/sagemaker.yml: status, serving version, instances
 sagemaker-status:
-    uv run python -m inference.sagemaker status --config config/sagemaker.yml
+    uv run python -m backends.sagemaker status --config config/sagemaker.yml
 
 # Delete the SageMaker endpoint and the configs, models and archives made for it
 sagemaker-delete:
-    uv run python -m inference.sagemaker delete --config config/sagemaker.yml
+    uv run python -m backends.sagemaker delete --config config/sagemaker.yml
 
 # The MLflow UI on http://127.0.0.1:5000
 mlflow:

@@ -10,7 +10,7 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
 1. Without `--model-uri`, a model is trained in this process with the project's own
    functions and registered as `penguins` exactly as the training pipeline's `register`
    step does it, in a fresh SQLite tracking store (`<tmp>/mlflow.db`).
-2. `inference.local.LocalServer` starts `mlflow models serve` on a free port with a
+2. `backends.local_server.LocalServer` starts `mlflow models serve` on a free port with a
    capture database in the temporary directory, and is always stopped at the end.
 3. The load generator below (http.client keep-alive connections, one thread per
    client) measures one-row latency, throughput with 8 and 16 clients, capture
@@ -369,7 +369,7 @@ def throughput_phase(
 
 
 def labelling(directory: Path, rows: list[dict[str, Any]], count: int, simulated: int) -> None:
-    from inference.backend import Local
+    from backends.local import Local
     from inference.capture import CaptureStore
 
     classes = ["Adelie", "Chinstrap", "Gentoo"]
@@ -480,7 +480,7 @@ def main(argv: list[str]) -> int:
 
 def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: Path) -> None:
     """Register or find the model, serve it, run the HTTP phases, stop the server."""
-    from inference.local import LocalServer
+    from backends.local_server import LocalServer
 
     server = None
     try:

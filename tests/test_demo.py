@@ -33,7 +33,7 @@ class Demo:
     config: Path
     port: int
     process: subprocess.CompletedProcess[str]
-    server_after: object  # inference.local.ServerState, or None
+    server_after: object  # backends.local_server.ServerState, or None
     answering_after: bool
 
     @property
@@ -101,7 +101,7 @@ def write_config(root: Path, port: int) -> Path:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    from inference.local import LocalServer, ping
+    from backends.local_server import LocalServer, ping
 
     root = tmp_path_factory.mktemp("demo")
     port = free_port()

@@ -19,7 +19,7 @@ parameters `--backend`, `--dataset` and `--mlflow-tracking-uri`, and four decora
 - `@backend` (explicit): `self.backend_impl`, the configured backend instance.
 
 Its code package, which remote tasks (`--with batch`, `--with kubernetes`, the
-schedulers) run from, also holds `common`, `inference` and `data/*.csv`.
+schedulers) run from, also holds `common`, `backends`, `inference` and `data/*.csv`.
 
 This module imports only Metaflow and the standard library: each Metaflow task is a
 new process that imports it, and heavy libraries belong in the steps that use them.
@@ -73,7 +73,7 @@ LOG_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = SOURCE_ROOT.parent
 # The packages every pipeline imports besides its own file.
-PACKAGED_CODE = ("common", "inference")
+PACKAGED_CODE = ("common", "backends", "inference")
 
 
 class PipelineError(MetaflowException):
@@ -159,52 +159,57 @@ def dataset(step_name, flow, inputs=None):
     yield
 
 
-def resolve_backend_class(path: str) -> type:
-    """Find the backend class named `module.Class`.
+# The project's own backends, by the names configs and `--backend` use. They are
+# import paths, not imports: `common` stays free of deployment code, and any other
+# `module.Class` a user names is imported the same way.
+BACKENDS = {
+    "backend.Local": "backends.local.Local",
+    "backend.Sagemaker": "backends.sagemaker.Sagemaker",
+}
 
-    `backend.Local` is looked up in this project's `inference` package first, then as
-    an importable module, so users can plug in their own backend from anywhere.
-    """
-    module_name, _, class_name = path.rpartition(".")
+
+def resolve_backend_class(path: str) -> type:
+    """The backend class named `path`: a name from `BACKENDS` or any `module.Class`."""
+    import difflib
+
+    target = BACKENDS.get(path, path)
+    module_name, _, class_name = target.rpartition(".")
+    choices = ", ".join(BACKENDS)
     if not module_name:
-        raise PipelineError(f"Backend {path!r} must look like `module.Class`, e.g. backend.Local.")
-    for candidate in (f"inference.{module_name}", module_name):
-        try:
-            module = importlib.import_module(candidate)
-        except ModuleNotFoundError as error:
-            if error.name and (candidate == error.name or candidate.startswith(f"{error.name}.")):
-                continue  # This candidate does not exist; try the next one.
-            raise
-        backend_class = getattr(module, class_name, None)
-        if isinstance(backend_class, type):
-            return backend_class
-        defined_here = sorted(
-            name
-            for name, value in vars(module).items()
-            if isinstance(value, type) and value.__module__ == module.__name__
-        )
         raise PipelineError(
-            f"Backend module {candidate!r} has no class {class_name!r}. It defines: {defined_here}."
+            f"Backend {path!r} must be one of {choices}, or an importable `module.Class`."
         )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if not error.name or not (
+            module_name == error.name or module_name.startswith(f"{error.name}.")
+        ):
+            raise  # The backend exists but one of its own imports failed.
+        module = None
+    backend_class = getattr(module, class_name, None)
+    if isinstance(backend_class, type):
+        return backend_class
+    close = difflib.get_close_matches(path, BACKENDS, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    where = "not found" if module is None else f"has no class {class_name!r}"
     raise PipelineError(
-        f"Backend module {module_name!r} not found (looked for inference.{module_name} "
-        f"and {module_name}). Set `backend.module` in the config or pass `--backend`, "
-        "e.g. backend.Local or backend.Sagemaker."
+        f"Unknown backend {path!r} (module {module_name!r} {where}).{hint} Valid backends: "
+        f"{choices}, or an importable `module.Class` of your own. Set `backend.module` in "
+        "the config or pass `--backend`."
     )
 
 
 def build_backend(path: str, settings: dict[str, Any]) -> Any:
     """Instantiate the backend `path` with the config's `backend` settings.
 
-    A backend refusing its settings (an unset `${VAR}`, a malformed URI) stops the run
-    with its message, not a traceback.
+    A backend refuses bad settings (an unset `${VAR}`, a malformed URI, an unknown
+    key) with a ValueError; the run then stops with its message, not a traceback.
     """
-    from inference.backend import BackendError
-
     backend_class = resolve_backend_class(path)
     try:
         return backend_class(config=dict(settings))
-    except BackendError as error:
+    except ValueError as error:
         raise PipelineError(f"Backend {path}: {error}") from None
 
 
@@ -251,7 +256,7 @@ def package_project_files(flow_class: type[FlowSpec]) -> type[FlowSpec]:
     """Ship what a remote task imports and reads in the flow's code package.
 
     Metaflow packages the flow's directory (src/pipelines) and the module that defines
-    its mutators, not the rest of `common`, `inference` or the dataset: a task on AWS
+    its mutators, not the rest of `common`, `backends`, `inference` or the dataset: a task on AWS
     Batch or Kubernetes, whose working directory is the extracted package, would fail
     to import them or to find the default `--dataset data/penguins.csv`. The packages
     go to the package root, where the flow file is, so they import as they do here.

@@ -63,8 +63,8 @@ class Deployment(Pipeline):
     @step
     def deploy(self):
         """Deploy and smoke test; promote on success, roll back and fail otherwise."""
+        from backends.base import BackendError
         from common.smoke import SmokeTestError, check_predictions
-        from inference.backend import BackendError
 
         if self.serving_version == self.version:
             self.deployed = False

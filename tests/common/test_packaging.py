@@ -67,7 +67,7 @@ def run_on_worker(package: Path, *arguments: str, **env: str) -> subprocess.Comp
 def test_package_holds_the_shared_code_and_the_dataset(package: Path) -> None:
     files = packaged_files(package)
 
-    for name in ("common", "inference"):
+    for name in ("common", "backends", "inference"):
         expected = {
             f"{name}/{path.relative_to(SOURCE / name).as_posix()}"
             for path in (SOURCE / name).rglob("*.py")
@@ -83,7 +83,7 @@ def test_package_holds_the_shared_code_and_the_dataset(package: Path) -> None:
 def test_packaged_code_imports_and_reads_the_dataset_without_the_repository(
     package: Path,
 ) -> None:
-    modules = ["common.config", "common.data", "common.pipeline", "inference.backend"]
+    modules = ["common.config", "common.data", "common.pipeline", "backends.local"]
     code = (
         "import importlib, json, sys\n"
         f"modules = {modules!r}\n"
@@ -132,7 +132,7 @@ def test_every_pipeline_subclass_gets_the_same_package() -> None:
 
     assert listed.returncode == 0, listed.stderr[-4000:]
     names = set((listed.stdout + listed.stderr).split())
-    assert {"template_flow.py", "common/config.py", "inference/backend.py"} <= names
+    assert {"template_flow.py", "common/config.py", "backends/base.py"} <= names
     assert "data/penguins.csv" in names
 
 
@@ -184,7 +184,7 @@ def test_uv_environment_builds_the_locked_dependencies_beside_the_package(
     code = (
         "import importlib, importlib.metadata as metadata, json, sys\n"
         "files = {name: importlib.import_module(name).__file__\n"
-        "         for name in ['common.config', 'inference.backend', 'metaflow']}\n"
+        "         for name in ['common.config', 'backends.base', 'metaflow']}\n"
         f"versions = {{name: metadata.version(name) for name in {packages!r}}}\n"
         "print('RESULT=' + json.dumps({'python': sys.executable, 'files': files,\n"
         "                              'versions': versions}))\n"

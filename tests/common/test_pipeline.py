@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
+from backends.local import Local
+from backends.sagemaker import Sagemaker
 from common.pipeline import (
     DEVELOPMENT_SEED,
     PipelineError,
@@ -22,33 +24,40 @@ from common.pipeline import (
     dataset_seed,
     resolve_backend_class,
 )
-from inference import backend as backend_module
 
 # --- resolve_backend_class / build_backend ----------------------------------------------
 
 
-def test_resolve_local_backend() -> None:
-    assert resolve_backend_class("backend.Local") is backend_module.Local
+def test_the_specification_names_resolve() -> None:
+    assert resolve_backend_class("backend.Local") is Local
+    assert resolve_backend_class("backend.Sagemaker") is Sagemaker
 
 
 def test_resolve_fully_qualified_backend() -> None:
-    assert resolve_backend_class("inference.backend.Local") is backend_module.Local
+    assert resolve_backend_class("backends.local.Local") is Local
 
 
-def test_unknown_class_names_the_module_and_its_classes() -> None:
+def test_a_misspelt_backend_lists_the_valid_ones() -> None:
     with pytest.raises(PipelineError) as info:
-        resolve_backend_class("backend.Nonexistent")
+        resolve_backend_class("backend.Sagemker")
     message = str(info.value)
-    assert "'inference.backend' has no class 'Nonexistent'" in message
-    assert "'Local'" in message
+    assert "Unknown backend 'backend.Sagemker'" in message
+    assert "Did you mean backend.Sagemaker?" in message
+    assert "Valid backends: backend.Local, backend.Sagemaker" in message
+    assert "BackendError" not in message
 
 
-def test_unknown_module_says_where_it_looked() -> None:
+def test_a_missing_class_in_an_existing_module_is_named() -> None:
+    with pytest.raises(PipelineError) as info:
+        resolve_backend_class("backends.local.Nonexistent")
+    assert "module 'backends.local' has no class 'Nonexistent'" in str(info.value)
+
+
+def test_unknown_module_says_what_is_valid() -> None:
     with pytest.raises(PipelineError) as info:
         resolve_backend_class("nosuchbackendmodule.Local")
     message = str(info.value)
-    assert "'nosuchbackendmodule' not found" in message
-    assert "inference.nosuchbackendmodule" in message
+    assert "module 'nosuchbackendmodule' not found" in message
     assert "backend.Local" in message
 
 
@@ -58,7 +67,7 @@ def test_unknown_nested_module() -> None:
 
 
 def test_path_without_module() -> None:
-    with pytest.raises(PipelineError, match=r"must look like `module\.Class`"):
+    with pytest.raises(PipelineError, match=r"or an importable `module\.Class`"):
         resolve_backend_class("Local")
 
 
@@ -126,13 +135,13 @@ def test_build_backend_passes_settings_as_config(module_factory) -> None:
 def test_build_local_backend() -> None:
     settings = {"module": "backend.Local", "target": "http://127.0.0.1:9999/invocations"}
     instance = build_backend("backend.Local", settings)
-    assert isinstance(instance, backend_module.Local)
+    assert isinstance(instance, Local)
     assert instance.config == settings
     assert instance.target == "http://127.0.0.1:9999/invocations"
 
 
 def test_build_backend_propagates_resolution_errors() -> None:
-    with pytest.raises(PipelineError, match="no class 'Missing'"):
+    with pytest.raises(PipelineError, match=r"Unknown backend 'backend\.Missing'"):
         build_backend("backend.Missing", {})
 
 

@@ -158,7 +158,7 @@ def registered_models(session_root: Path, tracking_uri: str) -> ServingModels:
 
 @dataclass
 class ModelServer:
-    """A real `mlflow models serve` started with `inference.local.LocalServer`."""
+    """A real `mlflow models serve` started with `backends.local_server.LocalServer`."""
 
     model_uri: str
     version: str
@@ -189,7 +189,7 @@ class ModelServer:
         }
 
     def start(self) -> None:
-        from inference.local import LocalServer
+        from backends.local_server import LocalServer
 
         environment = {
             "SERVING_CAPTURE_DATABASE": str(self.database),
@@ -202,7 +202,7 @@ class ModelServer:
         )
 
     def running(self) -> bool:
-        from inference.local import ping
+        from backends.local_server import ping
 
         return ping(self.url)
 
@@ -212,14 +212,14 @@ class ModelServer:
 
     @property
     def pid(self) -> int:
-        from inference.local import LocalServer
+        from backends.local_server import LocalServer
 
         state = LocalServer(self.state_dir).state()
         assert state is not None, "the server is not running"
         return state.pid
 
     def stop(self) -> None:
-        from inference.local import LocalServer
+        from backends.local_server import LocalServer
 
         LocalServer(self.state_dir).stop()
 

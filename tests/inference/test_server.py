@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import SPEC_ROW
 
-from inference.local import ping
+from backends.local_server import ping
 
 # The body of the spec's (and the README's) curl example, byte for byte.
 SPEC_CURL_BODY = """{"inputs": [

@@ -7,7 +7,7 @@ module is imported once) and only when a test asks for them.
 Production data is made as the system makes it, without a model server: rows from
 `common.traffic.sample_requests` (the traffic pipeline's sampler, normal or drifted)
 are stored through `inference.capture.CaptureStore` with the true species as the
-prediction, then labelled through `inference.backend.Local.label` (simulated ground
+prediction, then labelled through `backends.local.Local.label` (simulated ground
 truth, right with a given probability) or `label_by_id`.
 
 The monitored model, `MODEL_NAME`, is registered as the training pipeline's `register`
@@ -115,7 +115,7 @@ class Place:
         return self.config
 
     def backend(self) -> Any:
-        from inference.backend import Local
+        from backends.local import Local
 
         return Local(config=self.backend_settings())
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from conftest import REPO_ROOT, SPEC_ROW, FlowResult, serving_support
 
-from inference.backend import Local
-from inference.local import LocalServer
+from backends.local import Local
+from backends.local_server import LocalServer
 
 DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}

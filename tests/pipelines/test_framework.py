@@ -168,7 +168,7 @@ def test_dataset_decorator_loads_cleaned_data(template_run: FlowResult) -> None:
 def test_backend_decorator_builds_configured_local_backend(template_run: FlowResult) -> None:
     run = template_run.run
     config = load_project_configuration(LOCAL_CONFIG)["backend"]
-    assert artifact(run, "next_step", "backend_class") == "inference.backend.Local"
+    assert artifact(run, "next_step", "backend_class") == "backends.local.Local"
     assert artifact(run, "next_step", "backend_config") == config
 
 

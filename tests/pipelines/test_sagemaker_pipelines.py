@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult, serving_support
 
-from inference.sagemaker import Sagemaker, capture_key, capture_record
+from backends.sagemaker import Sagemaker, capture_key, capture_record
 
 DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
 TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"

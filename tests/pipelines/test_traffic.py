@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 from conftest import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, FlowResult, run_python, serving_support
 
+from backends.local import Local
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
-from inference.backend import Local
 
 TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
@@ -165,7 +165,7 @@ def test_labels_by_id_the_documented_way(setup: Setup) -> None:
     truth = dict(zip(ids, ["Adelie", "Chinstrap", "Gentoo"], strict=True))
     code = (
         "from common.config import load_project_configuration\n"
-        "from inference.backend import Local\n"
+        "from backends.base import Local\n"
         f"config = load_project_configuration({str(setup.config)!r})\n"
         f"print('LABELLED', Local(config['backend']).label_by_id({truth!r}))\n"
     )

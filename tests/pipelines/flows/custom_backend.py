@@ -4,7 +4,7 @@ Task processes run the flow file from this directory, so this module is importab
 there as `custom_backend`.
 """
 
-from inference.backend import Local
+from backends.local import Local
 
 
 class Recording(Local):

@@ -111,8 +111,8 @@ class TemplatePipeline(Pipeline):
         """Check the backend instance without calling anything that needs a service."""
         if self.fail_first_attempt and current.retry_count == 0:
             raise RuntimeError("First attempt fails on purpose (--fail-first-attempt).")
+        from backends.base import Backend
         from common.pipeline import resolve_backend_class
-        from inference.backend import Backend
 
         expected = resolve_backend_class(self.backend)
         assert isinstance(self.backend_impl, expected), (type(self.backend_impl), expected)

@@ -21,7 +21,7 @@ Every resource the backend creates is named after the endpoint and tagged
 `endpoint=<name>` and `model_version=<version>`; the variant is named `version-<N>`, so
 each capture file's S3 path says which version answered. To stop paying for it:
 
-    uv run python -m inference.sagemaker delete --config config/sagemaker.yml
+    uv run python -m backends.sagemaker delete --config config/sagemaker.yml
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from inference.aws import (
+from backends.aws import (
     aws_errors,
     client_config,
     error_code,
@@ -52,7 +52,13 @@ from inference.aws import (
     split_s3_uri,
     write_text,
 )
-from inference.backend import Backend, BackendError, captured_frame, simulate_ground_truth
+from backends.base import (
+    Backend,
+    BackendError,
+    SettingsError,
+    captured_frame,
+    simulate_ground_truth,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -254,7 +260,7 @@ class Sagemaker(Backend):
         super().__init__(config)
         missing = sorted(set(unexpanded_placeholders(self.config)))
         if missing:
-            raise BackendError(
+            raise SettingsError(
                 f"The SageMaker settings use {', '.join('${' + n + '}' for n in missing)}, "
                 f"but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set. "
                 f"Export {'it' if len(missing) == 1 else 'them'} (e.g. `export "
@@ -262,13 +268,13 @@ class Sagemaker(Backend):
             )
         absent = [key for key in REQUIRED_SETTINGS if not self.config.get(key)]
         if absent:
-            raise BackendError(
+            raise SettingsError(
                 f"The SageMaker backend needs `backend.{absent[0]}` in the config "
                 f"(missing: {', '.join(absent)}); see config/sagemaker.yml."
             )
         self.endpoint = str(self.config["target"])
         if not _NAME.match(self.endpoint):
-            raise BackendError(
+            raise SettingsError(
                 f"`backend.target` {self.endpoint!r} is not a valid endpoint name: up to 63 "
                 "letters, digits and hyphens, starting with a letter or digit."
             )
@@ -288,7 +294,7 @@ class Sagemaker(Backend):
     def _positive_integer(self, key: str, default: int) -> int:
         value = self.config.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BackendError(f"`backend.{key}` must be a positive integer, got {value!r}.")
+            raise SettingsError(f"`backend.{key}` must be a positive integer, got {value!r}.")
         return value
 
     # AWS clients are made on first use: building the backend costs nothing.
@@ -461,7 +467,6 @@ class Sagemaker(Backend):
             "ModelDataUrl": model_data,
             "Environment": {
                 "MLFLOW_DEPLOYMENT_FLAVOR_NAME": "python_function",
-                "SERVING_ENVIRONMENT": "SageMaker",
                 "SERVING_MODEL_VERSION": version,
             },
         }
@@ -771,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import ConfigurationError, load_project_configuration
 
     parser = argparse.ArgumentParser(
-        prog="python -m inference.sagemaker",
+        prog="python -m backends.sagemaker",
         description="Show, or delete with everything created for it, the SageMaker endpoint.",
     )
     parser.add_argument("command", choices=["status", "delete"])

@@ -1,4 +1,4 @@
-"""The Local backend (src/inference/backend.py) against a real server and real SQLite."""
+"""The Local backend (src/backends/local.py) against a real server and real SQLite."""
 
 from __future__ import annotations
 
@@ -10,9 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SPEC_ROW
+from conftest import SPEC_ROW, serving_support
 
-from inference.backend import BackendError, Local
+from backends.base import BackendError
+from backends.local import Local
+
+# The real model servers of tests/inference/conftest.py, as fixtures of this module.
+_support = serving_support()
+serving_models, inference_server, server = (
+    _support.serving_models,
+    _support.inference_server,
+    _support.server,
+)
 
 ROWS = [
     SPEC_ROW,

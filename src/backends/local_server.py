@@ -1,10 +1,8 @@
 """Run `mlflow models serve` in the background, one server per state directory.
 
 The server's process id, model version and address live in `<state dir>/server.json`
-so that a later deployment can replace it and `stop` can end it:
-
-    uv run python -m inference.local status
-    uv run python -m inference.local stop
+so that a later deployment can replace it and `stop` can end it (`python -m
+backends.local status|stop` from the command line).
 """
 
 from __future__ import annotations
@@ -162,28 +160,3 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
-
-
-def main(argv: list[str]) -> int:
-    """`status` or `stop` the background server (state in .serving/ or $SERVING_STATE_DIR)."""
-    server = LocalServer(os.environ.get("SERVING_STATE_DIR", DEFAULT_STATE_DIR))
-    command = argv[0] if argv else "status"
-    if command == "stop":
-        state = server.stop()
-        print(f"Stopped the server of model version {state.model_version}." if state else
-              "No server was running.")  # fmt: skip
-        return 0
-    if command == "status":
-        state = server.state()
-        if state is None:
-            print("No server is running.")
-            return 1
-        health = "healthy" if ping(state.url) else "not answering"
-        print(f"Model version {state.model_version} at {state.url} (pid {state.pid}), {health}.")
-        return 0
-    print("Usage: python -m inference.local [status|stop]", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -23,9 +23,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from inference.aws import client_config
-from inference.backend import BackendError
-from inference.sagemaker import Sagemaker, capture_key, capture_record, hour_prefix
+from backends.aws import client_config
+from backends.base import BackendError
+from backends.sagemaker import Sagemaker, capture_key, capture_record, hour_prefix
 
 BUCKET = "penguins-test"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
@@ -194,7 +194,7 @@ NEW = f"penguins-test-v2-{STAMP}"  # the new model's and config's name
 @pytest.fixture
 def stubbed_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resource names carry the time: fix it, so the stubs can expect exact names."""
-    monkeypatch.setattr("inference.sagemaker.time_stamp", lambda: STAMP)
+    monkeypatch.setattr("backends.sagemaker.time_stamp", lambda: STAMP)
 
 
 def described_endpoint(status: str, **extra: Any) -> dict[str, Any]:
@@ -269,7 +269,6 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
                     "ModelDataUrl": f"s3://{BUCKET}/models/penguins-test/2/model.tar.gz",
                     "Environment": {
                         "MLFLOW_DEPLOYMENT_FLAVOR_NAME": "python_function",
-                        "SERVING_ENVIRONMENT": "SageMaker",
                         "SERVING_MODEL_VERSION": "2",
                     },
                 },
@@ -480,7 +479,7 @@ def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
         ModelName="someone-elses", PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=ROLE
     )
 
-    from inference.sagemaker import main
+    from backends.sagemaker import main
 
     config = Path(__file__).parents[2] / "config" / "sagemaker.yml"
     environment = {"BUCKET": BUCKET, "ENDPOINT_NAME": "penguins-test"}

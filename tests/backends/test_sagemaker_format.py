@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from inference.backend import BackendError
-from inference.sagemaker import (
+from backends.base import BackendError
+from backends.sagemaker import (
     Sagemaker,
     capture_key,
     capture_record,

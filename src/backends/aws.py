@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from inference.backend import BackendError
+from backends.base import BackendError
 
 # Throttling and transient server errors are retried by botocore with exponential
 # backoff and jitter; "adaptive" also slows the client down while AWS throttles it.

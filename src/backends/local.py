@@ -1,108 +1,24 @@
-"""Backends: where a model is deployed, how it is invoked, where predictions are kept.
+"""The Local backend: `mlflow models serve` on this machine, predictions captured in SQLite.
 
-A pipeline picks one with `backend.module` in the project config (or `--backend`);
-`@backend` instantiates it as `self.backend_impl` with the config's `backend` settings.
+uv run python -m backends.local status   # what serves, is it healthy
+uv run python -m backends.local stop     # stop the background server
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
+import sys
 import urllib.error
 import urllib.request
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backends.base import Backend, BackendError, captured_frame, simulate_ground_truth
+from backends.local_server import DEFAULT_STATE_DIR, LocalServer, ServerError, ping
+
 if TYPE_CHECKING:
     import pandas as pd
-
-
-class BackendError(RuntimeError):
-    """A backend operation failed; the message says what and where."""
-
-
-class Backend(ABC):
-    """What every deployment target provides to the pipelines."""
-
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        self.config = dict(config or {})
-
-    @abstractmethod
-    def deploy(self, model_uri: str, model_version: str) -> bool:
-        """Serve `model_uri` (registry version `model_version`) at the configured target.
-
-        Returns False when that version was already serving (nothing was changed).
-        """
-
-    @abstractmethod
-    def stop(self) -> None:
-        """Stop serving and release what it costs (server, endpoint)."""
-
-    @abstractmethod
-    def deployed_version(self) -> str | None:
-        """The registry version serving at the target now, if any."""
-
-    @abstractmethod
-    def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
-        """Send rows to the deployed model; return `{"predictions": [...]}`."""
-
-    @abstractmethod
-    def save(self, model_input: pd.DataFrame, model_output: pd.DataFrame) -> None:
-        """Capture predictions (inputs and outputs) made outside the server."""
-
-    @abstractmethod
-    def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
-        """The `limit` most recent captured predictions, newest first, with ground truth.
-
-        Columns: the input features, `prediction`, `confidence`, `ground_truth`, `id`,
-        `model_version`, `created_at`. None when nothing was captured.
-        """
-
-    @abstractmethod
-    def label(self, ground_truth_quality: float = 0.8) -> int:
-        """Simulate ground truth for unlabeled predictions; return how many were labelled.
-
-        Each label equals the prediction with probability `ground_truth_quality`,
-        otherwise another class: a stand-in for labels that arrive from people later.
-        """
-
-    @abstractmethod
-    def label_by_id(self, ground_truth: dict[str, str]) -> int:
-        """Attach real ground truth to predictions by their ids; return how many matched."""
-
-
-def simulate_ground_truth(
-    predictions: list[tuple[str, str]], classes: list[str], quality: float, seed: int | None = None
-) -> dict[str, str]:
-    """Ground truth for (id, prediction) pairs: right with probability `quality`."""
-    if not 0 <= quality <= 1:
-        raise ValueError(f"ground truth quality must be in [0, 1], got {quality}.")
-    rng = random.Random(seed)
-    labels = {}
-    for id_, prediction in predictions:
-        others = [name for name in classes if name != prediction]
-        right = rng.random() < quality or not others
-        labels[id_] = prediction if right else rng.choice(others)
-    return labels
-
-
-def captured_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """Capture rows (id, created_at, version, inputs JSON, prediction, confidence,
-    ground truth) as one DataFrame with the inputs spread into columns."""
-    import pandas as pd
-
-    inputs = pd.DataFrame([json.loads(row[3]) for row in rows])
-    meta = pd.DataFrame(
-        rows,
-        columns=[
-            "id", "created_at", "model_version", "inputs", "prediction", "confidence",
-            "ground_truth",
-        ],
-    ).drop(columns="inputs")  # fmt: skip
-    meta["created_at"] = pd.to_datetime(meta["created_at"], unit="s", utc=True)
-    return pd.concat([inputs, meta], axis=1)
 
 
 class Local(Backend):
@@ -121,9 +37,7 @@ class Local(Backend):
         self.max_batch_size = int(self.config.get("max-batch-size", 1000))
         self.state_dir = self.config.get("state-dir", ".serving")
 
-    def _server(self):
-        from inference.local import LocalServer
-
+    def _server(self) -> LocalServer:
         return LocalServer(self.state_dir)
 
     def _store(self):
@@ -132,14 +46,10 @@ class Local(Backend):
         return CaptureStore(self.database)
 
     def deployed_version(self) -> str | None:
-        from inference.local import ping
-
         state = self._server().state()
         return state.model_version if state and ping(state.url) else None
 
     def deploy(self, model_uri: str, model_version: str) -> bool:
-        from inference.local import ServerError
-
         if self.deployed_version() == str(model_version):
             return False
         environment = {
@@ -228,10 +138,26 @@ class Local(Backend):
             store.close()
 
 
-def __getattr__(name: str) -> type:
-    """`backend.Sagemaker` lives in its own module, imported only when asked for."""
-    if name == "Sagemaker":
-        from inference.sagemaker import Sagemaker
+def main(argv: list[str]) -> int:
+    """`status` or `stop` the background server (state in .serving/ or $SERVING_STATE_DIR)."""
+    server = LocalServer(os.environ.get("SERVING_STATE_DIR", DEFAULT_STATE_DIR))
+    command = argv[0] if argv else "status"
+    if command == "stop":
+        state = server.stop()
+        print(f"Stopped the server of model version {state.model_version}." if state else
+              "No server was running.")  # fmt: skip
+        return 0
+    if command == "status":
+        state = server.state()
+        if state is None:
+            print("No server is running.")
+            return 1
+        health = "healthy" if ping(state.url) else "not answering"
+        print(f"Model version {state.model_version} at {state.url} (pid {state.pid}), {health}.")
+        return 0
+    print("Usage: python -m backends.local [status|stop]", file=sys.stderr)
+    return 2
 
-        return Sagemaker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""What every backend provides, and the helpers they share.
+
+A backend is where a model is deployed, how it is invoked and where its predictions
+are kept. A pipeline picks one with `backend.module` in the project config (or
+`--backend`); `@backend` instantiates it as `self.backend_impl` with the config's
+`backend` settings.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class BackendError(RuntimeError):
+    """A backend operation failed; the message says what and where."""
+
+
+class SettingsError(BackendError, ValueError):
+    """A backend refused its settings; the message says which and how to fix it."""
+
+
+class Backend(ABC):
+    """What every deployment target provides to the pipelines."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = dict(config or {})
+
+    @abstractmethod
+    def deploy(self, model_uri: str, model_version: str) -> bool:
+        """Serve `model_uri` (registry version `model_version`) at the configured target.
+
+        Returns False when that version was already serving (nothing was changed).
+        """
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop serving and release what it costs (server, endpoint)."""
+
+    @abstractmethod
+    def deployed_version(self) -> str | None:
+        """The registry version serving at the target now, if any."""
+
+    @abstractmethod
+    def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
+        """Send rows to the deployed model; return `{"predictions": [...]}`."""
+
+    @abstractmethod
+    def save(self, model_input: pd.DataFrame, model_output: pd.DataFrame) -> None:
+        """Capture predictions (inputs and outputs) made outside the server."""
+
+    @abstractmethod
+    def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
+        """The `limit` most recent captured predictions, newest first, with ground truth.
+
+        Columns: the input features, `prediction`, `confidence`, `ground_truth`, `id`,
+        `model_version`, `created_at`. None when nothing was captured.
+        """
+
+    @abstractmethod
+    def label(self, ground_truth_quality: float = 0.8) -> int:
+        """Simulate ground truth for unlabeled predictions; return how many were labelled.
+
+        Each label equals the prediction with probability `ground_truth_quality`,
+        otherwise another class: a stand-in for labels that arrive from people later.
+        """
+
+    @abstractmethod
+    def label_by_id(self, ground_truth: dict[str, str]) -> int:
+        """Attach real ground truth to predictions by their ids; return how many matched."""
+
+
+def simulate_ground_truth(
+    predictions: list[tuple[str, str]], classes: list[str], quality: float, seed: int | None = None
+) -> dict[str, str]:
+    """Ground truth for (id, prediction) pairs: right with probability `quality`."""
+    if not 0 <= quality <= 1:
+        raise ValueError(f"ground truth quality must be in [0, 1], got {quality}.")
+    rng = random.Random(seed)
+    labels = {}
+    for id_, prediction in predictions:
+        others = [name for name in classes if name != prediction]
+        right = rng.random() < quality or not others
+        labels[id_] = prediction if right else rng.choice(others)
+    return labels
+
+
+def captured_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Capture rows (id, created_at, version, inputs JSON, prediction, confidence,
+    ground truth) as one DataFrame with the inputs spread into columns."""
+    import pandas as pd
+
+    inputs = pd.DataFrame([json.loads(row[3]) for row in rows])
+    meta = pd.DataFrame(
+        rows,
+        columns=[
+            "id", "created_at", "model_version", "inputs", "prediction", "confidence",
+            "ground_truth",
+        ],
+    ).drop(columns="inputs")  # fmt: skip
+    meta["created_at"] = pd.to_datetime(meta["created_at"], unit="s", utc=True)
+    return pd.concat([inputs, meta], axis=1)
