@@ -147,6 +147,14 @@ def dataset_seed(is_production: bool) -> int:
     return random.SystemRandom().randrange(2**31) if is_production else DEVELOPMENT_SEED
 
 
+def development_seed(is_production: bool, offset: int = 0) -> int | None:
+    """`DEVELOPMENT_SEED + offset` in development (repeatable runs), None in production.
+
+    None lets each library seed itself freshly, so production runs differ.
+    """
+    return None if is_production else DEVELOPMENT_SEED + offset
+
+
 @user_step_decorator
 def dataset(step_name, flow, inputs=None):
     """Load the configured dataset into `self.data` (a pandas DataFrame).
@@ -154,8 +162,7 @@ def dataset(step_name, flow, inputs=None):
     Extraneous values become NaN, rows without a target are dropped, and rows are
     shuffled. A missing file or column stops the run with a message saying what to fix.
     """
-    schema = DatasetSchema.from_config(flow.project["dataset"])
-    flow.data = load_dataset(flow.dataset, schema, dataset_seed(current.is_production))
+    flow.data = load_dataset(flow.dataset, flow.schema, dataset_seed(current.is_production))
     yield
 
 
@@ -304,3 +311,8 @@ class Pipeline(FlowSpec):
         help="MLflow tracking URI.",
         default=project.mlflow_tracking_uri,
     )
+
+    @property
+    def schema(self) -> DatasetSchema:
+        """The dataset's columns, from the config's `dataset` section."""
+        return DatasetSchema.from_config(self.project["dataset"])

@@ -37,7 +37,6 @@ class Deployment(Pipeline):
         """Decide what to deploy, note what serves now, pick smoke-test rows."""
         import mlflow
 
-        from common.data import DatasetSchema
         from common.registry import CHAMPION, alias_version, resolve_version
         from common.traffic import sample_requests
 
@@ -54,7 +53,7 @@ class Deployment(Pipeline):
             "Deploying %s (serving now: %s).", self.model_uri, self.serving_version or "nothing"
         )
 
-        schema = DatasetSchema.from_config(self.project.dataset)
+        schema = self.schema
         self.smoke_rows = sample_requests(self.data, schema, self.smoke_samples, False, seed=0)
         self.classes = sorted(str(c) for c in self.data[schema.target].unique())
         self.next(self.deploy)

@@ -47,14 +47,13 @@ class Monitoring(Pipeline):
         """Gather the reference (training data) and the current (production) data."""
         import mlflow
 
-        from common.data import DatasetSchema
         from common.monitoring import production_frame, sample_rows
         from common.registry import CHAMPION, resolve_version
         from common.tracking import training_data
 
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
-        schema = DatasetSchema.from_config(self.project.dataset)
+        schema = self.schema
         settings = self.project.monitoring
         self.model_name = self.project.model["name"]
         requested = self.model_version or self.backend_impl.deployed_version() or CHAMPION
@@ -127,7 +126,6 @@ class Monitoring(Pipeline):
 
     def report(self, title, build):
         """Run one Evidently report into this step's HTML card; return its outcome."""
-        from common.data import DatasetSchema
 
         if self.rows == 0:
             self.html = (
@@ -136,7 +134,7 @@ class Monitoring(Pipeline):
                 "</body></html>"
             )
             return {}
-        snapshot, outcome = build(DatasetSchema.from_config(self.project.dataset))
+        snapshot, outcome = build(self.schema)
         self.html = snapshot.get_html_str(as_iframe=False)
         return {"tests": outcome.tests, **outcome.values}
 

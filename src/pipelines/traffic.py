@@ -52,10 +52,9 @@ class Traffic(Pipeline):
             raise PipelineError("--ground-truth-quality must be between 0 and 1.")
 
     def send_traffic(self):
-        from common.data import DatasetSchema
         from common.traffic import batches, sample_requests
 
-        schema = DatasetSchema.from_config(self.project.dataset)
+        schema = self.schema
         rows = sample_requests(
             self.data, schema, self.samples, self.drift, seed=None if current.is_production else 7
         )

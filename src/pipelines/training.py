@@ -139,7 +139,6 @@ class Training(Pipeline):
     @step
     def transform_fold(self):
         """Fit the transformers on this fold's training rows; transform both sides."""
-        from common.data import DatasetSchema
         from common.features import fit_transform, transform
 
         self.fold, (self.train_indices, self.test_indices) = self.input
@@ -148,7 +147,7 @@ class Training(Pipeline):
             "Transforming fold %d of %d...", self.fold + 1, self.cross_validation_folds
         )
 
-        schema = DatasetSchema.from_config(self.project.dataset)
+        schema = self.schema
         train, test = self.data.iloc[self.train_indices], self.data.iloc[self.test_indices]
         # The target's classes come from the whole dataset: a rare class missing from one
         # fold's training rows must still be encodable in its test rows.
@@ -244,10 +243,9 @@ class Training(Pipeline):
     @step
     def transform(self):
         """Fit the transformers on the whole dataset for the final model."""
-        from common.data import DatasetSchema
         from common.features import fit_transform
 
-        schema = DatasetSchema.from_config(self.project.dataset)
+        schema = self.schema
         self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
             self.data, schema
         )
@@ -283,7 +281,6 @@ class Training(Pipeline):
         import mlflow
 
         import inference
-        from common.data import DatasetSchema
         from common.modeling import import_keras
         from common.registry import model_signature, pinned_requirements, save_artifacts
         from common.tracking import artifact_uris
@@ -306,7 +303,7 @@ class Training(Pipeline):
                 self.next(self.end)
                 return
 
-            schema = DatasetSchema.from_config(self.project.dataset)
+            schema = self.schema
             # Wherever the package was imported from: src/ here, the root of the code
             # package on a remote worker.
             package = Path(inference.__file__).parent
