@@ -52,12 +52,11 @@ class Traffic(Pipeline):
             raise PipelineError("--ground-truth-quality must be between 0 and 1.")
 
     def send_traffic(self):
+        from common.pipeline import development_seed
         from common.traffic import batches, sample_requests
 
-        schema = self.schema
-        rows = sample_requests(
-            self.data, schema, self.samples, self.drift, seed=None if current.is_production else 7
-        )
+        seed = development_seed(current.is_production)
+        rows = sample_requests(self.data, self.schema, self.samples, self.drift, seed=seed)
         self.predictions = 0
         groups = batches(rows, self.batch_size)
         for number, group in enumerate(groups, start=1):
