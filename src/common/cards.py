@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from common.config import MonitoringSettings
+
 
 def dataset_summary(data: pd.DataFrame, target: str) -> list[Any]:
     """Size, class balance and missing values of a dataset."""
@@ -75,7 +77,10 @@ def training_curves(history: dict[str, list[float]]) -> list[Any]:
 
 
 def monitoring_summary(
-    alerts: list[str], metrics: dict[str, float], history: pd.DataFrame, settings: dict
+    alerts: list[str],
+    metrics: dict[str, float],
+    history: pd.DataFrame,
+    settings: MonitoringSettings,
 ) -> list[Any]:
     """Alerts, this run's figures, and the history of accuracy and drift as a chart."""
     from metaflow.cards import Markdown, Table
@@ -95,7 +100,7 @@ def monitoring_summary(
     return components
 
 
-def _history_chart(history: pd.DataFrame, settings: dict) -> Any:
+def _history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,7 +112,7 @@ def _history_chart(history: pd.DataFrame, settings: dict) -> Any:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     if "metrics.accuracy" in history:
         left.plot(runs, history["metrics.accuracy"], marker="o", label="accuracy")
-    left.axhline(settings["accuracy_threshold"], color="red", linestyle="--", label="threshold")
+    left.axhline(settings.accuracy_threshold, color="red", linestyle="--", label="threshold")
     left.set_title("production accuracy")
     left.set_ylim(0, 1.05)
     left.legend(loc="lower left")

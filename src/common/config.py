@@ -4,53 +4,37 @@ Metaflow calls `parse_project_configuration` once, when a run starts, with the t
 the file given to `--config project <path>` (default `config/local.yml`). The result is
 frozen into the run, so every task, local or remote, sees the same settings.
 
-Only the standard library and PyYAML are imported here: every task imports this module.
+The file is validated into `ProjectSettings`, frozen and typed: an unknown key at any
+level stops the run, naming the key, where it is and the nearest valid name
+("monitoring.accuracy_treshold: unknown setting, did you mean accuracy_threshold?").
+Keys are snake_case. Metaflow's `Config` holds the settings as plain data (what
+`config_expr` reads), defaults filled in; `project_settings()` (`Pipeline.settings` in
+a step) gives them back typed. Of `backend`, only `module` is checked here: the rest
+belongs to the backend, which checks it when it is built.
+
+Only the standard library, PyYAML and Metaflow's exception are imported here: every
+task imports this module.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 from metaflow.exception import MetaflowException
+
+from common.data import DatasetSchema
+from common.settings import SettingsError, SettingValueError, load_settings, settings_dict
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_BACKEND = "backend.Local"
 
 # `${NAME}` or `${NAME:-fallback}`; `$${NAME}` stays literal.
 _PLACEHOLDER = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-# Defaults for every optional key; a key the user leaves out takes this value.
-DEFAULTS: dict[str, Any] = {
-    "model": {"name": None},
-    "monitoring": {
-        # Production accuracy under this raises an alert. Simulated labels with
-        # --ground-truth-quality 0.8 put a healthy model near 0.8.
-        "accuracy_threshold": 0.7,
-        # Per-column drift: normed Wasserstein distance for numbers, Jensen-Shannon
-        # distance for categories. Rows drawn from the training data score ~0.05 with
-        # a few hundred rows; a two-standard-deviation shift scores ~2.
-        "numeric_drift_method": "wasserstein",
-        "numeric_drift_threshold": 0.2,
-        "categorical_drift_method": "jensenshannon",
-        "categorical_drift_threshold": 0.2,
-        # Reports look at most this many rows of each dataset (a random sample).
-        "max_rows": 5000,
-        "experiment": "monitoring",
-        # When a production scheduler (Argo Workflows CronWorkflow, EventBridge for
-        # Step Functions) starts the monitoring pipeline: `hourly`, `daily`, `weekly`
-        # or an EventBridge cron expression (six fields, UTC; Argo uses the first five).
-        "schedule": "hourly",
-    },
-    "retraining": {
-        # An event name turns on retraining on alert for deployments on Argo Workflows:
-        # monitoring publishes it when it raises an alert, training is triggered by it.
-        # Off by default because Step Functions cannot deploy a flow with @trigger.
-        "event": None,
-    },
-}
 
 # The `@schedule` shorthands, spelled as Metaflow's own decorator spells them.
 SCHEDULE_ALIASES = {
@@ -59,21 +43,212 @@ SCHEDULE_ALIASES = {
     "weekly": "0 0 ? * SUN *",
 }
 
+# Metaflow's @project rule for project names.
+_PROJECT_NAME = re.compile(r"[a-z0-9_]+")
 # Argo Events accepts these characters in an event name (Metaflow checks the same).
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-# What the dataset section must hold, and the type of each key.
-DATASET_KEYS: dict[str, type | tuple[type, ...]] = {
-    "target": str,
-    "numeric_features": list,
-    "categorical_features": list,
-}
 
 
 class ConfigurationError(MetaflowException):
     """A project configuration file is unreadable or holds a wrong value."""
 
     headline = "Project configuration error"
+
+
+def _hint(text: str) -> dict[str, str]:
+    return {"hint": text}
+
+
+def _non_negative(settings: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value < 0:
+            raise SettingValueError(name, f"must be a non-negative number, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Which CSV columns play which role (`dataset:`). Nothing under src/ knows them."""
+
+    target: str = field(metadata=_hint("Name the column to predict, e.g. `target: species`."))
+    numeric_features: tuple[str, ...] = field(
+        metadata=_hint("It must be a list of column names, e.g. `[culmen_length_mm, body_mass_g]`.")
+    )
+    categorical_features: tuple[str, ...] = field(
+        metadata=_hint("It must be a list of column names, e.g. `[island, sex]`.")
+    )
+    # Raw values that mean "missing" in a column, e.g. `{sex: ["."]}`.
+    extraneous_values: dict[str, tuple[Any, ...]] = field(
+        default_factory=dict,
+        metadata=_hint(
+            "It maps a column name to a list of values to treat as missing, e.g. `{sex: ['.']}`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        features = [*self.numeric_features, *self.categorical_features]
+        for key in ("numeric_features", "categorical_features"):
+            if not all(name.strip() for name in getattr(self, key)):
+                raise SettingValueError(key, "column names must be non-empty strings.")
+        if not features:
+            raise SettingValueError(
+                "numeric_features",
+                "the dataset lists no feature columns: name them in `numeric_features` "
+                "and/or `categorical_features`.",
+            )
+        repeated = sorted({name for name in features if features.count(name) > 1})
+        if repeated:
+            raise SettingValueError(
+                "categorical_features",
+                f"{repeated} appear twice in `numeric_features`/`categorical_features`: "
+                "list each column once.",
+            )
+        if self.target in features:
+            raise SettingValueError(
+                "target", f"the target column `{self.target}` is also listed as a feature."
+            )
+        unknown = sorted(set(self.extraneous_values) - set(features) - {self.target})
+        if unknown:
+            raise SettingValueError(
+                "extraneous_values",
+                f"names unknown columns: {unknown}. Use the target or a feature column.",
+            )
+
+    @property
+    def schema(self) -> DatasetSchema:
+        return DatasetSchema(
+            target=self.target,
+            numeric_features=tuple(self.numeric_features),
+            categorical_features=tuple(self.categorical_features),
+            extraneous_values={k: tuple(v) for k, v in self.extraneous_values.items()},
+        )
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The registered model (`model:`)."""
+
+    # Default: the project name.
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Thresholds and schedule of the monitoring pipeline (`monitoring:`)."""
+
+    # Production accuracy under this raises an alert. Simulated labels with
+    # --ground-truth-quality 0.8 put a healthy model near 0.8.
+    accuracy_threshold: float = 0.7
+    # Per-column drift: normed Wasserstein distance for numbers, Jensen-Shannon
+    # distance for categories. Rows drawn from the training data score ~0.05 with
+    # a few hundred rows; a two-standard-deviation shift scores ~2.
+    numeric_drift_method: str = "wasserstein"
+    numeric_drift_threshold: float = 0.2
+    categorical_drift_method: str = "jensenshannon"
+    categorical_drift_threshold: float = 0.2
+    # Reports look at most this many rows of each dataset (a random sample).
+    max_rows: int = 5000
+    experiment: str = "monitoring"
+    # When a production scheduler (Argo Workflows CronWorkflow, EventBridge for
+    # Step Functions) starts the monitoring pipeline: `hourly`, `daily`, `weekly`
+    # or an EventBridge cron expression (six fields, UTC; Argo uses the first five).
+    # Held as the cron expression `@schedule(cron=...)` takes.
+    schedule: str = field(
+        default="hourly",
+        metadata=_hint(
+            "Write hourly, daily, weekly or a six-field EventBridge cron expression, "
+            "e.g. `0 6 * * ? *`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _non_negative(
+            self, "accuracy_threshold", "numeric_drift_threshold", "categorical_drift_threshold"
+        )
+        if self.max_rows <= 0:
+            raise SettingValueError(
+                "max_rows", f"must be a positive integer, got {self.max_rows!r}."
+            )
+        object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
+
+
+@dataclass(frozen=True)
+class RetrainingSettings:
+    """Retraining on alert (`retraining:`)."""
+
+    # An event name turns on retraining on alert for deployments on Argo Workflows:
+    # monitoring publishes it when it raises an alert, training is triggered by it.
+    # Off by default because Step Functions cannot deploy a flow with @trigger.
+    event: str | None = field(
+        default=None,
+        metadata=_hint(
+            "Leave it empty for no retraining on alert, or name an event with letters, "
+            "digits, `_`, `-` and `.`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event, str) and self.event.strip() == "":
+            # What `event: ${RETRAINING_EVENT:-}` expands to when the variable is unset.
+            object.__setattr__(self, "event", None)
+        if self.event is not None and _EVENT_NAME.fullmatch(self.event) is None:
+            raise SettingValueError(
+                "event",
+                "must be empty (no retraining on alert) or an event name of letters, "
+                f"digits, `_`, `-` and `.`, got {self.event!r}.",
+            )
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The whole project configuration, as `config/*.yml` holds it."""
+
+    project: str = field(
+        metadata=_hint(
+            "Name the project, e.g. `project: penguins` (lowercase letters, digits, `_`)."
+        )
+    )
+    dataset: DatasetSettings = field(
+        metadata=_hint(
+            "Describe the CSV columns: `target`, `numeric_features` and `categorical_features`."
+        )
+    )
+    # Filled from MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI, when the file has none.
+    mlflow_tracking_uri: str = field(
+        default=DEFAULT_TRACKING_URI,
+        metadata=_hint("Write a URI such as http://localhost:5000 or sqlite:///mlflow.db."),
+    )
+    # `module` names the backend class; every other key is the backend's own setting,
+    # checked by the backend when it is built (at the run's first step).
+    backend: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_hint("Write `backend:` as a mapping with at least `module: backend.Local`."),
+    )
+    model: ModelSettings = field(default_factory=ModelSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
+
+    def __post_init__(self) -> None:
+        if _PROJECT_NAME.fullmatch(self.project) is None:
+            raise SettingValueError(
+                "project",
+                "must be lowercase letters, digits and underscores (Metaflow's @project "
+                f"rule), got {self.project!r}.",
+            )
+        module = self.backend.get("module", DEFAULT_BACKEND)
+        if not isinstance(module, str) or "." not in module.strip(".") or " " in module:
+            raise SettingValueError(
+                "backend.module",
+                f"must look like `module.Class` (e.g. backend.Local), got {module!r}.",
+            )
+        object.__setattr__(self, "backend", {**self.backend, "module": module})
+        if self.model.name is None:
+            object.__setattr__(self, "model", replace(self.model, name=self.project))
+
+    @property
+    def backend_module(self) -> str:
+        """The backend class's name: a `common.pipeline.BACKENDS` name or `module.Class`."""
+        return str(self.backend["module"])
 
 
 def expand_placeholders(text: str, environ: dict[str, str] | None = None) -> str:
@@ -105,157 +280,50 @@ def unexpanded_placeholders(value: Any) -> list[str]:
     return []
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigurationError(message)
-
-
-def _validate_dataset(section: Any) -> dict[str, Any]:
-    _require(
-        isinstance(section, dict),
-        "`dataset` must be a mapping with `target`, `numeric_features` and "
-        "`categorical_features` describing the CSV columns.",
-    )
-    for key, expected in DATASET_KEYS.items():
-        _require(key in section, f"`dataset.{key}` is missing: add it to the config file.")
-        _require(
-            isinstance(section[key], expected),
-            f"`dataset.{key}` must be a {expected.__name__}, "
-            f"got {type(section[key]).__name__}: {section[key]!r}.",
-        )
-    features = section["numeric_features"] + section["categorical_features"]
-    _require(
-        all(isinstance(name, str) and name for name in features),
-        "`dataset.numeric_features` and `dataset.categorical_features` must list column "
-        "names (non-empty strings).",
-    )
-    _require(len(features) > 0, "The dataset config lists no feature columns.")
-    _require(
-        len(set(features)) == len(features),
-        "A column appears twice in `dataset.numeric_features`/`categorical_features`.",
-    )
-    _require(
-        section["target"] not in features,
-        f"The target column `{section['target']}` is also listed as a feature.",
-    )
-    extraneous = section.setdefault("extraneous_values", {})
-    _require(
-        isinstance(extraneous, dict)
-        and all(isinstance(values, list) for values in extraneous.values()),
-        "`dataset.extraneous_values` maps a column name to a list of values to treat as "
-        "missing, e.g. `{sex: ['.']}`.",
-    )
-    unknown = set(extraneous) - set(features) - {section["target"]}
-    _require(not unknown, f"`dataset.extraneous_values` names unknown columns: {sorted(unknown)}.")
-    return section
-
-
-def _validate_monitoring(section: dict[str, Any]) -> None:
-    for key in ("accuracy_threshold", "numeric_drift_threshold", "categorical_drift_threshold"):
-        value = section[key]
-        _require(
-            isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
-            f"`monitoring.{key}` must be a non-negative number, got {value!r}.",
-        )
-    _require(
-        isinstance(section["max_rows"], int) and section["max_rows"] > 0,
-        f"`monitoring.max_rows` must be a positive integer, got {section['max_rows']!r}.",
-    )
-    section["schedule"] = normalize_schedule(section["schedule"])
-
-
-def normalize_schedule(value: Any) -> str:
+def normalize_schedule(value: str) -> str:
     """Turn `monitoring.schedule` into the cron expression `@schedule(cron=...)` takes.
 
     Both schedulers read the same expression, so it must suit the stricter one:
     EventBridge wants six fields; Argo Workflows drops the sixth (the year).
     """
-    _require(
-        isinstance(value, str) and value.strip() != "",
-        f"`monitoring.schedule` must be hourly, daily, weekly or a cron expression, got {value!r}.",
-    )
     cron = SCHEDULE_ALIASES.get(value.strip().lower(), value.strip())
-    _require(
-        len(cron.split()) == 6,
-        f"`monitoring.schedule` {value!r} is not hourly, daily, weekly or a six-field "
-        "EventBridge cron expression (minutes hours day-of-month month day-of-week year, "
-        "UTC), e.g. `0 6 * * ? *` for 06:00 every day.",
-    )
+    if len(cron.split()) != 6:
+        raise SettingValueError(
+            "schedule",
+            f"{value!r} is not hourly, daily, weekly or a six-field EventBridge cron "
+            "expression (minutes hours day-of-month month day-of-week year, UTC), e.g. "
+            "`0 6 * * ? *` for 06:00 every day.",
+        )
     return " ".join(cron.split())
 
 
-def _validate_retraining(section: dict[str, Any]) -> None:
-    event = section["event"]
-    if isinstance(event, str) and event.strip() == "":
-        # What `event: ${RETRAINING_EVENT:-}` expands to when the variable is unset.
-        event = section["event"] = None
-    _require(
-        event is None or (isinstance(event, str) and _EVENT_NAME.fullmatch(event) is not None),
-        "`retraining.event` must be empty (no retraining on alert) or an event name of "
-        f"letters, digits, `_`, `-` and `.`, got {event!r}.",
-    )
-
-
-def _merge_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    for key, default in DEFAULTS.items():
-        value = config.get(key)
-        if value is None:  # Absent, or present with every key commented out.
-            value = config[key] = {}
-        _require(isinstance(value, dict), f"`{key}` must be a mapping, got {value!r}.")
-        for inner, inner_default in default.items():
-            value.setdefault(inner, inner_default)
-    return config
-
-
-def validate_project_configuration(config: Any) -> dict[str, Any]:
-    """Check a parsed configuration, fill defaults, and return it.
+def project_settings(config: Mapping[str, Any]) -> ProjectSettings:
+    """The typed settings of a configuration: a parsed one (`self.project`) or raw YAML data.
 
     Raises `ConfigurationError` naming the offending key and what it should hold.
     """
-    _require(
-        isinstance(config, dict),
-        "The project configuration must be a YAML mapping (key: value lines), "
-        f"got {type(config).__name__}.",
-    )
-    _require(
-        isinstance(config.get("project"), str) and config["project"].strip() != "",
-        "`project` (the project name, e.g. `project: penguins`) is missing or not a string.",
-    )
-    _require(
-        re.fullmatch(r"[a-z0-9_]+", config["project"]) is not None,
-        f"`project` must be lowercase letters, digits and underscores (Metaflow's @project "
-        f"rule), got {config['project']!r}.",
-    )
+    try:
+        return load_settings(ProjectSettings, config, "")
+    except SettingsError as error:
+        raise ConfigurationError(str(error)) from None
 
-    uri = config.get("mlflow_tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
-    config["mlflow_tracking_uri"] = uri or DEFAULT_TRACKING_URI
-    _require(
-        isinstance(config["mlflow_tracking_uri"], str),
-        "`mlflow_tracking_uri` must be a string such as http://localhost:5000.",
-    )
 
-    backend = config.get("backend") or {}
-    _require(
-        isinstance(backend, dict),
-        "`backend` must be a mapping with at least `module: backend.Local`.",
-    )
-    backend.setdefault("module", DEFAULT_BACKEND)
-    _require(
-        isinstance(backend["module"], str) and "." in backend["module"],
-        f"`backend.module` must look like `module.Class`, got {backend['module']!r}.",
-    )
-    config["backend"] = backend
+def validate_project_configuration(config: Any) -> dict[str, Any]:
+    """Check a parsed configuration, fill defaults, and return it as plain data.
 
-    _require("dataset" in config, "The config file has no `dataset` section.")
-    config["dataset"] = _validate_dataset(config["dataset"])
-
-    config = _merge_defaults(config)
-    if config["model"]["name"] is None:
-        config["model"]["name"] = config["project"]
-    _require(isinstance(config["model"]["name"], str), "`model.name` must be a string.")
-    _validate_monitoring(config["monitoring"])
-    _validate_retraining(config["retraining"])
-    return config
+    Raises `ConfigurationError` naming the offending key and what it should hold.
+    """
+    if not isinstance(config, dict):
+        raise ConfigurationError(
+            "The project configuration must be a YAML mapping (key: value lines), "
+            f"got {type(config).__name__}."
+        )
+    if not (config.get("mlflow_tracking_uri") or config.get("mlflow-tracking-uri")):
+        # Unset, or `${MLFLOW_TRACKING_URI:-}` with the variable unset.
+        config = {k: v for k, v in config.items() if k != "mlflow-tracking-uri"}
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        config = {**config, "mlflow_tracking_uri": uri}
+    return settings_dict(project_settings(config))
 
 
 def parse_project_configuration(text: str) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from common.data import DatasetSchema
 if TYPE_CHECKING:
     import pandas as pd
 
+    from common.config import MonitoringSettings
+
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
 
@@ -118,7 +120,10 @@ def summary_report(
 
 
 def drift_report(
-    reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema, settings: dict
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: DatasetSchema,
+    settings: MonitoringSettings,
 ) -> tuple[Any, Outcome]:
     """Per-column drift of the inputs against the training data, and dataset drift."""
     from evidently import Report
@@ -128,10 +133,10 @@ def drift_report(
         columns=schema.features,
         # One drifted column is an alert, so one is dataset drift in the report too.
         drift_share=1 / len(schema.features),
-        num_method=settings["numeric_drift_method"],
-        num_threshold=settings["numeric_drift_threshold"],
-        cat_method=settings["categorical_drift_method"],
-        cat_threshold=settings["categorical_drift_threshold"],
+        num_method=settings.numeric_drift_method,
+        num_threshold=settings.numeric_drift_threshold,
+        cat_method=settings.categorical_drift_method,
+        cat_threshold=settings.categorical_drift_threshold,
     )
     snapshot = Report([preset], include_tests=True).run(
         reference_data=_dataset(reference[schema.features], _definition(schema)),

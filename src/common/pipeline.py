@@ -52,7 +52,7 @@ from metaflow.exception import MetaflowException
 from metaflow.user_decorators.user_step_decorator import user_step_decorator
 from metaflow.util import get_username
 
-from common.config import parse_project_configuration
+from common.config import ProjectSettings, parse_project_configuration, project_settings
 from common.data import DatasetSchema, load_dataset
 
 # Tasks are CPU-bound processes that spend most of their life importing libraries:
@@ -313,6 +313,16 @@ class Pipeline(FlowSpec):
     )
 
     @property
+    def settings(self) -> ProjectSettings:
+        """The project configuration, typed: `self.settings.monitoring.max_rows`.
+
+        Read settings here rather than from `self.project`, whose plain mapping is what
+        Metaflow stores and `config_expr` reads. Rebuilt on each use (microseconds): a
+        cached copy on the flow would be stored as an artifact of every step.
+        """
+        return project_settings(self.project)
+
+    @property
     def schema(self) -> DatasetSchema:
         """The dataset's columns, from the config's `dataset` section."""
-        return DatasetSchema.from_config(self.project["dataset"])
+        return self.settings.dataset.schema

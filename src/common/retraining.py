@@ -10,7 +10,8 @@ deploy a flow with `@trigger`, which is why the trigger is opt-in, added by the
 `retrain_on_alert` FlowMutator only when an event is configured. A monitoring run
 anywhere else (locally, on Step Functions) publishes nothing and never fails for it.
 
-Only Metaflow and the standard library are imported here: every task imports it.
+Only Metaflow, the standard library and common.config are imported here: every task
+imports it.
 """
 
 from __future__ import annotations
@@ -22,10 +23,17 @@ from typing import Any
 
 from metaflow import FlowMutator, namespaced_event_name, trigger
 
+from common.config import RetrainingSettings
+from common.settings import load_settings
+
 
 def configured_event(project: Mapping[str, Any]) -> str | None:
-    """The event name of `retraining.event`, or None when retraining on alert is off."""
-    return (project.get("retraining") or {}).get("event") or None
+    """The event name of `retraining.event`, or None when retraining on alert is off.
+
+    `project` is the configuration mapping; only its `retraining` section is read (the
+    parser has checked the rest).
+    """
+    return load_settings(RetrainingSettings, project.get("retraining"), "retraining").event
 
 
 def running_on_argo_workflows(environ: Mapping[str, str] | None = None) -> bool:

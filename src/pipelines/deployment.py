@@ -41,7 +41,7 @@ class Deployment(Pipeline):
         from common.traffic import sample_requests
 
         client = mlflow.MlflowClient()
-        self.model_name = self.project.model["name"]
+        self.model_name = self.settings.model.name
         try:
             self.version = resolve_version(client, self.model_name, self.model_version)
         except LookupError as error:

@@ -54,8 +54,8 @@ class Monitoring(Pipeline):
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
         schema = self.schema
-        settings = self.project.monitoring
-        self.model_name = self.project.model["name"]
+        settings = self.settings.monitoring
+        self.model_name = self.settings.model.name
         requested = self.model_version or self.backend_impl.deployed_version() or CHAMPION
         try:
             self.monitored_version = resolve_version(
@@ -70,11 +70,11 @@ class Monitoring(Pipeline):
         if reference is None:
             self.logger.warning("No training data recorded with the model: using %s.", self.dataset)
             reference = self.data
-        self.reference = sample_rows(reference[schema.features], settings["max_rows"])
+        self.reference = sample_rows(reference[schema.features], settings.max_rows)
 
         captured = self.backend_impl.load(limit=self.samples, labeled_only=True)
         self.current = None if captured is None else production_frame(captured, schema)
-        self.current = sample_rows(self.current, settings["max_rows"])
+        self.current = sample_rows(self.current, settings.max_rows)
         self.rows = 0 if self.current is None else len(self.current)
         self.logger.info(
             "Monitoring %s version %s on %d labelled production rows.",
@@ -102,7 +102,7 @@ class Monitoring(Pipeline):
         outcome = self.report(
             "Data drift",
             lambda schema: drift_report(
-                self.reference, self.current, schema, self.project.monitoring
+                self.reference, self.current, schema, self.settings.monitoring
             ),
         )
         self.drift_tests = outcome.get("tests", [])
@@ -146,10 +146,10 @@ class Monitoring(Pipeline):
 
         # Evidently may touch the frames it reads; they are not needed past the reports.
         self.merge_artifacts(inputs, exclude=["html", "reference", "current"])
-        settings = self.project.monitoring
+        settings = self.settings.monitoring
         self.tests = self.summary_tests + self.drift_tests + self.classification_tests
         self.alerts = alerts(
-            self.drift_detected, self.drifted_columns, self.accuracy, settings["accuracy_threshold"]
+            self.drift_detected, self.drifted_columns, self.accuracy, settings.accuracy_threshold
         )
         self.metrics = {
             "rows": float(self.rows),
@@ -164,9 +164,9 @@ class Monitoring(Pipeline):
             "metaflow_run": f"{current.flow_name}/{current.run_id}",
         }
         self.mlflow_monitoring_run_id = log_monitoring(
-            settings["experiment"], self.model_name, self.monitored_version, self.metrics, tags
+            settings.experiment, self.model_name, self.monitored_version, self.metrics, tags
         )
-        self.history = monitoring_history(settings["experiment"], self.model_name)
+        self.history = monitoring_history(settings.experiment, self.model_name)
         for message in self.alerts:
             self.logger.warning("ALERT: %s", message)
         self.next(self.end)
@@ -179,7 +179,7 @@ class Monitoring(Pipeline):
         from common.retraining import request_retraining
 
         current.card.extend(
-            monitoring_summary(self.alerts, self.metrics, self.history, self.project.monitoring)
+            monitoring_summary(self.alerts, self.metrics, self.history, self.settings.monitoring)
         )
         # Before failing on alert: a scheduled run that fails must still ask for retraining.
         self.retraining_event_id = request_retraining(

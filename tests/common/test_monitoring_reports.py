@@ -3,7 +3,7 @@
 Production-like rows come from `common.traffic.sample_requests` over the penguins
 dataset, as the traffic pipeline sends them: drawn from the training distribution, or
 with the first numeric feature shifted by two standard deviations (`drift=True`).
-The thresholds are the configuration's defaults (`common.config.DEFAULTS`).
+The thresholds are the configuration's defaults (`common.config.MonitoringSettings`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.config import DEFAULTS, load_project_configuration
+from common.config import MonitoringSettings, load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.monitoring import (
     GROUND_TRUTH,
@@ -29,7 +29,7 @@ from common.traffic import DRIFT_STANDARD_DEVIATIONS, drift_column, sample_reque
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PENGUINS_CSV = REPO_ROOT / "data" / "penguins.csv"
-SETTINGS = DEFAULTS["monitoring"]
+SETTINGS = MonitoringSettings()
 SCHEMA = DatasetSchema.from_config(
     load_project_configuration(REPO_ROOT / "config" / "local.yml")["dataset"]
 )
@@ -65,10 +65,10 @@ def by_name(tests: list[dict[str, str]]) -> dict[str, str]:
 
 def test_the_drift_thresholds_are_configured() -> None:
     # The tests below use these; a change of defaults must be a deliberate one.
-    assert SETTINGS["numeric_drift_threshold"] > 0
-    assert SETTINGS["categorical_drift_threshold"] > 0
-    assert SETTINGS["numeric_drift_method"]
-    assert SETTINGS["categorical_drift_method"]
+    assert SETTINGS.numeric_drift_threshold > 0
+    assert SETTINGS.categorical_drift_threshold > 0
+    assert SETTINGS.numeric_drift_method
+    assert SETTINGS.categorical_drift_method
 
 
 @pytest.mark.parametrize("seed", SEEDS)

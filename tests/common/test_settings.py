@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from common.settings import SettingsError, load_settings, settings_dict
+from common.settings import SettingsError, SettingValueError, load_settings, settings_dict
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,56 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(Outer, {}, "m")
     with pytest.raises(AttributeError):
         settings.max_rows = 3  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Checked:
+    count: int = field(default=1, metadata={"hint": "Write a whole number, e.g. 3."})
+    names: tuple[str, ...] = ()
+    options: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise SettingValueError("count", f"must be at least 1, got {self.count}.")
+
+
+@dataclass(frozen=True)
+class Top:
+    name: str = field(metadata={"hint": "Name it, e.g. `name: x`."})
+    checked: Checked = field(default_factory=Checked)
+
+
+def test_a_fields_hint_follows_its_type_error() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(Checked, {"count": "three"}, "m")
+    assert (
+        str(info.value) == "m.count: expected int, got str 'three'. Write a whole number, e.g. 3."
+    )
+
+
+def test_a_value_check_names_the_key_where_it_is() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(Top, {"name": "x", "checked": {"count": 0}}, "")
+    assert str(info.value) == "checked.count: must be at least 1, got 0."
+
+
+def test_the_top_level_names_keys_alone() -> None:
+    with pytest.raises(SettingsError, match=r"^nmae: unknown setting, did you mean name\?"):
+        load_settings(Top, {"nmae": "x"}, "")
+    with pytest.raises(SettingsError) as info:
+        load_settings(Top, {}, "")
+    assert str(info.value) == "name: missing required setting. Name it, e.g. `name: x`."
+    with pytest.raises(
+        SettingsError, match=r"^checked\.cuont: unknown setting, did you mean count"
+    ):
+        load_settings(Top, {"name": "x", "checked": {"cuont": 2}}, "")
+
+
+def test_a_yaml_list_fills_a_tuple_and_an_empty_section_takes_defaults() -> None:
+    settings = load_settings(Checked, {"names": ["a", "b"], "options": None}, "m")
+    assert settings.names == ("a", "b") and settings.options == {}
+    assert load_settings(Top, {"name": "x", "checked": None}, "").checked == Checked()
+    with pytest.raises(SettingsError, match=r"^m\.names: expected list\[str\], got str 'a'"):
+        load_settings(Checked, {"names": "a"}, "m")
+    with pytest.raises(SettingsError, match=r"^m\.options: expected dict\[str, int\], got list"):
+        load_settings(Checked, {"options": [1]}, "m")

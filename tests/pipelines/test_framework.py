@@ -364,3 +364,29 @@ def test_runs_write_nothing_into_the_repository(
                         "SELECT COUNT(*) FROM runs WHERE run_uuid = ?", (mlflow_run_id,)
                     ).fetchone()[0]
                     assert found == 0
+
+
+# --- a typo in the config -----------------------------------------------------------------
+
+
+def test_a_typo_in_the_config_stops_the_run_before_any_task(tmp_path: Path) -> None:
+    """As a user runs it: one line names the key, where it is and the valid name."""
+    import subprocess
+    import sys
+
+    text = LOCAL_CONFIG.read_text(encoding="utf-8")
+    assert "  accuracy_threshold:" in text
+    config = tmp_path / "typo.yml"
+    config.write_text(text.replace("  accuracy_threshold:", "  accuracy_treshold:"))
+    process = subprocess.run(
+        [sys.executable, str(TEMPLATE_FLOW), "--config", "project", str(config), "run"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = process.stdout + process.stderr
+    assert process.returncode != 0, output
+    assert "Project configuration error" in output
+    expected = "monitoring.accuracy_treshold: unknown setting, did you mean accuracy_threshold?"
+    lines = [line.strip() for line in output.splitlines() if expected in line]
+    assert len(lines) == 1 and lines[0].startswith(expected), output[-3000:]
+    assert "Traceback" not in output
+    assert "Task is starting" not in output

@@ -1,0 +1,311 @@
+"""The import rule of src/, checked on the source so that it stays true.
+
+    pipelines → common, backends, inference;  backends → inference, common;
+    common → nothing else of the project;     inference → nothing else of the project;
+    no import cycles, between packages or between modules.
+
+Every import counts, wherever it is in a file: at module level, inside a function,
+under `if TYPE_CHECKING:`, relative or absolute, and `importlib.import_module("...")`
+with a literal name. The checker is tested on small synthetic trees first: a check
+that cannot fail would prove nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# What each package of src/ may import besides itself.
+ALLOWED: dict[str, frozenset[str]] = {
+    "pipelines": frozenset({"common", "backends", "inference"}),
+    "backends": frozenset({"inference", "common"}),
+    "common": frozenset(),
+    "inference": frozenset(),
+}
+
+
+@dataclass(frozen=True, order=True)
+class Import:
+    """`importer` imports `imported` (both dotted module names) at `path`:`line`."""
+
+    importer: str
+    imported: str
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.importer} imports {self.imported}"
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
+    """The module an `ImportFrom` reads from, with relative levels resolved."""
+    if node.level == 0:
+        return node.module or ""
+    package = importer.split(".") if is_package else importer.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _imported_names(tree: ast.AST, importer: str, is_package: bool) -> Iterator[tuple[str, int]]:
+    """Every module name `tree` imports, candidates included (`from a import b` gives
+    `a` and `a.b`; the caller keeps the ones that are modules)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, importer, is_package)
+            yield base, node.lineno
+            for alias in node.names:
+                yield f"{base}.{alias.name}", node.lineno
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                or (
+                    isinstance(node.func, ast.Name)
+                    and node.func.id in {"import_module", "__import__"}
+                )
+            )
+        ):
+            yield node.args[0].value, node.lineno
+
+
+def project_imports(root: Path) -> list[Import]:
+    """Every import, anywhere in a .py file under `root`, of a module under `root`."""
+    files = {module_name(path, root): path for path in sorted(root.rglob("*.py"))}
+    packages = {name.split(".")[0] for name in files}
+    found: set[Import] = set()
+    for importer, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        is_package = path.name == "__init__.py"
+        for name, line in _imported_names(tree, importer, is_package):
+            if name.split(".")[0] not in packages:
+                continue  # The standard library or a third-party package.
+            # `from a import b` names module a.b when it exists, else something in a.
+            target = name
+            while target and target not in files:
+                target = target.rpartition(".")[0]
+            target = target or name
+            if target != importer:
+                relative = path.relative_to(root.parent).as_posix()
+                found.add(Import(importer, target, relative, line))
+    return sorted(found)
+
+
+def direction_violations(imports: list[Import], allowed: Mapping[str, frozenset[str]]) -> list[str]:
+    """Imports that break the package rule; packages not in `allowed` may import nothing."""
+    broken = []
+    for item in imports:
+        source, target = item.importer.split(".")[0], item.imported.split(".")[0]
+        if source != target and target not in allowed.get(source, frozenset()):
+            broken.append(f"{item} (a {source} module may import only {source}" + (
+                f", {', '.join(sorted(allowed[source]))})" if allowed.get(source) else ")"
+            ))  # fmt: skip
+    return broken
+
+
+def cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one node (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for successor in sorted(edges.get(node, ())):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in on_stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def module_graph(imports: list[Import]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for item in imports:
+        graph.setdefault(item.importer, set()).add(item.imported)
+    return graph
+
+
+def package_graph(imports: list[Import]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for item in imports:
+        source, target = item.importer.split(".")[0], item.imported.split(".")[0]
+        if source != target:
+            graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def check(root: Path, allowed: Mapping[str, frozenset[str]] = ALLOWED) -> list[str]:
+    """Every breach of the rule under `root`, one line each; empty when it holds."""
+    imports = project_imports(root)
+    problems = direction_violations(imports, allowed)
+    problems += [f"package cycle: {' <-> '.join(c)}" for c in cycles(package_graph(imports))]
+    problems += [f"module cycle: {' <-> '.join(c)}" for c in cycles(module_graph(imports))]
+    return problems
+
+
+# --- the checker, on synthetic trees ------------------------------------------------------
+
+
+def write_tree(root: Path, files: Mapping[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for package in ALLOWED:
+        (root / package).mkdir(exist_ok=True)
+        (root / package / "__init__.py").touch()
+    return root
+
+
+CLEAN = {
+    "pipelines/flow.py": "import os\nfrom common import settings\nfrom backends.local import X\n"
+    "import inference.model\n",
+    "backends/local.py": "from inference.model import Model\nfrom common.settings import S\n"
+    "from . import base\n",
+    "backends/base.py": "import json\n",
+    "common/settings.py": "import dataclasses\n",
+    "common/config.py": "from .settings import S\n",
+    "inference/model.py": "import numpy\nfrom inference import features\n",
+    "inference/features.py": "import pandas\n",
+}
+
+
+def test_a_tree_that_follows_the_rule_passes(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "src", CLEAN)
+    assert check(root) == []
+    imports = {(i.importer, i.imported) for i in project_imports(root)}
+    # The checker sees absolute, `from`, relative and package-level imports.
+    assert {
+        ("pipelines.flow", "common.settings"),
+        ("pipelines.flow", "backends.local"),
+        ("pipelines.flow", "inference.model"),
+        ("backends.local", "backends.base"),
+        ("common.config", "common.settings"),
+        ("inference.model", "inference.features"),
+    } <= imports
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        # common never imports backends, inference or pipelines; a function-level
+        # import counts as much as one at the top.
+        (
+            "common/config.py",
+            "def f():\n    from backends.local import X\n",
+            "src/common/config.py:2: common.config imports backends.local",
+        ),
+        (
+            "common/config.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import inference.model\n",
+            "src/common/config.py:3: common.config imports inference.model",
+        ),
+        (
+            "common/config.py",
+            "import importlib\nimportlib.import_module('pipelines.flow')\n",
+            "src/common/config.py:2: common.config imports pipelines.flow",
+        ),
+        # inference imports nothing of the project outside itself.
+        (
+            "inference/features.py",
+            "class F:\n    def m(self):\n        from common import settings\n",
+            "src/inference/features.py:3: inference.features imports common.settings",
+        ),
+        (
+            "inference/features.py",
+            "from ..backends import base\n",
+            "src/inference/features.py:1: inference.features imports backends.base",
+        ),
+        # backends never import pipelines.
+        (
+            "backends/base.py",
+            "import pipelines.flow as flow\n",
+            "src/backends/base.py:1: backends.base imports pipelines.flow",
+        ),
+    ],
+)
+def test_an_import_against_the_direction_is_reported(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    root = write_tree(tmp_path / "src", {**CLEAN, name: text})
+    problems = check(root)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_a_package_not_in_the_rule_may_import_nothing(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "src", {**CLEAN, "scripts/tool.py": "import common.config\n"})
+    assert any("scripts.tool imports common.config" in p for p in check(root))
+
+
+def test_a_cycle_between_modules_is_reported(tmp_path: Path) -> None:
+    files = {
+        **CLEAN,
+        "backends/base.py": "def later():\n    from backends import sagemaker\n",
+        "backends/sagemaker.py": "from backends.aws import client\n",
+        "backends/aws.py": "from backends.base import Backend\n",
+    }
+    problems = check(write_tree(tmp_path / "src", files))
+    assert "module cycle: backends.aws <-> backends.base <-> backends.sagemaker" in problems
+
+
+def test_a_cycle_between_packages_is_reported(tmp_path: Path) -> None:
+    # Both directions are allowed here, so only the cycle check can catch it.
+    allowed = {**ALLOWED, "common": frozenset({"inference"}), "inference": frozenset({"common"})}
+    files = {**CLEAN, "inference/model.py": "import common.config\n"}
+    files["common/settings.py"] = "from inference.features import F\n"
+    problems = check(write_tree(tmp_path / "src", files), allowed)
+    assert "package cycle: common <-> inference" in problems
+
+
+# --- the repository ----------------------------------------------------------------------
+
+
+def test_the_checker_sees_the_repository() -> None:
+    imports = project_imports(SRC)
+    pairs = {(i.importer, i.imported) for i in imports}
+    assert ("pipelines.training", "common.pipeline") in pairs
+    assert ("inference.model", "inference.features") in pairs
+    assert {name.split(".")[0] for name, _ in pairs} == set(ALLOWED)
+
+
+def test_src_follows_the_import_rule() -> None:
+    problems = check(SRC)
+    assert problems == [], "The import rule of src/ is broken:\n" + "\n".join(problems)
