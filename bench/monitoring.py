@@ -69,7 +69,7 @@ def seed_captures(database: Path, rows: int) -> None:
         store.close()
 
 
-def run(rows: int, samples: int | None) -> None:
+def run(rows: int, samples: int | None, verbose: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as directory:
         workdir = Path(directory)
         database = workdir / "captures.db"
@@ -94,6 +94,8 @@ def run(rows: int, samples: int | None) -> None:
             raise SystemExit(f"monitoring failed with exit code {result.returncode}")
         print(f"\n{rows} captured rows (seeded in {seeded:.1f} s), --samples {samples or rows}")
         print(f"  pipeline wall time: {wall:.1f} s   (target: <= 15 s at 2,000, <= 40 s at 50,000)")
+        if verbose:
+            print("\n".join(lines))
         for step, durations in task_durations(lines).items():
             print(f"  {step:<24} {max(durations):6.1f} s")
 
@@ -102,11 +104,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[2000, 50000])
     parser.add_argument("--samples", type=int, default=None, help="default: all rows")
+    parser.add_argument("--verbose", action="store_true", help="print the pipeline's log")
     options = parser.parse_args()
     os.chdir(ROOT)
     print(f"load average before: {os.getloadavg()}")
     for rows in options.rows:
-        run(rows, options.samples)
+        run(rows, options.samples, options.verbose)
     print(f"\nload average after: {os.getloadavg()}")
 
 

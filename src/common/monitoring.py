@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
 
+# The three reports of a monitoring run: name → title.
+REPORTS = {
+    "summary": "Data summary",
+    "drift": "Data drift",
+    "classification": "Classification quality",
+}
+NO_DATA = (
+    "No production data with ground truth yet: send traffic, attach labels, then run the "
+    "monitoring pipeline again."
+)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -25,6 +36,14 @@ class Outcome:
 
     tests: list[dict[str, str]]
     values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Report:
+    """One report of a monitoring run: its self-contained HTML page and its conclusions."""
+
+    html: str
+    outcome: Outcome
 
 
 def sample_rows(data: pd.DataFrame | None, max_rows: int, seed: int = 0) -> pd.DataFrame | None:
@@ -163,6 +182,74 @@ def classification_report(current: pd.DataFrame, schema: DatasetSchema) -> tuple
     )
     accuracy = float((frame[PREDICTION] == frame[GROUND_TRUTH]).mean())
     return snapshot, Outcome(tests=test_results(snapshot), values={"accuracy": accuracy})
+
+
+def no_data_page(title: str) -> str:
+    """The page a report shows when there are no labelled production rows to examine."""
+    return f"<html><body><h1>{title}</h1><p>{NO_DATA}</p></body></html>"
+
+
+def run_reports(
+    reference: pd.DataFrame, current: pd.DataFrame | None, schema: DatasetSchema, settings: dict
+) -> dict[str, Report]:
+    """The data summary, data drift and classification reports, by name (see `REPORTS`).
+
+    All three run in the caller's process, so Evidently is imported once, and not at all
+    when there are no production rows: then each page says how to get some and the
+    reports conclude nothing.
+    """
+    if current is None or len(current) == 0:
+        return {
+            name: Report(no_data_page(title), Outcome([], {})) for name, title in REPORTS.items()
+        }
+    built = {
+        "summary": summary_report(reference, current, schema),
+        "drift": drift_report(reference, current, schema, settings),
+        "classification": classification_report(current, schema),
+    }
+    return {
+        name: Report(snapshot.get_html_str(as_iframe=False), outcome)
+        for name, (snapshot, outcome) in built.items()
+    }
+
+
+def conclusions(reports: dict[str, Report]) -> dict[str, Any]:
+    """What the reports of `run_reports` concluded, by the artifact names users read.
+
+    `tests` holds every report's tests; without production rows there are none, no
+    drift and no accuracy.
+    """
+    summary, drift, classification = (
+        reports[name].outcome for name in ("summary", "drift", "classification")
+    )
+    return {
+        "summary_tests": summary.tests,
+        "drift_tests": drift.tests,
+        "classification_tests": classification.tests,
+        "tests": summary.tests + drift.tests + classification.tests,
+        "drift_detected": drift.values.get("drift_detected", False),
+        "drifted_columns": drift.values.get("drifted_columns", []),
+        "accuracy": classification.values.get("accuracy"),
+    }
+
+
+def figures(
+    rows: int,
+    tests: list[dict[str, str]],
+    drift_detected: bool,
+    drifted: list[str],
+    accuracy: float | None,
+) -> dict[str, float]:
+    """The figures of one monitoring run, as MLflow metrics (no accuracy without rows)."""
+    metrics = {
+        "rows": float(rows),
+        "drift_detected": float(drift_detected),
+        "drifted_columns": float(len(drifted)),
+        "failed_tests": float(sum(test["status"] == "FAIL" for test in tests)),
+    }
+    if accuracy is not None:
+        metrics["accuracy"] = float(accuracy)
+    return metrics
 
 
 def alerts(

@@ -18,10 +18,16 @@ from common.config import DEFAULTS, load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.monitoring import (
     GROUND_TRUTH,
+    NO_DATA,
     PREDICTION,
+    REPORTS,
+    Outcome,
     alerts,
     classification_report,
+    conclusions,
     drift_report,
+    figures,
+    run_reports,
     sample_rows,
     summary_report,
 )
@@ -277,3 +283,83 @@ def test_sample_rows_keeps_small_data_and_none(data: pd.DataFrame) -> None:
     assert sample_rows(None, 10) is None
     assert sample_rows(data, len(data)) is data
     assert len(sample_rows(data, len(data) + 1)) == len(data)
+
+
+# --- the three reports together ---------------------------------------------------------------
+
+EVIDENTLY = "window.drawDashboard("
+
+
+@pytest.mark.parametrize("current", [None, "empty"])
+def test_without_rows_every_page_says_so_and_nothing_is_concluded(
+    reference: pd.DataFrame, current: str | None
+) -> None:
+    rows = None if current is None else reference.iloc[:0]
+
+    reports = run_reports(reference, rows, SCHEMA, SETTINGS)
+
+    assert set(reports) == set(REPORTS)
+    for name, report in reports.items():
+        assert NO_DATA in report.html and REPORTS[name] in report.html
+        assert EVIDENTLY not in report.html
+        assert report.outcome == Outcome([], {})
+    assert conclusions(reports) == {
+        "summary_tests": [],
+        "drift_tests": [],
+        "classification_tests": [],
+        "tests": [],
+        "drift_detected": False,
+        "drifted_columns": [],
+        "accuracy": None,
+    }
+
+
+def test_the_reports_conclude_what_each_report_does_alone(
+    data: pd.DataFrame, reference: pd.DataFrame
+) -> None:
+    current = labelled(data, wrong=30).iloc[:200].reset_index(drop=True)
+    shift = drift_column(SCHEMA)
+    current[shift] = current[shift] + 3 * reference[shift].std()
+
+    reports = run_reports(reference, current, SCHEMA, SETTINGS)
+    found = conclusions(reports)
+
+    for report in reports.values():
+        assert EVIDENTLY in report.html and NO_DATA not in report.html
+    alone = {
+        "summary": summary_report(reference, current, SCHEMA)[1],
+        "drift": drift_report(reference, current, SCHEMA, SETTINGS)[1],
+        "classification": classification_report(current, SCHEMA)[1],
+    }
+    for name, outcome in alone.items():
+        assert by_name(reports[name].outcome.tests) == by_name(outcome.tests), name
+    assert found["tests"] == (
+        found["summary_tests"] + found["drift_tests"] + found["classification_tests"]
+    )
+    assert found["drift_tests"] == reports["drift"].outcome.tests
+    assert found["drift_detected"] is True and found["drifted_columns"] == [shift]
+    expected = float((current[PREDICTION] == current[GROUND_TRUTH]).mean())
+    assert found["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert expected < 1.0
+
+
+def test_figures_count_rows_drift_and_failed_tests() -> None:
+    tests = [
+        {"name": "a", "status": "FAIL", "description": ""},
+        {"name": "b", "status": "SUCCESS", "description": ""},
+        {"name": "c", "status": "FAIL", "description": ""},
+    ]
+    assert figures(300, tests, True, ["island"], 0.75) == {
+        "rows": 300.0,
+        "drift_detected": 1.0,
+        "drifted_columns": 1.0,
+        "failed_tests": 2.0,
+        "accuracy": 0.75,
+    }
+    # No labelled rows, no accuracy: the metric is left out rather than logged as 0.
+    assert figures(0, [], False, [], None) == {
+        "rows": 0.0,
+        "drift_detected": 0.0,
+        "drifted_columns": 0.0,
+        "failed_tests": 0.0,
+    }
