@@ -62,6 +62,7 @@ class Monitoring(Pipeline):
         data-quality tests), data drift (per column, against the training data) and
         classification quality (the deployed model on the labelled rows).
         """
+        from common.cards import history_chart
         from common.monitoring import alerts, conclusions, figures, run_reports
         from common.tracking import log_monitoring, monitoring_history
 
@@ -90,6 +91,7 @@ class Monitoring(Pipeline):
             settings["experiment"], self.model_name, self.monitored_version, self.metrics, tags
         )
         self.history = monitoring_history(settings["experiment"], self.model_name)
+        self.history_chart = history_chart(self.history, settings)
         for message in self.alerts:
             self.logger.warning("ALERT: %s", message)
         release_for_exit()
@@ -139,9 +141,7 @@ class Monitoring(Pipeline):
         from common.cards import monitoring_summary
         from common.retraining import request_retraining
 
-        current.card.extend(
-            monitoring_summary(self.alerts, self.metrics, self.history, self.project.monitoring)
-        )
+        current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
         # Before failing on alert: a scheduled run that fails must still ask for retraining.
         self.retraining_event_id = request_retraining(
             self.alerts,

@@ -363,3 +363,31 @@ def test_figures_count_rows_drift_and_failed_tests() -> None:
         "drifted_columns": 0.0,
         "failed_tests": 0.0,
     }
+
+
+# --- the end card's pieces --------------------------------------------------------------------
+
+
+def test_the_history_chart_is_a_png_and_none_without_history() -> None:
+    from common.cards import history_chart
+
+    assert history_chart(pd.DataFrame(), SETTINGS) is None
+    history = pd.DataFrame({"metrics.accuracy": [0.9, 0.6], "metrics.drifted_columns": [0.0, 1.0]})
+    chart = history_chart(history, SETTINGS)
+    assert chart is not None and chart.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("chart", [None, b"\x89PNG fake"])
+def test_the_monitoring_summary_shows_alerts_figures_and_the_chart(chart: bytes | None) -> None:
+    from metaflow.cards import Image, Markdown, Table
+
+    from common.cards import monitoring_summary
+
+    calm = monitoring_summary([], {"rows": 300.0}, chart)
+    alarmed = monitoring_summary(["Data drift detected in island."], {"rows": 300.0}, chart)
+
+    assert sum(isinstance(c, Table) for c in calm) == 1
+    assert any(isinstance(c, Markdown) and "No alerts" in c._text for c in calm)
+    assert any(isinstance(c, Markdown) and "island" in c._text for c in alarmed)
+    assert not any(isinstance(c, Markdown) and "No alerts" in c._text for c in alarmed)
+    assert sum(isinstance(c, Image) for c in alarmed) == (chart is not None)
