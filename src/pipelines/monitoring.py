@@ -29,8 +29,9 @@ from common.pipeline import Pipeline, PipelineError, backend, dataset, release_f
 
 # Each report's card id on `start`, and the artifact holding the page it shows.
 CARDS = {"summary": "data_summary", "drift": "data_drift", "classification": "classification"}
-MAX_LISTED_ARTIFACT_BYTES = 1_000_000
 PAGES = {"summary": "summary_page", "drift": "drift_page", "classification": "classification_page"}
+# Larger artifacts (the pages, megabytes each) are not listed on the end card.
+MAX_LISTED_ARTIFACT_BYTES = 1_000_000
 
 
 @schedule(cron=config_expr("project.monitoring.schedule"))
@@ -133,7 +134,7 @@ class Monitoring(Pipeline):
             self.model_name, self.monitored_version, self.rows,
         )  # fmt: skip
 
-    # The default card lists the task's artifacts: not the pages, shown by start's cards.
+    # The default card lists the task's artifacts; the pages are start's cards already.
     @card(options={"max_artifact_size": MAX_LISTED_ARTIFACT_BYTES})
     @step
     def end(self):
