@@ -7,6 +7,8 @@ Evidently is imported inside the functions: it costs seconds per process.
 
 from __future__ import annotations
 
+import multiprocessing
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +233,91 @@ def conclusions(reports: dict[str, Report]) -> dict[str, Any]:
         "drifted_columns": drift.values.get("drifted_columns", []),
         "accuracy": classification.values.get("accuracy"),
     }
+
+
+class ReportError(RuntimeError):
+    """The reports failed in their process; the message holds that process's traceback."""
+
+
+def _serve_reports(connection: Any) -> None:
+    """In the report process: import Evidently at once, then run the reports asked for."""
+    try:
+        import evidently  # noqa: F401  (seconds: the reason this process exists)
+
+        request = connection.recv()
+        if request is None:
+            return
+        try:
+            connection.send(("ok", run_reports(*request)))
+        except Exception:
+            connection.send(("error", traceback.format_exc()))
+    except (EOFError, OSError):
+        pass  # The caller closed the pipe: nothing to report on.
+    finally:
+        connection.close()
+
+
+class ReportWorker:
+    """`run_reports` in a forked process that starts importing Evidently at once.
+
+    Importing Evidently costs seconds and so does loading the data to report on (MLflow's
+    import, the reference's download, the captured rows). Started before the loading,
+    the worker imports on the other core meanwhile, and it ends without Python's slow
+    exit. Where processes cannot be forked, or without rows, the reports run in the
+    caller's process. Use as a context manager: the process is always stopped.
+    """
+
+    def __init__(self) -> None:
+        self._process: Any = None
+        self._used = False
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context("fork")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_reports, args=(child,), name="evidently-reports", daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    def run(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame | None,
+        schema: DatasetSchema,
+        settings: dict,
+    ) -> dict[str, Report]:
+        """The reports of `run_reports`, computed by the worker when there is data."""
+        if self._process is None or current is None or len(current) == 0:
+            return run_reports(reference, current, schema, settings)
+        self._used = True
+        try:
+            self._connection.send((reference, current, schema, dict(settings)))
+            status, payload = self._connection.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+            raise ReportError(
+                f"The report process ended without an answer (exit code "
+                f"{self._process.exitcode}); rerun, and check memory if it recurs."
+            ) from None
+        if status != "ok":
+            raise ReportError(f"The Evidently reports failed:\n{payload}")
+        return payload
+
+    def close(self) -> None:
+        if self._process is None:
+            return
+        self._connection.close()
+        if not self._used:
+            self._process.terminate()  # still importing what nobody will use
+        self._process.join()  # having answered, it ends by itself
+        self._process = None
+
+    def __enter__(self) -> ReportWorker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def figures(

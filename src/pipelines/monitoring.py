@@ -63,17 +63,21 @@ class Monitoring(Pipeline):
         data-quality tests), data drift (per column, against the training data) and
         classification quality (the deployed model on the labelled rows).
         """
-        from common.cards import history_chart
-        from common.monitoring import alerts, conclusions, figures, run_reports
-        from common.tracking import log_monitoring, monitoring_history
+        from common.monitoring import ReportWorker
 
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
         settings = self.project.monitoring
         self.model_name = self.project.model["name"]
-        self.load_data(settings["max_rows"])
+        # Evidently is imported by the worker while this process loads the data.
+        with ReportWorker() as worker:
+            self.load_data(settings["max_rows"])
+            reports = worker.run(self.reference, self.current, self.schema, settings)
 
-        reports = run_reports(self.reference, self.current, self.schema, settings)
+        from common.cards import history_chart
+        from common.monitoring import alerts, conclusions, figures
+        from common.tracking import log_monitoring, monitoring_history
+
         for name, artifact in PAGES.items():
             setattr(self, artifact, reports[name].html)
         for name, value in conclusions(reports).items():
