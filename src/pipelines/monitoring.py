@@ -13,9 +13,11 @@ named by its card id; its conclusions are artifacts and MLflow metrics (experime
 alert; with `--fail-on-alert` the run then fails, for schedulers.
 
 Why two steps: every task is a new process, and importing Evidently costs seconds
-(MLflow a few more) while the three reports together take about one. So the reports
-run where their data is loaded, in one process that imports each library once, and
-each card is rendered from its page there. `end` shows the verdict and the history.
+(MLflow a few more) while the three reports together take a second or two. So the
+reports run where their data is loaded, each library imported once per run, and each
+card is rendered from its page there; a process forked at the start of `start`
+imports Evidently while the step loads the data (common.monitoring.ReportWorker).
+`end` shows the verdict and the history.
 
 Deployed to a production scheduler (`argo-workflows create`, `step-functions create`)
 it runs on `monitoring.schedule` from the config (hourly by default). On Argo
