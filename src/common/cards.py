@@ -77,13 +77,10 @@ def training_curves(history: dict[str, list[float]]) -> list[Any]:
 
 
 def monitoring_summary(
-    alerts: list[str],
-    metrics: dict[str, float],
-    history: pd.DataFrame,
-    settings: MonitoringSettings,
+    alerts: list[str], metrics: dict[str, float], history_chart: bytes | None
 ) -> list[Any]:
-    """Alerts, this run's figures, and the history of accuracy and drift as a chart."""
-    from metaflow.cards import Markdown, Table
+    """Alerts, this run's figures, and the history of accuracy and drift (a PNG)."""
+    from metaflow.cards import Image, Markdown, Table
 
     components: list[Any] = [Markdown("## Monitoring")]
     if alerts:
@@ -95,18 +92,22 @@ def monitoring_summary(
             [[name, f"{value:.4g}"] for name, value in metrics.items()], headers=["figure", "value"]
         )
     )
-    if len(history):
-        components += [Markdown("## History"), _history_chart(history, settings)]
+    if history_chart:
+        components += [Markdown("## History"), Image(history_chart)]
     return components
 
 
-def _history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> Any:
+def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes | None:
+    """Accuracy against its threshold and drifted columns per monitoring run, as a PNG;
+    None without history. Drawn where the history is read, so the step that shows it
+    needs neither matplotlib nor pandas."""
+    if not len(history):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
-    from metaflow.cards import Image
 
     runs = range(1, len(history) + 1)
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -127,4 +128,4 @@ def _history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> Any:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
-    return Image(buffer.getvalue())
+    return buffer.getvalue()

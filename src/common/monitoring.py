@@ -7,6 +7,8 @@ Evidently is imported inside the functions: it costs seconds per process.
 
 from __future__ import annotations
 
+import multiprocessing
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,17 @@ if TYPE_CHECKING:
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
 
+# The three reports of a monitoring run: name → title.
+REPORTS = {
+    "summary": "Data summary",
+    "drift": "Data drift",
+    "classification": "Classification quality",
+}
+NO_DATA = (
+    "No production data with ground truth yet: send traffic, attach labels, then run the "
+    "monitoring pipeline again."
+)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -27,6 +40,14 @@ class Outcome:
 
     tests: list[dict[str, str]]
     values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Report:
+    """One report of a monitoring run: its self-contained HTML page and its conclusions."""
+
+    html: str
+    outcome: Outcome
 
 
 def sample_rows(data: pd.DataFrame | None, max_rows: int, seed: int = 0) -> pd.DataFrame | None:
@@ -168,6 +189,162 @@ def classification_report(current: pd.DataFrame, schema: DatasetSchema) -> tuple
     )
     accuracy = float((frame[PREDICTION] == frame[GROUND_TRUTH]).mean())
     return snapshot, Outcome(tests=test_results(snapshot), values={"accuracy": accuracy})
+
+
+def no_data_page(title: str) -> str:
+    """The page a report shows when there are no labelled production rows to examine."""
+    return f"<html><body><h1>{title}</h1><p>{NO_DATA}</p></body></html>"
+
+
+def run_reports(
+    reference: pd.DataFrame,
+    current: pd.DataFrame | None,
+    schema: DatasetSchema,
+    settings: MonitoringSettings,
+) -> dict[str, Report]:
+    """The data summary, data drift and classification reports, by name (see `REPORTS`).
+
+    All three run in the caller's process, so Evidently is imported once, and not at all
+    when there are no production rows: then each page says how to get some and the
+    reports conclude nothing.
+    """
+    if current is None or len(current) == 0:
+        return {
+            name: Report(no_data_page(title), Outcome([], {})) for name, title in REPORTS.items()
+        }
+    built = {
+        "summary": summary_report(reference, current, schema),
+        "drift": drift_report(reference, current, schema, settings),
+        "classification": classification_report(current, schema),
+    }
+    return {
+        name: Report(snapshot.get_html_str(as_iframe=False), outcome)
+        for name, (snapshot, outcome) in built.items()
+    }
+
+
+def conclusions(reports: dict[str, Report]) -> dict[str, Any]:
+    """What the reports of `run_reports` concluded, by the artifact names users read.
+
+    `tests` holds every report's tests; without production rows there are none, no
+    drift and no accuracy.
+    """
+    summary, drift, classification = (
+        reports[name].outcome for name in ("summary", "drift", "classification")
+    )
+    return {
+        "summary_tests": summary.tests,
+        "drift_tests": drift.tests,
+        "classification_tests": classification.tests,
+        "tests": summary.tests + drift.tests + classification.tests,
+        "drift_detected": drift.values.get("drift_detected", False),
+        "drifted_columns": drift.values.get("drifted_columns", []),
+        "accuracy": classification.values.get("accuracy"),
+    }
+
+
+class ReportError(RuntimeError):
+    """The reports failed in their process; the message holds that process's traceback."""
+
+
+def _serve_reports(connection: Any) -> None:
+    """In the report process: import Evidently at once, then run the reports asked for."""
+    try:
+        import evidently  # noqa: F401  (seconds: the reason this process exists)
+
+        request = connection.recv()
+        if request is None:
+            return
+        try:
+            connection.send(("ok", run_reports(*request)))
+        except Exception:
+            connection.send(("error", traceback.format_exc()))
+    except (EOFError, OSError):
+        pass  # The caller closed the pipe: nothing to report on.
+    finally:
+        connection.close()
+
+
+class ReportWorker:
+    """`run_reports` in a forked process that starts importing Evidently at once.
+
+    Importing Evidently costs seconds and so does loading the data to report on (MLflow's
+    import, the reference's download, the captured rows). Started before the loading,
+    the worker imports on the other core meanwhile, and it ends without Python's slow
+    exit. Where processes cannot be forked, or without rows, the reports run in the
+    caller's process. Use as a context manager: the process is always stopped.
+    """
+
+    def __init__(self) -> None:
+        self._process: Any = None
+        self._used = False
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context("fork")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_reports, args=(child,), name="evidently-reports", daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    def run(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame | None,
+        schema: DatasetSchema,
+        settings: MonitoringSettings,
+    ) -> dict[str, Report]:
+        """The reports of `run_reports`, computed by the worker when there is data."""
+        if self._process is None or current is None or len(current) == 0:
+            return run_reports(reference, current, schema, settings)
+        self._used = True
+        try:
+            self._connection.send((reference, current, schema, settings))
+            status, payload = self._connection.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+            raise ReportError(
+                f"The report process ended without an answer (exit code "
+                f"{self._process.exitcode}); rerun, and check memory if it recurs."
+            ) from None
+        if status != "ok":
+            raise ReportError(f"The Evidently reports failed:\n{payload}")
+        return payload
+
+    def close(self) -> None:
+        if self._process is None:
+            return
+        self._connection.close()
+        if not self._used:
+            self._process.terminate()  # still importing what nobody will use
+        self._process.join()  # having answered, it ends by itself
+        self._process = None
+
+    def __enter__(self) -> ReportWorker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def figures(
+    rows: int,
+    tests: list[dict[str, str]],
+    drift_detected: bool,
+    drifted: list[str],
+    accuracy: float | None,
+) -> dict[str, float]:
+    """The figures of one monitoring run, as MLflow metrics (no accuracy without rows)."""
+    metrics = {
+        "rows": float(rows),
+        "drift_detected": float(drift_detected),
+        "drifted_columns": float(len(drifted)),
+        "failed_tests": float(sum(test["status"] == "FAIL" for test in tests)),
+    }
+    if accuracy is not None:
+        metrics["accuracy"] = float(accuracy)
+    return metrics
 
 
 def alerts(

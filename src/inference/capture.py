@@ -8,6 +8,11 @@ Several server workers write at once: WAL journaling lets readers and one writer
 proceed together, and the busy timeout makes a writer wait for the lock instead of
 failing. Each request's rows are committed before the response is sent, so a
 prediction that was answered is on disk, even if the server is killed right after.
+
+The schema only ever grows by statements that are no-ops on a store that has them
+(`CREATE ... IF NOT EXISTS`): opening a store made by an older version migrates it in
+place, rows untouched. Version 2 added `predictions_labeled`, so reading the newest
+labelled rows costs the same however many newer rows still wait for ground truth.
 """
 
 from __future__ import annotations
@@ -34,7 +39,32 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
 CREATE INDEX IF NOT EXISTS predictions_unlabeled ON predictions (created_at)
     WHERE ground_truth IS NULL;
+CREATE INDEX IF NOT EXISTS predictions_labeled ON predictions (created_at)
+    WHERE ground_truth IS NOT NULL;
 """
+# Recorded in the database header (`PRAGMA user_version`) once a store has it all.
+SCHEMA_VERSION = 2
+
+# `label` stages the labels in a temporary table and applies them in one UPDATE, of
+# one of two plans. Looking each label's id up costs ~20 µs a label; walking the whole
+# id index beside the staged labels costs ~0.15 s a million predictions and little per
+# label, so it wins from about one label per hundred stored predictions (measured here
+# with 100,000 labels in a store of 1,000,000: ~1.9-2.4 s of CPU looked up, ~0.9 s
+# staged and walked).
+STAGE_LABELS = (
+    "CREATE TEMP TABLE IF NOT EXISTS labels (id TEXT PRIMARY KEY, truth TEXT NOT NULL) "
+    "WITHOUT ROWID"
+)
+APPLY_LABELS_BY_LOOKUP = (
+    "UPDATE predictions "
+    "SET ground_truth = (SELECT truth FROM temp.labels WHERE labels.id = predictions.id), "
+    "labeled_at = ? WHERE id IN (SELECT id FROM temp.labels)"
+)
+APPLY_LABELS_BY_WALK = (
+    "UPDATE predictions SET ground_truth = labels.truth, labeled_at = ? "
+    "FROM temp.labels AS labels WHERE predictions.id = labels.id"
+)
+STORED_PER_LABEL_TO_WALK = 100
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -53,8 +83,21 @@ def connect(path: str) -> sqlite3.Connection:
     # NORMAL in WAL mode survives a killed process (the OS keeps the written pages);
     # only a power loss could drop the last commits.
     connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA temp_store = MEMORY")  # `label`'s staging table
     connection.executescript(SCHEMA)
+    # Only when it changes: setting it writes the header, and readers open stores too.
+    if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return connection
+
+
+def recent_query(labeled_only: bool) -> str:
+    """The query of `CaptureStore.recent`; its one parameter is the row limit."""
+    where = "WHERE ground_truth IS NOT NULL " if labeled_only else ""
+    return (
+        "SELECT id, created_at, model_version, inputs, prediction, confidence, ground_truth "
+        f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
+    )
 
 
 def _json_value(value: Any) -> Any:
@@ -124,17 +167,26 @@ class CaptureStore:
         ).fetchall()
 
     def label(self, ground_truth: dict[str, str]) -> int:
-        """Attach ground truth by prediction id in one transaction; return rows updated."""
+        """Attach ground truth by prediction id in one transaction; return rows updated.
+
+        The labels are staged in a temporary table and applied in one UPDATE, by the
+        cheaper plan for their number (see `STAGE_LABELS`).
+        """
         now = time.time()
         with self._lock:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
-                before = self._connection.total_changes
+                self._connection.execute(STAGE_LABELS)
                 self._connection.executemany(
-                    "UPDATE predictions SET ground_truth = ?, labeled_at = ? WHERE id = ?",
-                    [(str(truth), now, id_) for id_, truth in ground_truth.items()],
+                    "INSERT OR REPLACE INTO temp.labels (id, truth) VALUES (?, ?)",
+                    ((id_, str(truth)) for id_, truth in ground_truth.items()),
                 )
-                updated = self._connection.total_changes - before
+                # The largest rowid: the number of rows, as none are deleted, in one seek.
+                stored = self._connection.execute("SELECT max(rowid) FROM predictions")
+                walk = len(ground_truth) * STORED_PER_LABEL_TO_WALK >= (stored.fetchone()[0] or 0)
+                apply = APPLY_LABELS_BY_WALK if walk else APPLY_LABELS_BY_LOOKUP
+                updated = self._connection.execute(apply, (now,)).rowcount
+                self._connection.execute("DELETE FROM temp.labels")
                 self._connection.execute("COMMIT")
             except BaseException:
                 self._connection.execute("ROLLBACK")
@@ -143,12 +195,7 @@ class CaptureStore:
 
     def recent(self, limit: int, labeled_only: bool = False) -> list[tuple[Any, ...]]:
         """The `limit` newest predictions (with ground truth only, if asked), newest first."""
-        where = "WHERE ground_truth IS NOT NULL " if labeled_only else ""
-        return self._connection.execute(
-            "SELECT id, created_at, model_version, inputs, prediction, confidence, ground_truth "
-            f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (int(limit),),
-        ).fetchall()
+        return self._connection.execute(recent_query(labeled_only), (int(limit),)).fetchall()
 
     def classes(self) -> list[str]:
         """Every class seen so far, predicted or labelled."""
@@ -157,6 +204,3 @@ class CaptureStore:
             "SELECT DISTINCT ground_truth FROM predictions WHERE ground_truth IS NOT NULL"
         ).fetchall()
         return sorted(row[0] for row in rows)
-
-    def count(self) -> int:
-        return self._connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]

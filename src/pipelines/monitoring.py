@@ -1,17 +1,23 @@
 """Monitoring pipeline: is the deployed model, and the data it sees, still healthy?
 
     uv run src/pipelines/monitoring.py run [--samples 500] [--fail-on-alert]
+    uv run src/pipelines/monitoring.py card view start --id data_drift
 
-    start ┬ data_summary_report ──┐
-          ├ data_drift_report ────┼ record ─ end
-          └ classification_report ┘
+    start (reports: data_summary, data_drift, classification) ─ end (alerts, history)
 
 The reference is the data the deployed model version was trained on (recorded with
 the model by the training pipeline); the current data is the newest `--samples`
-captured predictions that have ground truth. Each report is an HTML card; its
-conclusions are artifacts and MLflow metrics (experiment `monitoring`), so their
-history can be followed. Drift or low accuracy raise an alert; with
-`--fail-on-alert` the run then fails, for schedulers.
+captured predictions that have ground truth. Each report is an HTML card of `start`,
+named by its card id; its conclusions are artifacts and MLflow metrics (experiment
+`monitoring`), so their history can be followed. Drift or low accuracy raise an
+alert; with `--fail-on-alert` the run then fails, for schedulers.
+
+Why two steps: every task is a new process, and importing Evidently costs seconds
+(MLflow a few more) while the three reports together take a second or two. So the
+reports run where their data is loaded, each library imported once per run, and each
+card is rendered from its page there; a process forked at the start of `start`
+imports Evidently while the step loads the data (common.monitoring.ReportWorker).
+`end` shows the verdict and the history.
 
 Deployed to a production scheduler (`argo-workflows create`, `step-functions create`)
 it runs on `monitoring.schedule` from the config (hourly by default). On Argo
@@ -21,7 +27,13 @@ to, when one is configured (see common/retraining.py).
 
 from metaflow import Parameter, card, config_expr, current, schedule, step
 
-from common.pipeline import Pipeline, PipelineError, backend, dataset
+from common.pipeline import Pipeline, PipelineError, backend, dataset, release_for_exit
+
+# Each report's card id on `start`, and the artifact holding the page it shows.
+CARDS = {"summary": "data_summary", "drift": "data_drift", "classification": "classification"}
+PAGES = {"summary": "summary_page", "drift": "drift_page", "classification": "classification_page"}
+# Larger artifacts (the pages, megabytes each) are not listed on the end card.
+MAX_LISTED_ARTIFACT_BYTES = 1_000_000
 
 
 @schedule(cron=config_expr("project.monitoring.schedule"))
@@ -40,125 +52,44 @@ class Monitoring(Pipeline):
         "fail-on-alert", help="Fail the run when an alert is raised.", is_flag=True, default=False
     )
 
+    @card(type="html", id=CARDS["summary"], options={"attribute": PAGES["summary"]})
+    @card(type="html", id=CARDS["drift"], options={"attribute": PAGES["drift"]})
+    @card(type="html", id=CARDS["classification"], options={"attribute": PAGES["classification"]})
     @dataset
     @backend
     @step
     def start(self):
-        """Gather the reference (training data) and the current (production) data."""
-        import mlflow
+        """Compare the production data with the training data; record the figures.
 
-        from common.monitoring import production_frame, sample_rows
-        from common.registry import CHAMPION, resolve_version
-        from common.tracking import training_data
+        Three Evidently reports, each its own HTML card: data summary (column statistics,
+        data-quality tests), data drift (per column, against the training data) and
+        classification quality (the deployed model on the labelled rows).
+        """
+        from common.monitoring import ReportWorker
 
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
-        schema = self.schema
         settings = self.settings.monitoring
         self.model_name = self.settings.model.name
-        requested = self.model_version or self.backend_impl.deployed_version() or CHAMPION
-        try:
-            self.monitored_version = resolve_version(
-                mlflow.MlflowClient(), self.model_name, requested
-            )
-        except LookupError:
-            self.monitored_version = None
+        # Evidently is imported by the worker while this process loads the data.
+        with ReportWorker() as worker:
+            self.load_data(settings.max_rows)
+            reports = worker.run(self.reference, self.current, self.schema, settings)
 
-        reference = None
-        if self.monitored_version is not None:
-            reference = training_data(self.model_name, self.monitored_version)
-        if reference is None:
-            self.logger.warning("No training data recorded with the model: using %s.", self.dataset)
-            reference = self.data
-        self.reference = sample_rows(reference[schema.features], settings.max_rows)
-
-        captured = self.backend_impl.load(limit=self.samples, labeled_only=True)
-        self.current = None if captured is None else production_frame(captured, schema)
-        self.current = sample_rows(self.current, settings.max_rows)
-        self.rows = 0 if self.current is None else len(self.current)
-        self.logger.info(
-            "Monitoring %s version %s on %d labelled production rows.",
-            self.model_name, self.monitored_version, self.rows,
-        )  # fmt: skip
-        self.next(self.data_summary_report, self.data_drift_report, self.classification_report)
-
-    @card(type="html")
-    @step
-    def data_summary_report(self):
-        """Column statistics and data-quality tests of the production inputs."""
-        from common.monitoring import summary_report
-
-        self.summary_tests = self.report(
-            "Data summary", lambda schema: summary_report(self.reference, self.current, schema)
-        ).get("tests", [])
-        self.next(self.record)
-
-    @card(type="html")
-    @step
-    def data_drift_report(self):
-        """Per-column and dataset drift of production inputs against the training data."""
-        from common.monitoring import drift_report
-
-        outcome = self.report(
-            "Data drift",
-            lambda schema: drift_report(
-                self.reference, self.current, schema, self.settings.monitoring
-            ),
-        )
-        self.drift_tests = outcome.get("tests", [])
-        self.drift_detected = outcome.get("drift_detected", False)
-        self.drifted_columns = outcome.get("drifted_columns", [])
-        self.next(self.record)
-
-    @card(type="html")
-    @step
-    def classification_report(self):
-        """Quality of the deployed model on labelled production data."""
-        from common.monitoring import classification_report
-
-        outcome = self.report(
-            "Classification quality",
-            lambda schema: classification_report(self.current, schema),
-        )
-        self.classification_tests = outcome.get("tests", [])
-        self.accuracy = outcome.get("accuracy")
-        self.next(self.record)
-
-    def report(self, title, build):
-        """Run one Evidently report into this step's HTML card; return its outcome."""
-
-        if self.rows == 0:
-            self.html = (
-                f"<html><body><h1>{title}</h1><p>No production data with ground truth yet: "
-                "send traffic, attach labels, then run the monitoring pipeline again.</p>"
-                "</body></html>"
-            )
-            return {}
-        snapshot, outcome = build(self.schema)
-        self.html = snapshot.get_html_str(as_iframe=False)
-        return {"tests": outcome.tests, **outcome.values}
-
-    @step
-    def record(self, inputs):
-        """Gather the reports' conclusions, raise alerts, record the figures in MLflow."""
-        from common.monitoring import alerts
+        from common.cards import history_chart
+        from common.monitoring import alerts, conclusions, figures
         from common.tracking import log_monitoring, monitoring_history
 
-        # Evidently may touch the frames it reads; they are not needed past the reports.
-        self.merge_artifacts(inputs, exclude=["html", "reference", "current"])
-        settings = self.settings.monitoring
-        self.tests = self.summary_tests + self.drift_tests + self.classification_tests
+        for name, artifact in PAGES.items():
+            setattr(self, artifact, reports[name].html)
+        for name, value in conclusions(reports).items():
+            setattr(self, name, value)
         self.alerts = alerts(
             self.drift_detected, self.drifted_columns, self.accuracy, settings.accuracy_threshold
         )
-        self.metrics = {
-            "rows": float(self.rows),
-            "drift_detected": float(self.drift_detected),
-            "drifted_columns": float(len(self.drifted_columns)),
-            "failed_tests": float(sum(t["status"] == "FAIL" for t in self.tests)),
-        }
-        if self.accuracy is not None:
-            self.metrics["accuracy"] = self.accuracy
+        self.metrics = figures(
+            self.rows, self.tests, self.drift_detected, self.drifted_columns, self.accuracy
+        )
         tags = {
             "alert": str(bool(self.alerts)),
             "metaflow_run": f"{current.flow_name}/{current.run_id}",
@@ -167,20 +98,57 @@ class Monitoring(Pipeline):
             settings.experiment, self.model_name, self.monitored_version, self.metrics, tags
         )
         self.history = monitoring_history(settings.experiment, self.model_name)
+        self.history_chart = history_chart(self.history, settings)
         for message in self.alerts:
             self.logger.warning("ALERT: %s", message)
+        release_for_exit()
         self.next(self.end)
 
-    @card
+    def load_data(self, max_rows: int) -> None:
+        """Set the monitored version, the reference and the current (production) data.
+
+        The reference is the training data of the monitored version (the dataset file
+        for a model without it); the current data the newest labelled predictions.
+        """
+        import mlflow
+
+        from common.monitoring import production_frame, sample_rows
+        from common.registry import CHAMPION, resolve_version
+        from common.tracking import training_data
+
+        schema = self.schema
+        requested = self.model_version or self.backend_impl.deployed_version() or CHAMPION
+        try:
+            self.monitored_version = resolve_version(
+                mlflow.MlflowClient(), self.model_name, requested
+            )
+        except LookupError:
+            self.monitored_version = None
+        reference = None
+        if self.monitored_version is not None:
+            reference = training_data(self.model_name, self.monitored_version)
+        if reference is None:
+            self.logger.warning("No training data recorded with the model: using %s.", self.dataset)
+            reference = self.data
+        self.reference = sample_rows(reference[schema.features], max_rows)
+        captured = self.backend_impl.load(limit=self.samples, labeled_only=True)
+        self.current = None if captured is None else production_frame(captured, schema)
+        self.current = sample_rows(self.current, max_rows)
+        self.rows = 0 if self.current is None else len(self.current)
+        self.logger.info(
+            "Monitoring %s version %s on %d labelled production rows.",
+            self.model_name, self.monitored_version, self.rows,
+        )  # fmt: skip
+
+    # The default card lists the task's artifacts; the pages are start's cards already.
+    @card(options={"max_artifact_size": MAX_LISTED_ARTIFACT_BYTES})
     @step
     def end(self):
         """Show the alerts and the history of the figures; fail on alert if asked."""
         from common.cards import monitoring_summary
         from common.retraining import request_retraining
 
-        current.card.extend(
-            monitoring_summary(self.alerts, self.metrics, self.history, self.settings.monitoring)
-        )
+        current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
         # Before failing on alert: a scheduled run that fails must still ask for retraining.
         self.retraining_event_id = request_retraining(
             self.alerts,

@@ -18,10 +18,16 @@ from common.config import MonitoringSettings, load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.monitoring import (
     GROUND_TRUTH,
+    NO_DATA,
     PREDICTION,
+    REPORTS,
+    Outcome,
     alerts,
     classification_report,
+    conclusions,
     drift_report,
+    figures,
+    run_reports,
     sample_rows,
     summary_report,
 )
@@ -277,3 +283,181 @@ def test_sample_rows_keeps_small_data_and_none(data: pd.DataFrame) -> None:
     assert sample_rows(None, 10) is None
     assert sample_rows(data, len(data)) is data
     assert len(sample_rows(data, len(data) + 1)) == len(data)
+
+
+# --- the three reports together ---------------------------------------------------------------
+
+EVIDENTLY = "window.drawDashboard("
+
+
+@pytest.mark.parametrize("current", [None, "empty"])
+def test_without_rows_every_page_says_so_and_nothing_is_concluded(
+    reference: pd.DataFrame, current: str | None
+) -> None:
+    rows = None if current is None else reference.iloc[:0]
+
+    reports = run_reports(reference, rows, SCHEMA, SETTINGS)
+
+    assert set(reports) == set(REPORTS)
+    for name, report in reports.items():
+        assert NO_DATA in report.html and REPORTS[name] in report.html
+        assert EVIDENTLY not in report.html
+        assert report.outcome == Outcome([], {})
+    assert conclusions(reports) == {
+        "summary_tests": [],
+        "drift_tests": [],
+        "classification_tests": [],
+        "tests": [],
+        "drift_detected": False,
+        "drifted_columns": [],
+        "accuracy": None,
+    }
+
+
+def test_the_reports_conclude_what_each_report_does_alone(
+    data: pd.DataFrame, reference: pd.DataFrame
+) -> None:
+    current = labelled(data, wrong=30).iloc[:200].reset_index(drop=True)
+    shift = drift_column(SCHEMA)
+    current[shift] = current[shift] + 3 * reference[shift].std()
+
+    reports = run_reports(reference, current, SCHEMA, SETTINGS)
+    found = conclusions(reports)
+
+    for report in reports.values():
+        assert EVIDENTLY in report.html and NO_DATA not in report.html
+    alone = {
+        "summary": summary_report(reference, current, SCHEMA)[1],
+        "drift": drift_report(reference, current, SCHEMA, SETTINGS)[1],
+        "classification": classification_report(current, SCHEMA)[1],
+    }
+    for name, outcome in alone.items():
+        assert by_name(reports[name].outcome.tests) == by_name(outcome.tests), name
+    assert found["tests"] == (
+        found["summary_tests"] + found["drift_tests"] + found["classification_tests"]
+    )
+    assert found["drift_tests"] == reports["drift"].outcome.tests
+    assert found["drift_detected"] is True and found["drifted_columns"] == [shift]
+    expected = float((current[PREDICTION] == current[GROUND_TRUTH]).mean())
+    assert found["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert expected < 1.0
+
+
+def test_figures_count_rows_drift_and_failed_tests() -> None:
+    tests = [
+        {"name": "a", "status": "FAIL", "description": ""},
+        {"name": "b", "status": "SUCCESS", "description": ""},
+        {"name": "c", "status": "FAIL", "description": ""},
+    ]
+    assert figures(300, tests, True, ["island"], 0.75) == {
+        "rows": 300.0,
+        "drift_detected": 1.0,
+        "drifted_columns": 1.0,
+        "failed_tests": 2.0,
+        "accuracy": 0.75,
+    }
+    # No labelled rows, no accuracy: the metric is left out rather than logged as 0.
+    assert figures(0, [], False, [], None) == {
+        "rows": 0.0,
+        "drift_detected": 0.0,
+        "drifted_columns": 0.0,
+        "failed_tests": 0.0,
+    }
+
+
+# --- the end card's pieces --------------------------------------------------------------------
+
+
+def test_the_history_chart_is_a_png_and_none_without_history() -> None:
+    from common.cards import history_chart
+
+    assert history_chart(pd.DataFrame(), SETTINGS) is None
+    history = pd.DataFrame({"metrics.accuracy": [0.9, 0.6], "metrics.drifted_columns": [0.0, 1.0]})
+    chart = history_chart(history, SETTINGS)
+    assert chart is not None and chart.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("chart", [None, b"\x89PNG fake"])
+def test_the_monitoring_summary_shows_alerts_figures_and_the_chart(chart: bytes | None) -> None:
+    from metaflow.cards import Image, Markdown, Table
+
+    from common.cards import monitoring_summary
+
+    calm = monitoring_summary([], {"rows": 300.0}, chart)
+    alarmed = monitoring_summary(["Data drift detected in island."], {"rows": 300.0}, chart)
+
+    assert sum(isinstance(c, Table) for c in calm) == 1
+    assert any(isinstance(c, Markdown) and "No alerts" in c._text for c in calm)
+    assert any(isinstance(c, Markdown) and "island" in c._text for c in alarmed)
+    assert not any(isinstance(c, Markdown) and "No alerts" in c._text for c in alarmed)
+    assert sum(isinstance(c, Image) for c in alarmed) == (chart is not None)
+
+
+# --- the report process -----------------------------------------------------------------------
+
+
+def test_the_worker_reports_what_run_reports_does_without_evidently_here(
+    data: pd.DataFrame, reference: pd.DataFrame
+) -> None:
+    import subprocess
+    import sys
+
+    # In a fresh process, so that nothing else has imported Evidently there.
+    code = f"""
+import sys
+sys.path.insert(0, {str(REPO_ROOT / "src")!r})
+import pandas as pd
+from common.config import MonitoringSettings, load_project_configuration
+from common.data import DatasetSchema, load_dataset
+from common.monitoring import ReportWorker, run_reports
+schema = DatasetSchema.from_config(
+    load_project_configuration({str(REPO_ROOT / "config" / "local.yml")!r})["dataset"]
+)
+data = load_dataset({str(PENGUINS_CSV)!r}, schema, 42)
+current = data[schema.features].iloc[:150].assign(
+    prediction=data[schema.target].iloc[:150].to_numpy(), ground_truth="Adelie"
+)
+with ReportWorker() as worker:
+    reports = worker.run(data[schema.features], current, schema, MonitoringSettings())
+print("evidently here:", "evidently" in sys.modules)
+for name, report in sorted(reports.items()):
+    print(name, "window.drawDashboard(" in report.html, len(report.outcome.tests),
+          report.outcome.values.get("accuracy"))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "evidently here: False"
+    current = (
+        data[SCHEMA.features]
+        .iloc[:150]
+        .assign(prediction=data[SCHEMA.target].iloc[:150].to_numpy(), ground_truth="Adelie")
+    )
+    expected = run_reports(reference, current, SCHEMA, SETTINGS)
+    assert lines[1:] == [
+        f"{name} True {len(report.outcome.tests)} {report.outcome.values.get('accuracy')}"
+        for name, report in sorted(expected.items())
+    ]
+
+
+def test_a_failing_report_raises_with_the_workers_traceback(data: pd.DataFrame) -> None:
+    from common.monitoring import ReportError, ReportWorker
+
+    broken = data[SCHEMA.features].drop(columns=["island"]).iloc[:50]
+    with ReportWorker() as worker, pytest.raises(ReportError) as raised:
+        worker.run(data[SCHEMA.features], broken, SCHEMA, SETTINGS)
+    assert "The Evidently reports failed" in str(raised.value)
+    assert "island" in str(raised.value) and "Traceback" in str(raised.value)
+
+
+def test_without_rows_the_worker_is_not_asked_and_is_stopped(reference: pd.DataFrame) -> None:
+    from common.monitoring import ReportWorker
+
+    worker = ReportWorker()
+    process = worker._process
+    reports = worker.run(reference, None, SCHEMA, SETTINGS)
+    worker.close()
+    assert all(NO_DATA in report.html for report in reports.values())
+    assert process is not None and not process.is_alive()

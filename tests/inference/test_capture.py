@@ -36,6 +36,12 @@ def save_rows(store: CaptureStore, ids: list[str], predictions: list[str], versi
     store.save(ids, rows, predictions, confidences, version)
 
 
+def stored_rows(store: CaptureStore) -> int:
+    """How many predictions the store's database holds, read through its own connection."""
+    with other_connection(store) as connection:
+        return connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+
+
 @contextlib.contextmanager
 def other_connection(store: CaptureStore) -> Iterator[sqlite3.Connection]:
     """A second connection to the store's database, as another process would have."""
@@ -64,7 +70,7 @@ def test_save_stores_every_field(store: CaptureStore) -> None:
     assert json.loads(rows["a"]["inputs"]) == INPUTS[0]
     # NaN is not JSON: a missing number is stored as null.
     assert json.loads(rows["b"]["inputs"]) == {**INPUTS[1], "culmen_length_mm": None}
-    assert store.count() == 3
+    assert stored_rows(store) == 3
 
 
 def test_database_uses_wal_journaling(store: CaptureStore) -> None:
@@ -109,10 +115,10 @@ def test_classes_are_predicted_and_labelled_ones(store: CaptureStore) -> None:
     assert store.classes() == ["Adelie", "Chinstrap", "Gentoo"]
 
 
-def test_count(store: CaptureStore) -> None:
-    assert store.count() == 0
+def test_stored_rows_counts_what_was_saved(store: CaptureStore) -> None:
+    assert stored_rows(store) == 0
     save_rows(store, [f"id{i}" for i in range(5)], ["Adelie"] * 5)
-    assert store.count() == 5
+    assert stored_rows(store) == 5
 
 
 def test_a_request_is_stored_whole_or_not_at_all(store: CaptureStore) -> None:
@@ -139,19 +145,147 @@ def test_labelling_30000_rows_by_id(store: CaptureStore) -> None:
 
     with other_connection(store) as connection:
         stored = dict(connection.execute("SELECT id, ground_truth FROM predictions"))
-        # Each update finds its row through the primary key's index: linear, not a scan
-        # of the whole table per row.
-        plan = " ".join(
-            str(row[-1])
-            for row in connection.execute(
-                "EXPLAIN QUERY PLAN UPDATE predictions SET ground_truth = ?, labeled_at = ? "
-                "WHERE id = ?",
-                ("x", 0.0, "y"),
-            )
-        )
     assert stored == truth
     assert store.unlabeled() == []
-    assert "INDEX" in plan.upper() and "SCAN" not in plan.upper(), plan
+
+
+def query_plan(store: CaptureStore, statement: str, *parameters: object) -> list[str]:
+    with other_connection(store) as connection:
+        connection.execute(capture.STAGE_LABELS)
+        return [
+            str(row[-1]).upper()
+            for row in connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        ]
+
+
+def test_both_plans_of_applying_labels_go_through_the_primary_key(store: CaptureStore) -> None:
+    # Looked up: one search of the id index per label, never a pass over the table.
+    plan = query_plan(store, capture.APPLY_LABELS_BY_LOOKUP, 0.0)
+    assert any(step.startswith("SEARCH PREDICTIONS USING INDEX") for step in plan), plan
+    assert not any(step.startswith("SCAN PREDICTIONS") for step in plan), plan
+    # Walked: one pass over the id index alone (covering), each staged label found by key.
+    plan = query_plan(store, capture.APPLY_LABELS_BY_WALK, 0.0)
+    assert "SCAN PREDICTIONS USING COVERING INDEX" in " ".join(plan), plan
+    assert any(step.startswith("SEARCH LABELS USING PRIMARY KEY") for step in plan), plan
+
+
+@pytest.mark.parametrize("labels", [1, 150])  # 200 stored: looked up, walked
+def test_either_plan_labels_exactly_the_rows_named(store: CaptureStore, labels: int) -> None:
+    ids = [f"id{i:03}" for i in range(200)]
+    save_rows(store, ids, ["Adelie"] * len(ids))
+    chosen = ids[::-1][:labels]
+    assert store.label({id_: f"class-{id_}" for id_ in chosen}) == labels
+    with other_connection(store) as connection:
+        stored = dict(
+            connection.execute(
+                "SELECT id, ground_truth FROM predictions WHERE ground_truth IS NOT NULL"
+            )
+        )
+    assert stored == {id_: f"class-{id_}" for id_ in chosen}
+
+
+def test_labels_in_any_order_reach_their_rows_and_unknown_ids_are_ignored(
+    store: CaptureStore,
+) -> None:
+    ids = [f"id{i:03}" for i in range(200)]
+    save_rows(store, ids, ["Adelie"] * len(ids))
+    shuffled = ids[::7] + ids[3::7]
+    truth = {identifier: f"class-{identifier}" for identifier in reversed(shuffled)}
+
+    assert store.label({**truth, "nobody": "Gentoo"}) == len(truth)
+    assert store.label({ids[0]: "Gentoo"}) == 1  # relabelling: the newer label wins
+
+    with other_connection(store) as connection:
+        stored = dict(
+            connection.execute(
+                "SELECT id, ground_truth FROM predictions WHERE ground_truth IS NOT NULL"
+            )
+        )
+        staged = connection.execute(
+            "SELECT COUNT(*) FROM sqlite_temp_master WHERE name = 'labels'"
+        ).fetchone()[0]
+    assert stored == {**truth, ids[0]: "Gentoo"}
+    assert staged == 0  # the staging table belongs to the store's connection only
+    assert sorted(id_ for id_, _ in store.unlabeled()) == sorted(set(ids) - set(truth))
+
+
+def test_the_newest_labelled_rows_are_read_through_their_own_index(store: CaptureStore) -> None:
+    save_rows(store, ["old1", "old2"], ["Adelie", "Gentoo"])
+    store.label({"old1": "Adelie", "old2": "Adelie"})
+    save_rows(store, [f"new{i}" for i in range(50)], ["Adelie"] * 50)  # newer, unlabelled
+
+    assert [row[0] for row in store.recent(5, labeled_only=True)] == ["old2", "old1"]
+    with other_connection(store) as connection:
+        plan = " ".join(
+            str(row[-1]).upper()
+            for row in connection.execute(
+                "EXPLAIN QUERY PLAN " + capture.recent_query(labeled_only=True), (5,)
+            )
+        )
+    # Walked newest first through the labelled rows only: no scan, no sort.
+    assert "PREDICTIONS_LABELED" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+# A store as version 1 of this module made it: no index of the labelled rows, no version.
+VERSION_1_SCHEMA = """
+CREATE TABLE predictions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    model_version TEXT,
+    inputs TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    ground_truth TEXT,
+    labeled_at REAL
+);
+CREATE INDEX predictions_created_at ON predictions (created_at);
+CREATE INDEX predictions_unlabeled ON predictions (created_at) WHERE ground_truth IS NULL;
+"""
+
+
+def test_a_version_1_store_is_migrated_in_place_without_losing_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    rows = [
+        (f"id{i}", 1000.0 + i, "3", json.dumps({"island": "Dream", "n": i}), "Adelie", 0.75,
+         "Gentoo" if i % 3 == 0 else None, 2000.0 + i if i % 3 == 0 else None)
+        for i in range(300)
+    ]  # fmt: skip
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(VERSION_1_SCHEMA)
+        old.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        old.commit()
+        assert old.execute("PRAGMA user_version").fetchone()[0] == 0
+
+    for _ in range(2):  # migrated once; opening it again changes nothing
+        store = CaptureStore(str(path))
+        try:
+            with other_connection(store) as connection:
+                kept = connection.execute("SELECT * FROM predictions ORDER BY rowid").fetchall()
+                indexes = {
+                    name for (name,) in connection.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'index'"
+                    )
+                }  # fmt: skip
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+            assert kept == rows
+            assert {"predictions_created_at", "predictions_unlabeled", "predictions_labeled"} <= (
+                indexes
+            )
+            assert version == capture.SCHEMA_VERSION == 2
+            newest = [row[0] for row in store.recent(3, labeled_only=True)]
+            assert newest == ["id297", "id294", "id291"]
+        finally:
+            store.close()
+
+    store = CaptureStore(str(path))
+    try:  # and it works as a store: new predictions, labels, reads
+        save_rows(store, ["fresh"], ["Chinstrap"])
+        assert store.label({"fresh": "Chinstrap", "id1": "Adelie"}) == 2
+        assert [row[0] for row in store.recent(2, labeled_only=True)] == ["fresh", "id297"]
+        assert stored_rows(store) == len(rows) + 1
+    finally:
+        store.close()
 
 
 def test_writer_waits_for_a_lock_instead_of_failing(store: CaptureStore) -> None:
@@ -166,7 +300,7 @@ def test_writer_waits_for_a_lock_instead_of_failing(store: CaptureStore) -> None
         finally:
             release.join()
     assert waited >= 0.4
-    assert store.count() == 1
+    assert stored_rows(store) == 1
 
 
 def test_locked_database_raises_capture_error_and_stores_nothing(
@@ -181,9 +315,9 @@ def test_locked_database_raises_capture_error_and_stores_nothing(
             with pytest.raises(CaptureError, match="lock"):
                 save_rows(store, ["a", "b"], ["Adelie", "Gentoo"])
             blocker.execute("COMMIT")
-        assert store.count() == 0
+        assert stored_rows(store) == 0
         save_rows(store, ["c"], ["Adelie"])  # Usable again once the lock is gone.
-        assert store.count() == 1
+        assert stored_rows(store) == 1
     finally:
         store.close()
 
@@ -197,7 +331,7 @@ def test_failing_write_raises_capture_error_and_stores_nothing(store: CaptureSto
         )
     with pytest.raises(CaptureError, match="disk says no"):
         save_rows(store, ["b", "c"], ["Adelie", "Gentoo"])
-    assert store.count() == 1
+    assert stored_rows(store) == 1
 
 
 @pytest.mark.parametrize("kind", ["parent is a file", "path is a directory"])

@@ -104,10 +104,10 @@ def render(chromium: str, page: str, directory: Path, name: str) -> Rendered:
     return rendered
 
 
-def card_html(scenario: mf.Scenario, step: str, card_type: str) -> str:
+def card_html(scenario: mf.Scenario, step: str, card_type: str, card_id: str | None = None) -> str:
     from metaflow.cards import get_cards
 
-    cards = list(get_cards(scenario.task(step)))
+    cards = list(get_cards(scenario.task(step), id=card_id))
     assert [card.type for card in cards] == [card_type], (
         f"{scenario.name}/{step}: cards {[card.type for card in cards]}"
     )
@@ -115,10 +115,11 @@ def card_html(scenario: mf.Scenario, step: str, card_type: str) -> str:
 
 
 def evidently_card(
-    chromium: str, runs: mf.MonitoringRuns, scenario: str, step: str, directory: Path
+    chromium: str, runs: mf.MonitoringRuns, scenario: str, card_id: str, directory: Path
 ) -> Rendered:
-    page = card_html(runs[scenario], step, "html")
-    rendered = render(chromium, page, directory, f"{scenario}-{step}")
+    """The report card `card_id` of the scenario's `start` step, rendered."""
+    page = card_html(runs[scenario], "start", "html", card_id)
+    rendered = render(chromium, page, directory, f"{scenario}-{card_id}")
     # Drawn by React with Material UI: the source has none of these elements.
     assert rendered.count(r'class="Mui') >= 20, rendered.text[:2000]
     assert rendered.count(r'class="Mui') > page.count('class="Mui') + 20
@@ -137,7 +138,7 @@ def test_chromium_is_installed() -> None:
 def test_drift_card_renders_the_per_column_drift(
     chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
 ) -> None:
-    rendered = evidently_card(chromium, runs, "normal", "data_drift_report", tmp_path)
+    rendered = evidently_card(chromium, runs, "normal", "data_drift", tmp_path)
     assert "Dataset Drift" in rendered.text
     assert "Drifted Columns" in rendered.text
     assert "0 Drifted Columns" in rendered.text, rendered.text[:2000]
@@ -149,7 +150,7 @@ def test_drift_card_renders_the_per_column_drift(
 def test_drift_card_of_drifted_traffic_shows_the_drifted_column(
     chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
 ) -> None:
-    rendered = evidently_card(chromium, runs, "drifted", "data_drift_report", tmp_path)
+    rendered = evidently_card(chromium, runs, "drifted", "data_drift", tmp_path)
     assert "1 Drifted Columns" in rendered.text, rendered.text[:2000]
     assert "Dataset Drift is detected" in rendered.text
     # The table row of the shifted column says so; no other column's does.
@@ -162,7 +163,7 @@ def test_drift_card_of_drifted_traffic_shows_the_drifted_column(
 def test_summary_card_renders_every_column(
     chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
 ) -> None:
-    rendered = evidently_card(chromium, runs, "normal", "data_summary_report", tmp_path)
+    rendered = evidently_card(chromium, runs, "normal", "data_summary", tmp_path)
     for column in FEATURES:
         assert column in rendered.text, column
     assert "missing" in rendered.text
@@ -174,7 +175,7 @@ def test_summary_card_renders_every_column(
 def test_classification_card_renders_the_accuracy(
     chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
 ) -> None:
-    rendered = evidently_card(chromium, runs, "normal", "classification_report", tmp_path)
+    rendered = evidently_card(chromium, runs, "normal", "classification", tmp_path)
     assert "Accuracy" in rendered.text
     assert "Confusion Matrix" in rendered.text
     for species in ("Adelie", "Chinstrap", "Gentoo"):
@@ -186,14 +187,12 @@ def test_classification_card_renders_the_accuracy(
     assert rendered.count(r'class="main-svg"') >= 1
 
 
-@pytest.mark.parametrize(
-    "step", ["data_summary_report", "data_drift_report", "classification_report"]
-)
+@pytest.mark.parametrize("card_id", ["data_summary", "data_drift", "classification"])
 def test_cards_without_production_data_say_so(
-    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path, step: str
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path, card_id: str
 ) -> None:
-    page = card_html(runs["empty"], step, "html")
-    rendered = render(chromium, page, tmp_path, f"empty-{step}")
+    page = card_html(runs["empty"], "start", "html", card_id)
+    rendered = render(chromium, page, tmp_path, f"empty-{card_id}")
     assert NO_DATA in rendered.text
 
 

@@ -23,7 +23,8 @@ from conftest import card_text
 from common.config import load_project_configuration
 from common.traffic import drift_column
 
-REPORT_STEPS = ("data_summary_report", "data_drift_report", "classification_report")
+# The three reports are HTML cards of `start`, by id.
+REPORT_CARDS = ("data_summary", "data_drift", "classification")
 NO_DATA = "No production data with ground truth yet"
 EVIDENTLY = "window.drawDashboard("
 SETTINGS = load_project_configuration(mf.LOCAL_CONFIG)["monitoring"]
@@ -48,17 +49,17 @@ def successful(scenario: mf.Scenario) -> mf.Scenario:
     return scenario
 
 
-def cards(scenario: mf.Scenario, step: str) -> list[Any]:
+def cards(scenario: mf.Scenario, step: str, card_id: str | None = None) -> list[Any]:
     from metaflow.cards import get_cards
 
-    found = list(get_cards(scenario.task(step)))
-    assert found, f"the {step} step of the {scenario.name} run has no card"
+    found = list(get_cards(scenario.task(step), id=card_id))
+    assert found, f"the {step} step of the {scenario.name} run has no card {card_id or ''}"
     return found
 
 
-def html_card(scenario: mf.Scenario, step: str) -> str:
-    """The HTML of a report step's card, which must be an HTML card, not an error card."""
-    found = cards(scenario, step)
+def html_card(scenario: mf.Scenario, card_id: str) -> str:
+    """The HTML of a report's card, which must be an HTML card, not an error card."""
+    found = cards(scenario, "start", card_id)
     assert [card.type for card in found] == ["html"], [card.type for card in found]
     html = found[0].get()
     assert "no html specified" not in html
@@ -98,9 +99,23 @@ def test_without_production_data_the_run_succeeds(first: mf.MonitoringRuns) -> N
     assert data.monitored_version is None  # nothing registered under that name
 
 
-@pytest.mark.parametrize("step", REPORT_STEPS)
-def test_without_production_data_each_card_says_so(first: mf.MonitoringRuns, step: str) -> None:
-    html = html_card(successful(first["empty"]), step)
+@pytest.mark.parametrize("scenario", ["empty", "normal"])
+def test_start_has_one_html_card_per_report(first: mf.MonitoringRuns, scenario: str) -> None:
+    found = cards(successful(first[scenario]), "start")
+    assert sorted((card.id, card.type) for card in found) == sorted(
+        (card_id, "html") for card_id in REPORT_CARDS
+    )
+
+
+def test_the_run_is_two_steps(first: mf.MonitoringRuns) -> None:
+    # Evidently and MLflow are imported by one task, not one per report.
+    run = successful(first["normal"]).run
+    assert sorted(step.id for step in run) == ["end", "start"]
+
+
+@pytest.mark.parametrize("card_id", REPORT_CARDS)
+def test_without_production_data_each_card_says_so(first: mf.MonitoringRuns, card_id: str) -> None:
+    html = html_card(successful(first["empty"]), card_id)
     assert NO_DATA in html
     assert EVIDENTLY not in html
 
@@ -168,9 +183,11 @@ def test_every_report_contributes_tests(first: mf.MonitoringRuns) -> None:
     assert [t for t in data.drift_tests if t["status"] == "FAIL"] == []
 
 
-@pytest.mark.parametrize("step", REPORT_STEPS)
-def test_normal_traffic_cards_hold_evidently_reports(first: mf.MonitoringRuns, step: str) -> None:
-    html = html_card(successful(first["normal"]), step)
+@pytest.mark.parametrize("card_id", REPORT_CARDS)
+def test_normal_traffic_cards_hold_evidently_reports(
+    first: mf.MonitoringRuns, card_id: str
+) -> None:
+    html = html_card(successful(first["normal"]), card_id)
     assert NO_DATA not in html
     assert EVIDENTLY in html  # the report's data, drawn by Evidently's script
     assert len(html) > 100_000  # the self-contained report, scripts included
@@ -248,7 +265,7 @@ def test_fail_on_alert_fails_the_run_on_drift(second: mf.MonitoringRuns) -> None
     assert "drift" in output.lower() and SHIFTED in output, result.describe()
     assert "Monitoring raised alerts" in output, result.describe()
     # The figures were still recorded before the run failed.
-    record = scenario.data("record")
+    record = scenario.data("start")
     assert record.drift_detected is True
     assert record.drifted_columns == [SHIFTED]
 
