@@ -80,7 +80,7 @@ def test_deployed_version_is_the_one_serving(backend: Local, server) -> None:
 
 
 def test_deployed_version_is_none_without_a_server(tmp_path: Path) -> None:
-    backend = Local({"target": unused_url(), "state-dir": str(tmp_path / "serving")})
+    backend = Local({"target": unused_url(), "state_dir": str(tmp_path / "serving")})
     assert backend.deployed_version() is None
 
 
@@ -196,3 +196,50 @@ def test_save_captures_frames_made_elsewhere(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", generated["id"])
     assert generated["model_version"] is None
     assert frame["ground_truth"].isna().all()
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"max_bach_size": 50},
+            r"^backend\.max_bach_size: unknown setting, did you mean max_batch_size\?",
+        ),
+        ({"state_dri": ".s"}, r"^backend\.state_dri: unknown setting, did you mean state_dir\?"),
+        ({"worker": 3}, r"^backend\.worker: unknown setting, did you mean workers\?"),
+        ({"region": "us-east-1"}, r"^backend\.region: unknown setting\. Valid settings: module,"),
+        ({"max_batch_size": "50"}, r"^backend\.max_batch_size: expected int, got str '50'"),
+        ({"max_batch_size": 0}, r"^backend\.max_batch_size: must be a positive integer, got 0"),
+        ({"workers": -1}, r"^backend\.workers: must be a positive integer, got -1"),
+        ({"target": "127.0.0.1:8080"}, r"^backend\.target: '127\.0\.0\.1:8080' is not where"),
+        ({"database": ""}, r"^backend\.database: must name a SQLite file"),
+    ],
+)
+def test_wrong_settings_are_refused_naming_the_key(settings: dict, message: str) -> None:
+    from common import settings as common_settings
+
+    with pytest.raises(common_settings.SettingsError, match=message) as info:
+        Local({"module": "backend.Local", **settings})
+    assert isinstance(info.value, BackendError)
+
+
+def test_a_typo_stops_the_pipeline_with_one_line() -> None:
+    from common.pipeline import PipelineError, build_backend
+
+    with pytest.raises(PipelineError) as info:
+        build_backend("backend.Local", {"module": "backend.Local", "max_bach_size": 50})
+    assert str(info.value).startswith(
+        "Backend backend.Local: backend.max_bach_size: unknown setting, did you mean "
+        "max_batch_size?"
+    )
+
+
+def test_settings_take_effect_and_hyphenated_keys_still_load(tmp_path: Path) -> None:
+    backend = Local({"max_batch_size": 50, "state_dir": str(tmp_path), "workers": 1})
+    assert (backend.max_batch_size, backend.state_dir, backend.workers) == (50, str(tmp_path), 1)
+    with pytest.warns(FutureWarning, match=r"backend\.max-batch-size: write it as max_batch_size"):
+        assert Local({"max-batch-size": 7}).max_batch_size == 7
+    assert Local({}).settings == Local({"target": "http://127.0.0.1:8080/invocations"}).settings
