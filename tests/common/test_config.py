@@ -86,7 +86,7 @@ def test_sagemaker_config_parses_with_defaults_and_reports_unset_bucket() -> Non
     # `${MLFLOW_TRACKING_URI:-}` expands to nothing: the default store is used.
     assert config["mlflow_tracking_uri"] == DEFAULT_TRACKING_URI
     # `${BUCKET}` has no default and is unset: it stays, and is reported.
-    assert backend["data-capture-uri"] == "s3://${BUCKET}/datastore"
+    assert backend["data_capture_uri"] == "s3://${BUCKET}/datastore"
     assert sorted(set(unexpanded_placeholders(config))) == ["BUCKET"]
 
 
@@ -98,8 +98,8 @@ def test_sagemaker_config_takes_values_from_environment(monkeypatch: pytest.Monk
 
     config = load_project_configuration(CONFIG_DIR / "sagemaker.yml")
 
-    assert config["backend"]["data-capture-uri"] == "s3://my-bucket/datastore"
-    assert config["backend"]["ground-truth-uri"] == "s3://my-bucket/ground-truth"
+    assert config["backend"]["data_capture_uri"] == "s3://my-bucket/datastore"
+    assert config["backend"]["ground_truth_uri"] == "s3://my-bucket/ground-truth"
     assert config["backend"]["target"] == "penguins-staging"
     assert config["backend"]["region"] == "eu-west-1"
     assert config["mlflow_tracking_uri"] == "http://mlflow.internal:5000"
