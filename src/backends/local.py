@@ -1,4 +1,4 @@
-"""The Local backend: `mlflow models serve` on this machine, predictions captured in SQLite.
+"""The Local backend: MLflow's model server on this machine, predictions captured in SQLite.
 
 uv run python -m backends.local status   # what serves, is it healthy
 uv run python -m backends.local stop     # stop the background server
@@ -59,7 +59,7 @@ class LocalSettings:
 
 
 class Local(Backend):
-    """Serve with `mlflow models serve` on this machine; capture predictions in SQLite.
+    """Serve with MLflow's scoring server on this machine; capture predictions in SQLite.
 
     Settings (config `backend:`, see `LocalSettings`): `target` (invocations URL),
     `database` (capture SQLite file), `workers` (server processes, default 2),
