@@ -79,6 +79,22 @@ def test_deployed_version_is_the_one_serving(backend: Local, server) -> None:
     assert backend.deployed_version() == server.version
 
 
+def test_a_version_that_cannot_be_downloaded_leaves_the_old_one_serving(
+    backend: Local, server
+) -> None:
+    """The new model is downloaded before the old server stops: a bad one changes nothing."""
+    with pytest.raises(BackendError, match=r"Could not download the model models:/no-such-model/1"):
+        backend.deploy("models:/no-such-model/1", "99")
+    assert backend.deployed_version() == server.version
+    (prediction,) = backend.invoke(ROWS[:1])["predictions"]
+    assert prediction["prediction"] == "Gentoo"
+
+
+def test_only_the_serving_models_download_is_kept(backend: Local, server) -> None:
+    (kept,) = (Path(backend.state_dir) / "models").iterdir()
+    assert any(kept.rglob("MLmodel")), f"no model in {kept}"
+
+
 def test_deployed_version_is_none_without_a_server(tmp_path: Path) -> None:
     backend = Local({"target": unused_url(), "state_dir": str(tmp_path / "serving")})
     assert backend.deployed_version() is None
