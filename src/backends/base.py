@@ -59,6 +59,13 @@ class Backend(ABC):
         Returns False when that version was already serving (nothing was changed).
         """
 
+    def prepare(self, model_uri: str, model_version: str) -> None:
+        """Get `model_uri` ready to deploy (e.g. download it) without touching what serves.
+
+        Optional: a later `deploy` of the same model is then quicker. Nothing by default.
+        """
+        return None
+
     @abstractmethod
     def stop(self) -> None:
         """Stop serving and release what it costs (server, endpoint)."""

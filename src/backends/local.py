@@ -88,20 +88,35 @@ class Local(Backend):
         state = self._server().state()
         return state.model_version if state and ping(state.url) else None
 
-    def deploy(self, model_uri: str, model_version: str) -> bool:
-        if self.deployed_version() == str(model_version):
-            return False
+    def _environment(self, model_version: str) -> dict[str, str]:
         environment = {
             "SERVING_CAPTURE_DATABASE": self.database,
             "SERVING_MODEL_VERSION": str(model_version),
             "SERVING_MAX_BATCH_SIZE": str(self.max_batch_size),
         }
-        if "MLFLOW_TRACKING_URI" in os.environ:
-            environment["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            if name in os.environ:
+                environment[name] = os.environ[name]
+        return environment
+
+    def prepare(self, model_uri: str, model_version: str) -> None:
+        """Download the model while the old server keeps answering (see `LocalServer`)."""
+        try:
+            self._server().prepare(
+                model_uri, str(model_version), self.target, self.workers,
+                self._environment(model_version),
+            )  # fmt: skip
+        except ServerError as error:
+            raise BackendError(f"Preparing {model_uri} failed: {error}") from None
+
+    def deploy(self, model_uri: str, model_version: str) -> bool:
+        if self.deployed_version() == str(model_version):
+            return False
         try:
             self._server().start(
-                model_uri, str(model_version), self.target, self.workers, environment
-            )
+                model_uri, str(model_version), self.target, self.workers,
+                self._environment(model_version),
+            )  # fmt: skip
         except ServerError as error:
             raise BackendError(f"Deploying {model_uri} to {self.target} failed: {error}") from None
         return True

@@ -6,11 +6,13 @@ backends.local status|stop` from the command line).
 
 The server is what `mlflow models serve --env-manager local` runs (uvicorn with
 MLflow's scoring app, built by MLflow's own `get_cmd`), started without that CLI in
-between: the model is downloaded first, in this process, while the old server still
-answers; then the old server stops and uvicorn starts on the downloaded copy. The CLI
-process only imported MLflow's whole command line (the slowest import of a deployment)
-to do that download. Downloaded models live in `<state dir>/models/`; only the one
-serving is kept.
+between: the model is downloaded first, while the old server still answers, then the
+old server stops and uvicorn starts on the downloaded copy. The CLI process only
+imported MLflow's whole command line (the slowest import of a deployment) to do that
+download. `prepare` downloads ahead, from a process that has MLflow imported anyway
+(the deployment pipeline's `start` step), and records the command in
+`<state dir>/prepared.json`: `start` then imports no MLflow at all. Downloaded models
+live in `<state dir>/models/`; only the one serving is kept.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ DEFAULT_STATE_DIR = ".serving"
 
 class ServerError(RuntimeError):
     """The model server could not be started, or did not become healthy."""
+
+
+@dataclass
+class Prepared:
+    """A downloaded model and the command that serves it (`<state dir>/prepared.json`)."""
+
+    model_uri: str
+    url: str
+    workers: int
+    path: str
+    command: list[str]
+    environment: dict[str, str]
+    seconds: float  # how long the download took
 
 
 @dataclass
@@ -76,6 +91,7 @@ class LocalServer:
     def __init__(self, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> None:
         self.state_dir = Path(state_dir)
         self.state_file = self.state_dir / "server.json"
+        self.prepared_file = self.state_dir / "prepared.json"
 
     def state(self) -> ServerState | None:
         """The recorded server, if its process still runs."""
@@ -84,6 +100,54 @@ class LocalServer:
         except (FileNotFoundError, ValueError, TypeError):
             return None
         return state if _alive(state.pid) else None
+
+    def prepare(
+        self,
+        model_uri: str,
+        model_version: str,
+        url: str,
+        workers: int,
+        environment: dict[str, str],
+    ) -> Prepared:
+        """Download `model_uri` and build the server's command, touching no running server.
+
+        `start` of the same `model_uri` then uses them: a pipeline can prepare in a step
+        that has MLflow imported already, and start the server from one that has not.
+        `environment`'s MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI) say where to
+        download a `models:/` URI from.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = self.state_dir / f"server-{model_version}.log"
+        began = time.monotonic()
+        model_path = self._download(model_uri, environment, log)
+
+        from mlflow.pyfunc.scoring_server import get_cmd
+
+        parsed = urlparse(url)
+        command, server_env = get_cmd(
+            str(model_path), parsed.port or 80, parsed.hostname or "127.0.0.1", None, workers
+        )
+        program, *arguments = shlex.split(command)
+        prepared = Prepared(
+            model_uri=model_uri,
+            url=url,
+            workers=workers,
+            path=str(model_path),
+            command=[sys.executable, "-m", program, *arguments],
+            # What MLflow adds to the environment (the model's path, the request timeout).
+            environment={k: v for k, v in server_env.items() if os.environ.get(k) != v},
+            seconds=time.monotonic() - began,
+        )
+        self.prepared_file.write_text(json.dumps(asdict(prepared)))
+        return prepared
+
+    def _prepared(self, model_uri: str, url: str, workers: int) -> Prepared | None:
+        try:
+            prepared = Prepared(**json.loads(self.prepared_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        same = (prepared.model_uri, prepared.url, prepared.workers) == (model_uri, url, workers)
+        return prepared if same and Path(prepared.path).is_dir() else None
 
     def start(
         self,
@@ -94,49 +158,44 @@ class LocalServer:
         environment: dict[str, str],
         timeout: float = 120.0,
     ) -> ServerState:
-        """Download `model_uri`, stop any server started here, serve it, wait until healthy.
+        """Stop any server started here, serve `model_uri`, wait until healthy.
 
-        `environment` is added to the server's; its MLFLOW_TRACKING_URI (and
-        MLFLOW_REGISTRY_URI) also say where to download a `models:/` URI from.
+        The model is downloaded first, unless `prepare` did it, while the old server
+        still answers: a model that cannot be downloaded leaves the old one serving.
         """
-        parsed = urlparse(url)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        prepared = self._prepared(model_uri, url, workers)
+        if prepared is None:
+            prepared = self.prepare(model_uri, model_version, url, workers, environment)
         log = self.state_dir / f"server-{model_version}.log"
-        began = time.monotonic()
-        model_path = self._download(model_uri, environment, log)
-        downloaded = time.monotonic()
+        stopping = time.monotonic()
         self.stop()
         stopped = time.monotonic()
-
-        from mlflow.pyfunc.scoring_server import get_cmd
-
-        command, server_env = get_cmd(
-            str(model_path), parsed.port or 80, parsed.hostname or "127.0.0.1", None, workers
-        )
-        program, *arguments = shlex.split(command)
         bin_dir = str(Path(sys.executable).parent)
         env = {
-            **server_env,
+            **os.environ,
+            **prepared.environment,
             **environment,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         with open(log, "ab") as output:
             output.write(
-                f"Downloaded {model_uri} in {downloaded - began:.1f} s; stopped the previous "
-                f"server in {stopped - downloaded:.1f} s; starting uvicorn.\n".encode()
+                f"Downloaded {model_uri} in {prepared.seconds:.1f} s; stopped the previous "
+                f"server in {stopped - stopping:.1f} s; starting uvicorn.\n".encode()
             )
             output.flush()
             process = subprocess.Popen(
-                [sys.executable, "-m", program, *arguments],
+                prepared.command,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,  # Its own process group: stop() ends the workers too.
             )
+        self.prepared_file.unlink(missing_ok=True)
         state = ServerState(process.pid, model_uri, str(model_version), url, str(log), time.time())
         self.state_file.write_text(json.dumps(asdict(state)))
 
+        model_path = Path(prepared.path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -37,6 +37,7 @@ class Deployment(Pipeline):
         """Decide what to deploy, note what serves now, pick smoke-test rows."""
         import mlflow
 
+        from backends.base import BackendError
         from common.registry import CHAMPION, alias_version, resolve_version
         from common.traffic import sample_requests
 
@@ -52,6 +53,12 @@ class Deployment(Pipeline):
         self.logger.info(
             "Deploying %s (serving now: %s).", self.model_uri, self.serving_version or "nothing"
         )
+        if self.serving_version != self.version:
+            # Here, where MLflow is imported already, and while the old version serves.
+            try:
+                self.backend_impl.prepare(self.model_uri, self.version)
+            except BackendError as error:
+                raise PipelineError(f"{error}; nothing was changed.") from None
 
         schema = self.schema
         self.smoke_rows = sample_requests(self.data, schema, self.smoke_samples, False, seed=0)

@@ -90,9 +90,33 @@ def test_a_version_that_cannot_be_downloaded_leaves_the_old_one_serving(
     assert prediction["prediction"] == "Gentoo"
 
 
-def test_only_the_serving_models_download_is_kept(backend: Local, server) -> None:
-    (kept,) = (Path(backend.state_dir) / "models").iterdir()
+def test_prepare_downloads_without_touching_the_serving_server(
+    backend: Local, server, serving_models
+) -> None:
+    import json
+
+    other = next(v for v in serving_models.good if v != server.version)
+    backend.prepare(serving_models.uri(other), other)
+
+    prepared = json.loads((Path(backend.state_dir) / "prepared.json").read_text())
+    assert prepared["model_uri"] == serving_models.uri(other)
+    assert any(Path(prepared["path"]).rglob("MLmodel"))
+    assert backend.deployed_version() == server.version
+    with pytest.raises(BackendError, match=r"Preparing models:/no-such-model/1 failed"):
+        backend.prepare("models:/no-such-model/1", "1")
+    assert backend.deployed_version() == server.version
+
+
+def test_a_new_server_keeps_only_its_own_download(backend: Local, server) -> None:
+    from backends.local_server import LocalServer
+
+    server.stop()
+    server.start()  # as a deployment does: the downloads of earlier servers are deleted
+    state_dir = Path(backend.state_dir)
+    (kept,) = (state_dir / "models").iterdir()
     assert any(kept.rglob("MLmodel")), f"no model in {kept}"
+    assert not (state_dir / "prepared.json").exists()
+    assert LocalServer(state_dir).state().model_version == server.version
 
 
 def test_deployed_version_is_none_without_a_server(tmp_path: Path) -> None:
