@@ -60,15 +60,16 @@ def _absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
 
 
 def _imported_names(tree: ast.AST, importer: str, is_package: bool) -> Iterator[tuple[str, int]]:
-    """Every module name `tree` imports, candidates included (`from a import b` gives
-    `a` and `a.b`; the caller keeps the ones that are modules)."""
+    """Every module name `tree` imports, as candidates: `from a import b` gives `a.b`,
+    which the caller reads as module a.b when there is one, else as module a. (Python
+    runs package a's `__init__` first either way; a package that re-exports its own
+    submodules is not a cycle worth reporting.)"""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, node.lineno
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(node, importer, is_package)
-            yield base, node.lineno
             for alias in node.names:
                 yield f"{base}.{alias.name}", node.lineno
         elif (

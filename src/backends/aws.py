@@ -22,7 +22,7 @@ RETRY_POLICY = {"max_attempts": 8, "mode": "adaptive"}
 # some codes two ways.
 _PERMISSION = (
     "the credentials in use lack this permission: check the IAM policy of the user or "
-    "of `backend.assume-role`."
+    "of `backend.assume_role`."
 )
 _INVALID = "the AWS credentials are not valid."
 _EXPIRED = "the AWS session token has expired: refresh your credentials."
@@ -107,14 +107,6 @@ def aws_errors(action: str) -> Iterator[None]:
         if type(error).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
             hint = " (configure credentials: `aws configure`, AWS_PROFILE or AWS_ACCESS_KEY_ID)"
         raise BackendError(f"{action} failed: {error}{hint}") from None
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix/` -> ("bucket", "some/prefix")."""
-    if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
-        raise BackendError(f"{uri!r} is not an S3 URI: it must look like s3://bucket/prefix.")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    return bucket, prefix.strip("/")
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:

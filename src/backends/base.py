@@ -11,18 +11,39 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from common import settings as common_settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+T = TypeVar("T")
 
 
 class BackendError(RuntimeError):
     """A backend operation failed; the message says what and where."""
 
 
-class SettingsError(BackendError, ValueError):
-    """A backend refused its settings; the message says which and how to fix it."""
+class SettingsError(BackendError, common_settings.SettingsError):
+    """A backend refused its settings; the message says which and how to fix it.
+
+    Both a `BackendError` (what the backends' callers catch) and the project's
+    `common.settings.SettingsError` (a ValueError, which `build_backend` reports as
+    one line), so a bad setting is one kind of error wherever it is caught.
+    """
+
+
+def load_backend_settings(cls: type[T], config: Mapping[str, Any] | None) -> T:
+    """The `backend:` section as the frozen settings `cls`, refusing unknown keys.
+
+    Messages name the key under `backend.` and the nearest valid name.
+    """
+    try:
+        return common_settings.load_settings(cls, config, "backend")
+    except common_settings.SettingsError as error:
+        raise SettingsError(str(error)) from None
 
 
 class Backend(ABC):
@@ -37,6 +58,13 @@ class Backend(ABC):
 
         Returns False when that version was already serving (nothing was changed).
         """
+
+    def prepare(self, model_uri: str, model_version: str) -> None:
+        """Get `model_uri` ready to deploy (e.g. download it) without touching what serves.
+
+        Optional: a later `deploy` of the same model is then quicker. Nothing by default.
+        """
+        return None
 
     @abstractmethod
     def stop(self) -> None:

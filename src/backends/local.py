@@ -1,4 +1,4 @@
-"""The Local backend: `mlflow models serve` on this machine, predictions captured in SQLite.
+"""The Local backend: MLflow's model server on this machine, predictions captured in SQLite.
 
 uv run python -m backends.local status   # what serves, is it healthy
 uv run python -m backends.local stop     # stop the background server
@@ -11,31 +11,70 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
-from backends.base import Backend, BackendError, captured_frame, simulate_ground_truth
+from backends.base import (
+    Backend,
+    BackendError,
+    SettingsError,
+    captured_frame,
+    load_backend_settings,
+    simulate_ground_truth,
+)
 from backends.local_server import DEFAULT_STATE_DIR, LocalServer, ServerError, ping
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-class Local(Backend):
-    """Serve with `mlflow models serve` on this machine; capture predictions in SQLite.
+@dataclass(frozen=True)
+class LocalSettings:
+    """The Local backend's `backend:` settings; an unknown key is refused."""
 
-    Settings (config `backend:`): `target` (invocations URL), `database` (capture
-    SQLite file), `workers` (server processes, default 2), `max-batch-size` (rows per
-    request, default 1000), `state-dir` (server pid and logs, default `.serving`).
+    module: str | None = None  # The backend selector, read by the pipelines.
+    target: str = "http://127.0.0.1:8080/invocations"  # where the server answers
+    database: str = "penguins.db"  # the SQLite file every prediction is captured in
+    workers: int = 2  # server processes
+    max_batch_size: int = 1000  # most rows per request
+    state_dir: str = DEFAULT_STATE_DIR  # the server's pid, address and logs
+
+    def __post_init__(self) -> None:
+        url = urlparse(self.target)
+        if url.scheme != "http" or not url.hostname:
+            raise SettingsError(
+                f"backend.target: {self.target!r} is not where a local server can answer: "
+                "write it as http://<host>:<port>/invocations."
+            )
+        for key in ("workers", "max_batch_size"):
+            if getattr(self, key) < 1:
+                raise SettingsError(
+                    f"backend.{key}: must be a positive integer, got {getattr(self, key)!r}."
+                )
+        if not self.database:
+            raise SettingsError("backend.database: must name a SQLite file, e.g. penguins.db.")
+
+
+class Local(Backend):
+    """Serve with MLflow's scoring server on this machine; capture predictions in SQLite.
+
+    Settings (config `backend:`, see `LocalSettings`): `target` (invocations URL),
+    `database` (capture SQLite file), `workers` (server processes, default 2),
+    `max_batch_size` (rows per request, default 1000), `state_dir` (server pid and logs,
+    default `.serving`).
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__(config)
-        self.target = self.config.get("target", "http://127.0.0.1:8080/invocations")
-        self.database = str(Path(self.config.get("database", "penguins.db")).resolve())
-        self.workers = int(self.config.get("workers", 2))
-        self.max_batch_size = int(self.config.get("max-batch-size", 1000))
-        self.state_dir = self.config.get("state-dir", ".serving")
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(dict(config or {}))
+        self.settings = load_backend_settings(LocalSettings, self.config)
+        self.target = self.settings.target
+        self.database = str(Path(self.settings.database).resolve())
+        self.workers = self.settings.workers
+        self.max_batch_size = self.settings.max_batch_size
+        self.state_dir = self.settings.state_dir
 
     def _server(self) -> LocalServer:
         return LocalServer(self.state_dir)
@@ -49,20 +88,35 @@ class Local(Backend):
         state = self._server().state()
         return state.model_version if state and ping(state.url) else None
 
-    def deploy(self, model_uri: str, model_version: str) -> bool:
-        if self.deployed_version() == str(model_version):
-            return False
+    def _environment(self, model_version: str) -> dict[str, str]:
         environment = {
             "SERVING_CAPTURE_DATABASE": self.database,
             "SERVING_MODEL_VERSION": str(model_version),
             "SERVING_MAX_BATCH_SIZE": str(self.max_batch_size),
         }
-        if "MLFLOW_TRACKING_URI" in os.environ:
-            environment["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            if name in os.environ:
+                environment[name] = os.environ[name]
+        return environment
+
+    def prepare(self, model_uri: str, model_version: str) -> None:
+        """Download the model while the old server keeps answering (see `LocalServer`)."""
+        try:
+            self._server().prepare(
+                model_uri, str(model_version), self.target, self.workers,
+                self._environment(model_version),
+            )  # fmt: skip
+        except ServerError as error:
+            raise BackendError(f"Preparing {model_uri} failed: {error}") from None
+
+    def deploy(self, model_uri: str, model_version: str) -> bool:
+        if self.deployed_version() == str(model_version):
+            return False
         try:
             self._server().start(
-                model_uri, str(model_version), self.target, self.workers, environment
-            )
+                model_uri, str(model_version), self.target, self.workers,
+                self._environment(model_version),
+            )  # fmt: skip
         except ServerError as error:
             raise BackendError(f"Deploying {model_uri} to {self.target} failed: {error}") from None
         return True

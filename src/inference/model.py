@@ -102,6 +102,12 @@ class Model(mlflow.pyfunc.PythonModel):
         Safe to call from several threads at once, as the scoring server does.
         """
         probabilities = self.forward(self.features.transform(columns))
+        unanswerable = ~np.isfinite(probabilities).all(axis=1)
+        if unanswerable.any():  # e.g. 1e42 g: finite, but past float32 and the network
+            raise InvalidInput(
+                f"Row {int(np.flatnonzero(unanswerable)[0])}: the values are too far out of "
+                "range for the model to answer; check the units of the numbers."
+            )
         count = len(probabilities)
         indices = probabilities.argmax(axis=1)
         predictions = self.classes[indices].tolist()

@@ -3,9 +3,9 @@
 MLflow's scoring server turns any error into a message that repeats the whole input
 and often a stack trace. `install_request_guard` wraps its request handler so that:
 
-- malformed JSON, a wrong top-level shape, wrong types, non-finite numbers, unknown
-  categories and oversized batches get a 400 naming the row and field, before MLflow
-  parses anything;
+- malformed JSON, JSON nested too deeply to read, a wrong top-level shape, wrong
+  types, non-finite numbers, unknown categories and oversized batches get a 400 naming
+  the row and field, before MLflow parses anything;
 - `{"inputs": []}` gets an empty list of predictions;
 - a prediction that could not be captured fails with 503, never a silent 200;
 - other errors keep their status with a one-line message; the traceback goes to the
@@ -28,6 +28,9 @@ from inference.features import Columns, FeatureTransform, InvalidInput
 logger = logging.getLogger(__name__)
 
 EXPECTED_SHAPE = 'Send JSON like {"inputs": [{"<feature>": <value>, ...}, ...]}.'
+# Thousands of nested arrays make `json.loads` (and repr) raise RecursionError, which
+# is not a ValueError: without this it escaped as a plain-text 500.
+TOO_DEEP = "The JSON nests too deeply to read."
 MAX_MESSAGE_LENGTH = 500
 
 
@@ -45,6 +48,8 @@ def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) 
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidInput(f"Malformed JSON: {error}. {EXPECTED_SHAPE}") from None
+    except RecursionError:
+        raise InvalidInput(f"{TOO_DEEP} {EXPECTED_SHAPE}") from None
     if not isinstance(payload, dict):
         raise InvalidInput(
             f"Expected a JSON object, got {type(payload).__name__}. {EXPECTED_SHAPE}"
@@ -56,7 +61,10 @@ def check_payload(body: bytes | str, features: FeatureTransform, max_rows: int) 
     rows = payload["inputs"]
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise InvalidInput(f"'inputs' must be a list of objects, one per row. {EXPECTED_SHAPE}")
-    return features.validate(rows, max_rows)
+    try:
+        return features.validate(rows, max_rows)
+    except RecursionError:  # repr of a deeply nested value, in a message about it
+        raise InvalidInput(f"A value in 'inputs' nests too deeply. {EXPECTED_SHAPE}") from None
 
 
 def _short(message: str) -> str:
@@ -117,6 +125,10 @@ def install_request_guard(
     def guard(call: Callable[[], Any]) -> Any:
         try:
             return call()
+        except RecursionError:  # MLflow re-parsing a deep body of its other formats
+            return response(error_body(f"{TOO_DEEP} {EXPECTED_SHAPE}"), 400, json_type)
+        except InvalidInput as error:  # rows the model found out of its range
+            return response(error_body(str(error)), 400, json_type)
         except Exception as error:
             return error_response(error)
 

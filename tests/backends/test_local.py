@@ -79,8 +79,48 @@ def test_deployed_version_is_the_one_serving(backend: Local, server) -> None:
     assert backend.deployed_version() == server.version
 
 
+def test_a_version_that_cannot_be_downloaded_leaves_the_old_one_serving(
+    backend: Local, server
+) -> None:
+    """The new model is downloaded before the old server stops: a bad one changes nothing."""
+    with pytest.raises(BackendError, match=r"Could not download the model models:/no-such-model/1"):
+        backend.deploy("models:/no-such-model/1", "99")
+    assert backend.deployed_version() == server.version
+    (prediction,) = backend.invoke(ROWS[:1])["predictions"]
+    assert prediction["prediction"] == "Gentoo"
+
+
+def test_prepare_downloads_without_touching_the_serving_server(
+    backend: Local, server, serving_models
+) -> None:
+    import json
+
+    other = next(v for v in serving_models.good if v != server.version)
+    backend.prepare(serving_models.uri(other), other)
+
+    prepared = json.loads((Path(backend.state_dir) / "prepared.json").read_text())
+    assert prepared["model_uri"] == serving_models.uri(other)
+    assert any(Path(prepared["path"]).rglob("MLmodel"))
+    assert backend.deployed_version() == server.version
+    with pytest.raises(BackendError, match=r"Preparing models:/no-such-model/1 failed"):
+        backend.prepare("models:/no-such-model/1", "1")
+    assert backend.deployed_version() == server.version
+
+
+def test_a_new_server_keeps_only_its_own_download(backend: Local, server) -> None:
+    from backends.local_server import LocalServer
+
+    server.stop()
+    server.start()  # as a deployment does: the downloads of earlier servers are deleted
+    state_dir = Path(backend.state_dir)
+    (kept,) = (state_dir / "models").iterdir()
+    assert any(kept.rglob("MLmodel")), f"no model in {kept}"
+    assert not (state_dir / "prepared.json").exists()
+    assert LocalServer(state_dir).state().model_version == server.version
+
+
 def test_deployed_version_is_none_without_a_server(tmp_path: Path) -> None:
-    backend = Local({"target": unused_url(), "state-dir": str(tmp_path / "serving")})
+    backend = Local({"target": unused_url(), "state_dir": str(tmp_path / "serving")})
     assert backend.deployed_version() is None
 
 
@@ -196,3 +236,50 @@ def test_save_captures_frames_made_elsewhere(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", generated["id"])
     assert generated["model_version"] is None
     assert frame["ground_truth"].isna().all()
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"max_bach_size": 50},
+            r"^backend\.max_bach_size: unknown setting, did you mean max_batch_size\?",
+        ),
+        ({"state_dri": ".s"}, r"^backend\.state_dri: unknown setting, did you mean state_dir\?"),
+        ({"worker": 3}, r"^backend\.worker: unknown setting, did you mean workers\?"),
+        ({"region": "us-east-1"}, r"^backend\.region: unknown setting\. Valid settings: module,"),
+        ({"max_batch_size": "50"}, r"^backend\.max_batch_size: expected int, got str '50'"),
+        ({"max_batch_size": 0}, r"^backend\.max_batch_size: must be a positive integer, got 0"),
+        ({"workers": -1}, r"^backend\.workers: must be a positive integer, got -1"),
+        ({"target": "127.0.0.1:8080"}, r"^backend\.target: '127\.0\.0\.1:8080' is not where"),
+        ({"database": ""}, r"^backend\.database: must name a SQLite file"),
+    ],
+)
+def test_wrong_settings_are_refused_naming_the_key(settings: dict, message: str) -> None:
+    from common import settings as common_settings
+
+    with pytest.raises(common_settings.SettingsError, match=message) as info:
+        Local({"module": "backend.Local", **settings})
+    assert isinstance(info.value, BackendError)
+
+
+def test_a_typo_stops_the_pipeline_with_one_line() -> None:
+    from common.pipeline import PipelineError, build_backend
+
+    with pytest.raises(PipelineError) as info:
+        build_backend("backend.Local", {"module": "backend.Local", "max_bach_size": 50})
+    assert str(info.value).startswith(
+        "Backend backend.Local: backend.max_bach_size: unknown setting, did you mean "
+        "max_batch_size?"
+    )
+
+
+def test_settings_take_effect_and_hyphenated_keys_still_load(tmp_path: Path) -> None:
+    backend = Local({"max_batch_size": 50, "state_dir": str(tmp_path), "workers": 1})
+    assert (backend.max_batch_size, backend.state_dir, backend.workers) == (50, str(tmp_path), 1)
+    with pytest.warns(FutureWarning, match=r"backend\.max-batch-size: write it as max_batch_size"):
+        assert Local({"max-batch-size": 7}).max_batch_size == 7
+    assert Local({}).settings == Local({"target": "http://127.0.0.1:8080/invocations"}).settings

@@ -22,10 +22,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from sagemaker_records import capture_key, capture_record
 
 from backends.aws import client_config
 from backends.base import BackendError
-from backends.sagemaker import Sagemaker, capture_key, capture_record, hour_prefix
+from backends.sagemaker import Sagemaker, deployment
+from backends.sagemaker.formats import hour_prefix
 
 BUCKET = "penguins-test"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
@@ -33,10 +35,10 @@ ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
 SETTINGS = {
     "module": "backend.Sagemaker",
     "target": "penguins-test",
-    "data-capture-uri": f"s3://{BUCKET}/datastore",
-    "ground-truth-uri": f"s3://{BUCKET}/ground-truth",
+    "data_capture_uri": f"s3://{BUCKET}/datastore",
+    "ground_truth_uri": f"s3://{BUCKET}/ground-truth",
     "region": "us-east-1",
-    "execution-role": ROLE,
+    "execution_role": ROLE,
     "image": IMAGE,
 }
 ROW = {
@@ -149,13 +151,13 @@ def test_the_default_image_is_mlflows_in_the_accounts_ecr(aws: Any) -> None:
     settings = {key: value for key, value in SETTINGS.items() if key != "image"}
     backend = Sagemaker(settings)
     with pytest.raises(BackendError, match="build-and-push-container"):
-        backend.image()
+        deployment.image(backend.aws)
     uri = boto3.client("ecr").create_repository(repositoryName="mlflow-pyfunc")["repository"][
         "repositoryUri"
     ]
     import mlflow
 
-    assert backend.image() == f"{uri}:{mlflow.__version__}"
+    assert deployment.image(backend.aws) == f"{uri}:{mlflow.__version__}"
 
 
 def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
@@ -164,8 +166,8 @@ def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
     role = boto3.client("iam").create_role(
         RoleName="deployer", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )["Role"]["Arn"]
-    settings = {**SETTINGS, "assume-role": role}
-    del settings["execution-role"]
+    settings = {**SETTINGS, "assume_role": role}
+    del settings["execution_role"]
     backend = Sagemaker(settings)
 
     with caplog.at_level(logging.DEBUG):
@@ -176,7 +178,7 @@ def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
     assert ":assumed-role/deployer/" in identity
     model_name = sagemaker_client().list_models()["Models"][0]["ModelName"]
     assert sagemaker_client().describe_model(ModelName=model_name)["ExecutionRoleArn"] == role
-    credentials = backend._session.get_credentials().get_frozen_credentials()
+    credentials = backend.aws.session.get_credentials().get_frozen_credentials()
     logged = caplog.text + "".join(capsys.readouterr())
     for secret in (credentials.secret_key, credentials.token, "testing"):
         assert secret not in logged
@@ -194,7 +196,7 @@ NEW = f"penguins-test-v2-{STAMP}"  # the new model's and config's name
 @pytest.fixture
 def stubbed_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resource names carry the time: fix it, so the stubs can expect exact names."""
-    monkeypatch.setattr("backends.sagemaker.time_stamp", lambda: STAMP)
+    monkeypatch.setattr("backends.sagemaker.deployment.time_stamp", lambda: STAMP)
 
 
 def described_endpoint(status: str, **extra: Any) -> dict[str, Any]:
@@ -247,14 +249,14 @@ def stubbed_backend(settings: dict[str, Any]) -> tuple[Sagemaker, Any]:
     """A backend whose SageMaker client is stubbed; S3 stays on moto."""
     backend = Sagemaker(settings)
     client = sagemaker_client()
-    backend._clients["sagemaker"] = client
+    backend.aws.clients["sagemaker"] = client
     return backend, client
 
 
 def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
     aws: Any, model_dir: Path, stubbed_time: None
 ) -> None:
-    backend, client = stubbed_backend({**SETTINGS, "wait-seconds": 60})
+    backend, client = stubbed_backend({**SETTINGS, "wait_seconds": 60})
     tags = [{"Key": "endpoint", "Value": "penguins-test"}, {"Key": "model_version", "Value": "2"}]
     with Stubber(client) as stub:
         stub_serving_version_1(stub)
@@ -290,7 +292,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
                         "InitialVariantWeight": 1.0,
                     }
                 ],
-                "DataCaptureConfig": backend.data_capture_config(),
+                "DataCaptureConfig": deployment.data_capture_config(backend.aws),
                 "Tags": tags,
             },
         )
@@ -479,7 +481,7 @@ def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
         ModelName="someone-elses", PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=ROLE
     )
 
-    from backends.sagemaker import main
+    from backends.sagemaker.cli import main
 
     config = Path(__file__).parents[2] / "config" / "sagemaker.yml"
     environment = {"BUCKET": BUCKET, "ENDPOINT_NAME": "penguins-test"}
@@ -498,7 +500,7 @@ def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
 
 
 def test_aws_errors_become_one_clear_message(aws: Any) -> None:
-    backend = Sagemaker({**SETTINGS, "ground-truth-uri": "s3://no-such-bucket/labels"})
+    backend = Sagemaker({**SETTINGS, "ground_truth_uri": "s3://no-such-bucket/labels"})
     with pytest.raises(BackendError, match=r"NoSuchBucket.*create it, or fix the S3 URI"):
         backend.ground_truth()
 
@@ -537,7 +539,7 @@ def flaky_aws() -> Iterator[str]:
 
 def test_throttling_is_retried_with_backoff(moto_server: Any, flaky_aws: str) -> None:
     backend = Sagemaker(SETTINGS)
-    backend._clients["sagemaker"] = boto3.client(
+    backend.aws.clients["sagemaker"] = boto3.client(
         "sagemaker", endpoint_url=flaky_aws, region_name="us-east-1", config=client_config()
     )
     assert backend.deployed_version() is None

@@ -7,27 +7,26 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from sagemaker_records import capture_key, capture_record
 
-from backends.base import BackendError
-from backends.sagemaker import (
-    Sagemaker,
-    capture_key,
-    capture_record,
+from backends.base import BackendError, SettingsError
+from backends.sagemaker import Sagemaker
+from backends.sagemaker.deployment import resource_name
+from backends.sagemaker.formats import (
     ground_truth_record,
     hour_prefix,
     merge_labels,
     newest_first,
     parse_capture_record,
     parse_ground_truth_record,
-    resource_name,
     variant_version,
 )
 
 SETTINGS = {
     "module": "backend.Sagemaker",
     "target": "penguins",
-    "data-capture-uri": "s3://bucket/datastore",
-    "ground-truth-uri": "s3://bucket/ground-truth",
+    "data_capture_uri": "s3://bucket/datastore",
+    "ground_truth_uri": "s3://bucket/ground-truth",
     "region": "us-east-1",
 }
 ROWS = [
@@ -120,29 +119,78 @@ def test_resource_names_fit_sagemaker_limits() -> None:
 
 def test_an_unset_placeholder_is_named() -> None:
     with pytest.raises(BackendError, match=r"\$\{BUCKET\}.*BUCKET is not set.*export BUCKET="):
-        Sagemaker({**SETTINGS, "data-capture-uri": "s3://${BUCKET}/datastore"})
+        Sagemaker({**SETTINGS, "data_capture_uri": "s3://${BUCKET}/datastore"})
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"target": ""}, "backend.target"),
-        ({"target": "bad_name!"}, "not a valid endpoint name"),
-        ({"ground-truth-uri": "/tmp/labels"}, "not an S3 URI"),
-        ({"instance-count": "two"}, "instance-count` must be a positive integer"),
-        ({"wait-seconds": 0}, "wait-seconds` must be a positive integer"),
+        ({"target": ""}, r"^backend\.target: missing"),
+        ({"region": None}, r"^backend\.region: missing"),
+        ({"target": "bad_name!"}, r"^backend\.target: 'bad_name!' is not a valid endpoint name"),
+        ({"ground_truth_uri": "/tmp/labels"}, r"^backend\.ground_truth_uri: '/tmp/labels' is not"),
+        ({"model_artifacts_uri": "s3://"}, r"^backend\.model_artifacts_uri: 's3://' is not an"),
+        ({"instance_count": "two"}, r"^backend\.instance_count: expected int, got str 'two'"),
+        ({"instance_count": True}, r"^backend\.instance_count: expected int, got bool"),
+        ({"wait_seconds": 0}, r"^backend\.wait_seconds: must be a positive integer, got 0"),
+        ({"image": 3}, r"^backend\.image: expected str, got int 3"),
+        (
+            {"instance_typ": "ml.t2.medium"},
+            r"^backend\.instance_typ: unknown setting, did you mean instance_type\?",
+        ),
+        (
+            {"data_capture": "s3://bucket/x"},
+            r"^backend\.data_capture: unknown setting, did you mean data_capture_uri\?",
+        ),
+        ({"database": "penguins.db"}, r"^backend\.database: unknown setting\. Valid settings:"),
     ],
 )
 def test_wrong_settings_are_refused(change: dict, message: str) -> None:
-    with pytest.raises(BackendError, match=message):
+    with pytest.raises(SettingsError, match=message):
         Sagemaker({**SETTINGS, **change})
+
+
+def test_a_bad_setting_is_one_error_for_every_caller() -> None:
+    """A BackendError for the backends' callers, a ValueError (the project's SettingsError)
+    for `build_backend`, which reports it as one line."""
+    from common import settings
+    from common.pipeline import PipelineError, build_backend
+
+    with pytest.raises(settings.SettingsError) as info:
+        Sagemaker({**SETTINGS, "wait_second": 60})
+    assert isinstance(info.value, BackendError) and isinstance(info.value, ValueError)
+    with pytest.raises(PipelineError) as info:
+        build_backend("backend.Sagemaker", {**SETTINGS, "wait_second": 60})
+    assert str(info.value).startswith(
+        "Backend backend.Sagemaker: backend.wait_second: unknown setting, did you mean "
+        "wait_seconds?"
+    )
+
+
+def test_hyphenated_settings_still_load_with_a_warning() -> None:
+    old = {**SETTINGS, "instance-count": 2}
+    old["data-capture-uri"] = old.pop("data_capture_uri")
+    with pytest.warns(
+        FutureWarning, match="backend.data-capture-uri: write it as data_capture_uri"
+    ):
+        backend = Sagemaker(old)
+    assert backend.settings.capture_location == ("bucket", "datastore")
+    assert backend.instance_count == 2
+
+
+def test_settings_are_frozen() -> None:
+    import dataclasses
+
+    backend = Sagemaker(SETTINGS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        backend.settings.target = "other"  # type: ignore[misc]
 
 
 def test_building_the_backend_contacts_no_aws() -> None:
     backend = Sagemaker(SETTINGS)
-    assert backend._clients == {} and backend._session is None
-    assert (backend.capture_bucket, backend.capture_prefix) == ("bucket", "datastore")
-    assert (backend.artifacts_bucket, backend.artifacts_prefix) == ("bucket", "models")
+    assert backend.aws.clients == {} and backend.aws.session is None
+    assert backend.settings.capture_location == ("bucket", "datastore")
+    assert backend.settings.artifacts_location == ("bucket", "models")
 
 
 def test_config_sagemaker_yml_builds_this_backend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +207,7 @@ def test_config_sagemaker_yml_builds_this_backend(monkeypatch: pytest.MonkeyPatc
     backend = build_backend(settings["module"], settings)
 
     assert isinstance(backend, Sagemaker)
-    assert (backend.endpoint, backend.capture_bucket, backend.truth_prefix) == (
-        "penguins", "my-bucket", "ground-truth",
-    )  # fmt: skip
-    assert backend.assume_role is None  # ${SAGEMAKER_ROLE:-} unset: no role to assume
+    assert backend.endpoint == "penguins"
+    assert backend.settings.capture_location == ("my-bucket", "datastore")
+    assert backend.settings.truth_location == ("my-bucket", "ground-truth")
+    assert backend.settings.assume_role is None  # ${SAGEMAKER_ROLE:-} unset: no role to assume

@@ -15,12 +15,15 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 from conftest import SPEC_ROW
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backends.local_server import ping
 
@@ -251,6 +254,183 @@ def test_the_server_answers_after_bad_requests(server) -> None:
     assert ping(server.url)
     (prediction,) = predict(server.url, [SPEC_ROW])
     assert prediction["prediction"] == "Gentoo"
+
+
+# --- any body at all: a JSON 4xx or an answer, never a 500 ---------------------------------
+
+FEATURES = [*TYPICAL_ROWS[0]]
+FORMAT_KEYS = ["inputs", "dataframe_records", "dataframe_split", "instances", "params"]
+
+
+@pytest.fixture(scope="module")
+def invocations(serving_models, tmp_path_factory) -> Iterator[Callable[[bytes], Any]]:
+    """The scoring server's `invocations` with the request guard installed, in process.
+
+    The model is loaded as `mlflow models serve` loads it, after importing its scoring
+    server: `load_context` then wraps `invocations` (the guard) around MLflow's own. The
+    real server calls exactly that with the request's bytes and content type.
+    """
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    original = scoring_server.invocations
+    settings = {
+        "SERVING_MAX_BATCH_SIZE": str(MAX_BATCH_SIZE),
+        "SERVING_CAPTURE_DATABASE": str(tmp_path_factory.mktemp("guard") / "capture.db"),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        model = mlflow.pyfunc.load_model(serving_models.uri(serving_models.good[0]))
+        guarded = scoring_server.invocations
+        assert getattr(guarded, "_guarded", False), "loading the model installed no guard"
+        schema = model.metadata.get_input_schema()
+        yield lambda body: guarded(body, "application/json", model, schema)
+    finally:
+        scoring_server.invocations = original
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def assert_json_4xx_or_answer(answer: Any, body: bytes) -> None:
+    """A 200 with one prediction per row sent, or a 4xx whose body is a JSON error."""
+    status, text, mimetype = answer.status, answer.response, answer.mimetype
+    assert status == 200 or 400 <= status < 500, f"{status} for {body[:200]!r}: {text[:300]}"
+    assert mimetype == "application/json", f"{mimetype} for {body[:200]!r}"
+    payload = json.loads(text)
+    if status == 200:
+        assert isinstance(payload["predictions"], list)
+        try:
+            rows = json.loads(body)["inputs"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return  # another of MLflow's formats, answered by MLflow
+        assert len(payload["predictions"]) == len(rows)
+        assert all(p["prediction"] in CLASSES for p in payload["predictions"])
+    else:
+        assert isinstance(payload["message"], str) and len(payload["message"]) <= 500
+        assert isinstance(payload["error_code"], str)
+
+
+def nested(depth: int, opening: str, closing: str, core: str = "1") -> str:
+    return opening * depth + core + closing * depth
+
+
+def in_row(field: str, raw_json: str) -> str:
+    """A one-row request whose `field` is `raw_json`, as written."""
+    return '{"inputs": [{"' + field + '": ' + raw_json + "}]}"
+
+
+# Values of every JSON kind, at any depth, with huge numbers and long strings among them.
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**300, max_value=10**4000)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=50)
+    | st.sampled_from(["Biscoe", "Dream", "Torgersen", "MALE", "FEMALE"])
+    | st.integers(1, 200_000).map(lambda n: "x" * n)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.sampled_from(FEATURES + FORMAT_KEYS) | st.text(max_size=10), children,
+                      max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+row_values = st.one_of(
+    st.floats(0, 6000),
+    st.sampled_from(["Biscoe", "Dream", "Torgersen", "MALE", "FEMALE"]),
+    json_values,
+)
+rows = st.lists(
+    st.dictionaries(st.sampled_from(FEATURES), row_values, max_size=len(FEATURES))
+    | st.dictionaries(st.sampled_from(FEATURES) | st.text(max_size=20), json_values, max_size=8),
+    max_size=MAX_BATCH_SIZE + 5,
+)
+# Bodies that read as JSON only in part, or nest deeper than any parser recurses.
+pathological = st.one_of(
+    st.integers(1, 100_000).map(lambda n: nested(n, "[", "]")),
+    st.integers(1, 100_000).map(lambda n: nested(n, '{"a": ', "}")),
+    st.integers(1, 100_000).map(lambda n: "[" * n),
+    st.integers(1, 100_000).map(lambda n: json.dumps({"inputs": "@"}).replace('"@"', "[" * n)),
+    st.tuples(st.sampled_from(FORMAT_KEYS), st.integers(1, 50_000)).map(
+        lambda kd: '{"' + kd[0] + '": ' + nested(kd[1], "[", "]") + "}"
+    ),
+    st.tuples(st.sampled_from(FEATURES), st.integers(1, 50_000)).map(
+        lambda fd: in_row(fd[0], nested(fd[1], "[", "]"))
+    ),
+    st.integers(1, 20_000).map(lambda n: in_row("body_mass_g", "1" + "0" * n)),
+    st.integers(1, 100_000).map(lambda n: in_row("island", f"1e{n}")),
+)
+GUARD_SETTINGS = settings(
+    max_examples=150,
+    deadline=None,  # the machine is shared: no timing in tests
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@GUARD_SETTINGS
+@given(body=st.binary(max_size=4096))
+def test_any_bytes_get_a_json_4xx_or_an_answer(invocations, body: bytes) -> None:
+    assert_json_4xx_or_answer(invocations(body), body)
+
+
+@GUARD_SETTINGS
+@given(value=json_values)
+def test_any_json_gets_a_json_4xx_or_an_answer(invocations, value: Any) -> None:
+    body = json.dumps(value).encode()
+    assert_json_4xx_or_answer(invocations(body), body)
+
+
+@GUARD_SETTINGS
+@given(batch=rows)
+def test_any_rows_get_a_json_4xx_or_an_answer(invocations, batch: list) -> None:
+    body = json.dumps({"inputs": batch}).encode()
+    assert_json_4xx_or_answer(invocations(body), body)
+
+
+@GUARD_SETTINGS
+@given(key=st.sampled_from(FORMAT_KEYS[1:]), value=json_values)
+def test_mlflows_other_formats_get_a_json_4xx_or_an_answer(invocations, key, value) -> None:
+    body = json.dumps({key: value}).encode()
+    assert_json_4xx_or_answer(invocations(body), body)
+
+
+@GUARD_SETTINGS
+@given(body=pathological)
+def test_pathological_bodies_get_a_json_4xx_or_an_answer(invocations, body: str) -> None:
+    assert_json_4xx_or_answer(invocations(body.encode()), body.encode())
+
+
+def test_thousands_of_nesting_levels_get_a_400_saying_so(invocations) -> None:
+    answer = invocations(nested(10_000, "[", "]").encode())
+    assert answer.status == 400
+    assert json.loads(answer.response)["message"].startswith("The JSON nests too deeply")
+
+
+def test_the_real_server_stays_healthy_after_pathological_bodies(server) -> None:
+    before = count(server)
+    bodies = [
+        nested(100_000, "[", "]"),
+        nested(5_000, '{"a": ', "}"),
+        in_row("island", nested(20_000, "[", "]")),
+        '{"dataframe_records": ' + nested(20_000, "[", "]") + "}",
+        in_row("body_mass_g", "1" + "0" * 100_000),
+        json.dumps({"inputs": [{**SPEC_ROW, "island": "x" * 1_000_000}]}),
+        "[" * 200_000,
+    ]
+    for body in bodies:
+        status, text = post(server.url, body)
+        assert 400 <= status < 500, f"{status}: {text[:300]}"
+        assert "message" in json.loads(text)
+    assert ping(server.url)
+    (prediction,) = predict(server.url, [SPEC_ROW])
+    assert prediction["prediction"] == "Gentoo"
+    assert count(server) == before + 1
 
 
 # --- capture under concurrency and failure ---------------------------------------------------

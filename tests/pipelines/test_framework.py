@@ -294,8 +294,8 @@ def test_sagemaker_config_expands_environment_in_the_steps(
     assert result.successful, result.describe()
     seen = artifact(result.run, "start", "seen_project")
     assert seen["backend"]["module"] == "backend.Sagemaker"
-    assert seen["backend"]["data-capture-uri"] == "s3://pipeline-tests-bucket/datastore"
-    assert seen["backend"]["ground-truth-uri"] == "s3://pipeline-tests-bucket/ground-truth"
+    assert seen["backend"]["data_capture_uri"] == "s3://pipeline-tests-bucket/datastore"
+    assert seen["backend"]["ground_truth_uri"] == "s3://pipeline-tests-bucket/ground-truth"
     assert seen["backend"]["target"] == "penguins-under-test"
     assert seen["backend"]["region"] == "eu-west-1"
     # `${MLFLOW_TRACKING_URI:-}` takes the session's store from the environment.

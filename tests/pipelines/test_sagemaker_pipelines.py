@@ -11,6 +11,7 @@ had served them.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,11 @@ import pytest
 import yaml
 from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult, serving_support
 
-from backends.sagemaker import Sagemaker, capture_key, capture_record
+from backends.sagemaker import Sagemaker
+
+# SageMaker's capture format, written as SageMaker would: tests/backends/sagemaker_records.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))
+from sagemaker_records import capture_key, capture_record
 
 DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
 TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
@@ -66,10 +71,10 @@ def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[S
     settings = {
         **config["backend"],
         "target": ENDPOINT,
-        "data-capture-uri": f"s3://{BUCKET}/datastore",
-        "ground-truth-uri": f"s3://{BUCKET}/ground-truth",
+        "data_capture_uri": f"s3://{BUCKET}/datastore",
+        "ground_truth_uri": f"s3://{BUCKET}/ground-truth",
         "region": "us-east-1",
-        "assume-role": role,
+        "assume_role": role,
     }
     yield SagemakerSetup(path, Sagemaker(settings), models, env)
 
@@ -134,7 +139,7 @@ def test_deployment_creates_the_endpoint_and_promotes_the_version(
     assert result.successful, result.describe()
     assert result.run["end"].task.data.deployed is True
     assert setup.backend.deployed_version() == setup.models.good[-1]
-    config = setup.backend.sagemaker.describe_endpoint_config(
+    config = setup.backend.aws.sagemaker.describe_endpoint_config(
         EndpointConfigName=setup.backend.describe_endpoint()["EndpointConfigName"]
     )
     assert config["DataCaptureConfig"]["DestinationS3Uri"] == f"s3://{BUCKET}/datastore"

@@ -1,0 +1,64 @@
+"""What an endpoint is and serves: read-only SageMaker calls.
+
+Every resource the backend creates is tagged `endpoint=<name>` and
+`model_version=<version>`: the version serving is read from the tags of the model
+behind the endpoint's config.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from backends.aws import aws_errors, error_code
+from backends.sagemaker.connection import Connection
+
+VERSION_TAG = "model_version"
+ENDPOINT_TAG = "endpoint"
+# How SageMaker says that a resource does not exist (a ValidationException).
+_MISSING = re.compile(r"could not find|not found|does not exist", re.IGNORECASE)
+
+
+def describe_endpoint(aws: Connection) -> dict[str, Any] | None:
+    """The endpoint's description, or None when it does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return aws.sagemaker.describe_endpoint(EndpointName=aws.endpoint)
+    except ClientError as error:
+        if error_code(error) == "ValidationException" and _MISSING.search(str(error)):
+            return None
+        with aws_errors(f"Describing endpoint {aws.endpoint}"):
+            raise
+
+
+def config_models(aws: Connection, config_name: str) -> list[str]:
+    """The models behind the variants of an endpoint config."""
+    with aws_errors(f"Describing endpoint config {config_name}"):
+        config = aws.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    return [variant["ModelName"] for variant in config["ProductionVariants"]]
+
+
+def tags(aws: Connection, arn: str) -> dict[str, str]:
+    with aws_errors(f"Reading the tags of {arn}"):
+        found = aws.sagemaker.list_tags(ResourceArn=arn).get("Tags", [])
+    return {tag["Key"]: tag["Value"] for tag in found}
+
+
+def tag_list(endpoint: str, version: str) -> list[dict[str, str]]:
+    """The tags of a model or endpoint config made for `version` at `endpoint`."""
+    return [{"Key": ENDPOINT_TAG, "Value": endpoint}, {"Key": VERSION_TAG, "Value": version}]
+
+
+def deployed_version(aws: Connection) -> str | None:
+    """The `model_version` tag of the model behind the endpoint, if it is in service."""
+    endpoint = describe_endpoint(aws)
+    if endpoint is None or endpoint["EndpointStatus"] not in ("InService", "Updating"):
+        return None
+    for model_name in config_models(aws, endpoint["EndpointConfigName"]):
+        with aws_errors(f"Describing model {model_name}"):
+            arn = aws.sagemaker.describe_model(ModelName=model_name)["ModelArn"]
+        version = tags(aws, arn).get(VERSION_TAG)
+        if version is not None:
+            return version
+    return None
