@@ -45,7 +45,35 @@ def summarize(values: list[float]) -> tuple[float, float]:
 
 
 def confusion_matrix(actual: Any, predicted: Any, classes: int) -> np.ndarray:
-    """Counts of (actual, predicted) class index pairs: rows actual, columns predicted."""
+    """Counts of (actual, predicted) class index pairs: rows actual, columns predicted.
+
+    Labels may be shaped (n,) or (n, 1), as the target transformer returns them.
+    """
     matrix = np.zeros((classes, classes), dtype=int)
-    np.add.at(matrix, (np.asarray(actual, dtype=int), np.asarray(predicted, dtype=int)), 1)
+    actual = np.asarray(actual, dtype=int).reshape(-1)
+    predicted = np.asarray(predicted, dtype=int).reshape(-1)
+    np.add.at(matrix, (actual, predicted), 1)
     return matrix
+
+
+# Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking their logarithm.
+EPSILON = 1e-7
+
+
+def classification_scores(probabilities: Any, labels: Any) -> tuple[float, float, np.ndarray]:
+    """Loss, accuracy and predicted class indices of class `probabilities` for `labels`.
+
+    The loss is Keras's sparse categorical cross-entropy, so these are the figures
+    `model.evaluate` reports, computed from the probabilities the server would return.
+    """
+    probabilities = np.asarray(probabilities, dtype="float64")
+    labels = np.asarray(labels, dtype=int).reshape(-1)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise ValueError(
+            f"Expected one row of class probabilities per label, got {probabilities.shape} "
+            f"for {labels.shape[0]} labels."
+        )
+    normalised = probabilities / probabilities.sum(axis=1, keepdims=True)
+    chosen = np.clip(normalised[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
+    predictions = probabilities.argmax(axis=1)
+    return float(-np.log(chosen).mean()), float((predictions == labels).mean()), predictions
