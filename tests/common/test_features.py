@@ -57,7 +57,7 @@ def test_fit_transform_shapes_and_types(train: pd.DataFrame) -> None:
 
 
 def test_fitting_each_transformer_alone_matches_fitting_both(train: pd.DataFrame) -> None:
-    features, target, x, y = fit_transform(train, SCHEMA)
+    _, _, x, y = fit_transform(train, SCHEMA)
     alone_x, alone_y = transform(
         train,
         SCHEMA,
