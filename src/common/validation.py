@@ -44,6 +44,13 @@ def summarize(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std())
 
 
+def summarize_folds(scores: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean and std of the folds' `accuracy` and `loss`, in that order."""
+    accuracy, accuracy_std = summarize([fold["accuracy"] for fold in scores])
+    loss, loss_std = summarize([fold["loss"] for fold in scores])
+    return {"accuracy": accuracy, "accuracy_std": accuracy_std, "loss": loss, "loss_std": loss_std}
+
+
 def confusion_matrix(actual: Any, predicted: Any, classes: int) -> np.ndarray:
     """Counts of (actual, predicted) class index pairs: rows actual, columns predicted.
 

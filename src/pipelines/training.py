@@ -203,44 +203,39 @@ class Training(Pipeline):
 
         from common.cards import confusion_table, fold_scores
         from common.tracking import log_cross_validation
-        from common.validation import confusion_matrix, summarize
+        from common.validation import confusion_matrix, summarize_folds
 
         self.merge_artifacts(inputs, include=["mlflow_run_id"])
         folds = sorted(inputs, key=lambda task: task.fold)
         self.fold_scores = [
             {
-                "fold": task.fold,
-                "accuracy": task.test_accuracy,
-                "loss": task.test_loss,
-                "train": len(task.train_indices),
-                "test": len(task.test_indices),
+                "fold": t.fold,
+                "accuracy": t.test_accuracy,
+                "loss": t.test_loss,
+                "train": len(t.train_indices),
+                "test": len(t.test_indices),
             }
-            for task in folds
+            for t in folds
         ]
-        self.test_accuracy, self.test_accuracy_std = summarize([t.test_accuracy for t in folds])
-        self.test_loss, self.test_loss_std = summarize([t.test_loss for t in folds])
-        summary = {
-            "accuracy": self.test_accuracy,
-            "accuracy_std": self.test_accuracy_std,
-            "loss": self.test_loss,
-            "loss_std": self.test_loss_std,
-        }
+        summary = summarize_folds(self.fold_scores)
+        self.test_accuracy, self.test_accuracy_std = summary["accuracy"], summary["accuracy_std"]
+        self.test_loss, self.test_loss_std = summary["loss"], summary["loss_std"]
         self.logger.info(
             "Cross-validated accuracy: %.4f ± %.4f", self.test_accuracy, self.test_accuracy_std
         )
-
         log_cross_validation(
             self.mlflow_run_id,
             [(t.mlflow_fold_run_id, t.history, t.test_accuracy, t.test_loss) for t in folds],
             summary,
         )
-
-        actual = np.concatenate([t.y_test for t in folds])
-        predicted = np.concatenate([t.test_predictions for t in folds])
-        class_names = folds[0].class_names
-        self.cross_validation_confusion = confusion_matrix(actual, predicted, len(class_names))
+        classes = folds[0].class_names
+        self.cross_validation_confusion = confusion_matrix(
+            np.concatenate([t.y_test for t in folds]),
+            np.concatenate([t.test_predictions for t in folds]),
+            len(classes),
+        )
         current.card.extend(fold_scores(self.fold_scores, summary))
-        current.card.extend(confusion_table(self.cross_validation_confusion, class_names))
+        current.card.extend(confusion_table(self.cross_validation_confusion, classes))
         self.next(self.register)
 
     @step

@@ -8,7 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from common.validation import classification_scores, confusion_matrix, stratified_folds, summarize
+from common.validation import (
+    classification_scores,
+    confusion_matrix,
+    stratified_folds,
+    summarize,
+    summarize_folds,
+)
 
 # 41 rows, unbalanced classes, interleaved so that order says nothing about class.
 LABELS = np.array(["a"] * 23 + ["b"] * 11 + ["c"] * 7)[np.random.default_rng(0).permutation(41)]
@@ -147,3 +153,13 @@ def test_classification_scores_match_keras_evaluate() -> None:
 def test_classification_scores_refuse_mismatched_rows() -> None:
     with pytest.raises(ValueError, match="one row of class probabilities per label"):
         classification_scores(np.ones((3, 2)) / 2, np.array([0, 1]))
+
+
+def test_summarize_folds_orders_accuracy_before_loss() -> None:
+    scores = [{"accuracy": 1.0, "loss": 0.1, "fold": 0}, {"accuracy": 0.5, "loss": 0.3, "fold": 1}]
+    summary = summarize_folds(scores)
+    assert list(summary) == ["accuracy", "accuracy_std", "loss", "loss_std"]
+    assert summary["accuracy"] == pytest.approx(0.75)
+    assert summary["accuracy_std"] == pytest.approx(0.25)
+    assert summary["loss"] == pytest.approx(0.2)
+    assert summary["loss_std"] == pytest.approx(0.1)
