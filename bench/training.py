@@ -130,6 +130,7 @@ class RunResult:
     wall: float
     tree_peak: int
     largest_process: int
+    cpu: float  # CPU seconds (user + system) of the pipeline and all its processes.
     startup: float | None  # Seconds from launch to "Workflow starting".
     run_id: str | None
     steps: dict[str, list[float]] = field(default_factory=dict)  # Task durations per step.
@@ -242,6 +243,7 @@ def run_pipeline(workdir: Path, args: argparse.Namespace) -> RunResult:
         wall=wall,
         tree_peak=tree_peak,
         largest_process=usage.ru_maxrss * 1024,  # Linux reports KiB.
+        cpu=usage.ru_utime + usage.ru_stime,
         startup=startup,
         run_id=run_id,
         steps=task_durations(lines),
@@ -353,7 +355,8 @@ def load() -> str:
 
 def report(results: list[RunResult]) -> None:
     print(
-        f"\n{'run':>3}  {'wall s':>7}  {'startup s':>9}  {'tree MiB':>8}  {'proc MiB':>8}  "
+        f"\n{'run':>3}  {'wall s':>7}  {'cpu s':>6}  {'startup s':>9}  {'tree MiB':>8}  "
+        f"{'proc MiB':>8}  "
         f"{'cv accuracy':<17}  {'registered':<10}  run id"
     )
     for number, result in enumerate(results, 1):
@@ -367,11 +370,16 @@ def report(results: list[RunResult]) -> None:
                 registered += " (MLflow disagrees!)"
         startup = f"{result.startup:.1f}" if result.startup is not None else "?"
         print(
-            f"{number:>3}  {result.wall:>7.1f}  {startup:>9}  {mib(result.tree_peak):>8}  "
+            f"{number:>3}  {result.wall:>7.1f}  {result.cpu:>6.1f}  {startup:>9}  "
+            f"{mib(result.tree_peak):>8}  "
             f"{mib(result.largest_process):>8}  {accuracy:<17}  {registered:<10}  {result.run_id}"
         )
     walls = [result.wall for result in results]
     print(f"median wall time: {statistics.median(walls):.1f} s over {len(walls)} run(s)")
+    print(
+        "cpu = CPU seconds of all the run's processes (os.wait4): less sensitive than the "
+        "wall time to other work on the machine"
+    )
     print(
         f"peak memory: tree = max sum of RSS over the process tree ({memory_method()}, "
         f"every {SAMPLE_INTERVAL} s); proc = largest single process (os.wait4 ru_maxrss)"

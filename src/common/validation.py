@@ -32,7 +32,9 @@ def stratified_folds(
         # Continue the round-robin where the previous class stopped, to balance sizes.
         assignment[rows] = (np.arange(len(rows)) + offset) % folds
         offset += len(rows)
-    everything = np.arange(len(labels))
+    # int32 while it fits: the folds are artifacts, stored once by `cross_validation`
+    # and again, split, by every fold task; half the bytes at a million rows.
+    everything = np.arange(len(labels), dtype=np.int32 if len(labels) < 2**31 else np.int64)
     return [
         (everything[assignment != fold], everything[assignment == fold]) for fold in range(folds)
     ]
