@@ -542,7 +542,7 @@ def test_bad_input_fails_the_run_at_start(
             {"dataset": str(csv_without_flipper_length(tmp_path))},
             ["flipper_length_mm", "lacks the configured column"],
         ),
-        "unknown-backend": ({"backend": "backend.Nope"}, ["'Nope'", "backend"]),
+        "unknown-backend": ({"backend": "backend.Nope"}, ["'backend.Nope'", "Valid backends"]),
         "threshold-above-one": (
             {"accuracy_threshold": 1.01},
             ["--accuracy-threshold must be between 0 and 1"],
