@@ -146,10 +146,9 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
     project, schema, data = loaded
 
     from common.features import fit_transform
-    from common.modeling import import_keras, train_model
-    from common.registry import model_signature, pinned_requirements, save_artifacts
+    from common.modeling import train_model
+    from common.registry import log_servable_model
 
-    keras = import_keras()
     started = time.perf_counter()
     features_transformer, target_transformer, x, y = fit_transform(data, schema)
     model, history = train_model(
@@ -168,21 +167,17 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
         client.create_experiment(name, artifact_location=str(directory / "mlartifacts" / name))
     mlflow.set_experiment(name)
 
-    inference = SRC / "inference"
-    with mlflow.start_run(run_name="bench-serving"), tempfile.TemporaryDirectory() as artifacts:
+    with mlflow.start_run(run_name="bench-serving"):
         mlflow.log_metrics({f"training_{key}": values[-1] for key, values in history.items()})
-        paths = save_artifacts(artifacts, model, features_transformer, target_transformer)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=inference / "model.py",
+        logged = log_servable_model(
+            model,
+            features_transformer,
+            target_transformer,
+            schema,
             registered_model_name=project["model"]["name"],
-            code_paths=[inference.as_posix()],
-            artifacts=paths,
-            pip_requirements=pinned_requirements(keras.backend.backend()),
-            signature=model_signature(schema),
             input_example=data[schema.features].head(3),
         )
-    version = str(info.registered_model_version)
+    version = str(logged.version)
     accuracy = history.get("accuracy", [math.nan])[-1]
     print(
         f"  trained {epochs} epochs in {trained - started:.1f} s (training accuracy "

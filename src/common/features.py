@@ -48,14 +48,27 @@ def build_target_transformer() -> OrdinalEncoder:
     return OrdinalEncoder(dtype="int64")
 
 
+def fit_features_transformer(data: pd.DataFrame, schema: DatasetSchema) -> ColumnTransformer:
+    """The features transformer fitted on `data`'s feature columns."""
+    return build_features_transformer(schema).fit(data[schema.features])
+
+
+def fit_target_transformer(data: pd.DataFrame, schema: DatasetSchema) -> OrdinalEncoder:
+    """The target transformer fitted on `data`'s target column."""
+    return build_target_transformer().fit(data[[schema.target]])
+
+
 def fit_transform(
     data: pd.DataFrame, schema: DatasetSchema
 ) -> tuple[ColumnTransformer, OrdinalEncoder, np.ndarray, np.ndarray]:
-    """Fit both transformers on `data`; return them with the transformed x and y."""
+    """Fit both transformers on `data`; return them with the transformed x and y.
+
+    y is shaped (n, 1), as the target transformer returns it.
+    """
     features_transformer = build_features_transformer(schema)
     target_transformer = build_target_transformer()
     x = features_transformer.fit_transform(data[schema.features]).astype("float32")
-    y = target_transformer.fit_transform(data[[schema.target]]).ravel()
+    y = target_transformer.fit_transform(data[[schema.target]])
     return features_transformer, target_transformer, x, y
 
 
@@ -65,7 +78,7 @@ def transform(
     features_transformer: ColumnTransformer,
     target_transformer: OrdinalEncoder,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply already fitted transformers to `data`."""
+    """Apply already fitted transformers to `data`: x, and y shaped (n, 1)."""
     x = features_transformer.transform(data[schema.features]).astype("float32")
-    y = target_transformer.transform(data[[schema.target]]).ravel()
+    y = target_transformer.transform(data[[schema.target]])
     return x, y

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.data import DatasetSchema
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.models import ModelSignature
 
 # What the pyfunc in src/inference/model.py imports at serving time, per Keras backend.
@@ -71,6 +78,97 @@ def model_signature(schema: DatasetSchema) -> ModelSignature:
     inputs += [ColSpec("string", name, required=False) for name in schema.categorical_features]
     outputs = [ColSpec("string", "prediction"), ColSpec("double", "confidence")]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+@dataclass(frozen=True)
+class ServableModel:
+    """What `log_servable_model` logged: where each part is, and the registry version."""
+
+    model_uri: str
+    version: str | None  # None when no registered model name was given.
+    artifacts: dict[str, str]  # Artifact URIs by name.
+    code_paths: list[str]
+    pip_requirements: list[str]
+
+
+def serving_package() -> Path:
+    """The `inference` package's directory, wherever it is (src/ or a code package root).
+
+    Found, not imported: `common` never imports the serving code.
+    """
+    spec = importlib.util.find_spec("inference")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The `inference` package is not importable: run from the repository with src/ "
+            "on the path (`uv run` does it), or ship it in the flow's code package."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@contextlib.contextmanager
+def _quiet_model_loading() -> Iterator[None]:
+    """No tqdm progress bars while MLflow copies a model's artifacts around.
+
+    `log_model` reloads the model to check the input example, downloading each artifact
+    with a progress bar into the pipeline log. MLflow reads the switch at every use.
+    """
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def log_servable_model(
+    model: Any,
+    features_transformer: Any,
+    target_transformer: Any,
+    schema: DatasetSchema,
+    registered_model_name: str | None,
+    input_example: pd.DataFrame | None = None,
+    python_model: str | os.PathLike[str] | None = None,
+) -> ServableModel:
+    """Log the model with its transformers and serving code to the active MLflow run.
+
+    The one way a servable model is made: the training pipeline, the tests and the
+    benchmarks all call this. `python_model` replaces src/inference/model.py (tests log
+    a deliberately broken model this way); `registered_model_name` None logs without
+    registering. `input_example`: a few feature rows, stored with the model for users
+    to read (MLflow also checks that the model answers them).
+    """
+    import mlflow
+
+    from common.modeling import import_keras
+
+    package = serving_package()
+    # The whole package: the model imports its validation, forward pass and capture.
+    code_paths = [package.as_posix()]
+    requirements = pinned_requirements(import_keras().backend.backend())
+    with tempfile.TemporaryDirectory() as directory, _quiet_model_loading():
+        paths = save_artifacts(directory, model, features_transformer, target_transformer)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Path(python_model) if python_model else package / "model.py",
+            registered_model_name=registered_model_name,
+            code_paths=code_paths,
+            artifacts=paths,
+            pip_requirements=requirements,
+            signature=model_signature(schema),
+            input_example=input_example,
+        )
+    version = info.registered_model_version
+    return ServableModel(
+        model_uri=info.model_uri,
+        version=None if version is None else str(version),
+        artifacts={name: f"{info.model_uri}/artifacts/{Path(p).name}" for name, p in paths.items()},
+        code_paths=code_paths,
+        pip_requirements=requirements,
+    )
 
 
 CHAMPION = "champion"

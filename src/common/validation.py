@@ -32,7 +32,9 @@ def stratified_folds(
         # Continue the round-robin where the previous class stopped, to balance sizes.
         assignment[rows] = (np.arange(len(rows)) + offset) % folds
         offset += len(rows)
-    everything = np.arange(len(labels))
+    # int32 while it fits: the folds are artifacts, stored once by `cross_validation`
+    # and again, split, by every fold task; half the bytes at a million rows.
+    everything = np.arange(len(labels), dtype=np.int32 if len(labels) < 2**31 else np.int64)
     return [
         (everything[assignment != fold], everything[assignment == fold]) for fold in range(folds)
     ]
@@ -44,8 +46,43 @@ def summarize(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std())
 
 
+def summarize_folds(scores: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean and std of the folds' `accuracy` and `loss`, in that order."""
+    accuracy, accuracy_std = summarize([fold["accuracy"] for fold in scores])
+    loss, loss_std = summarize([fold["loss"] for fold in scores])
+    return {"accuracy": accuracy, "accuracy_std": accuracy_std, "loss": loss, "loss_std": loss_std}
+
+
 def confusion_matrix(actual: Any, predicted: Any, classes: int) -> np.ndarray:
-    """Counts of (actual, predicted) class index pairs: rows actual, columns predicted."""
+    """Counts of (actual, predicted) class index pairs: rows actual, columns predicted.
+
+    Labels may be shaped (n,) or (n, 1), as the target transformer returns them.
+    """
     matrix = np.zeros((classes, classes), dtype=int)
-    np.add.at(matrix, (np.asarray(actual, dtype=int), np.asarray(predicted, dtype=int)), 1)
+    actual = np.asarray(actual, dtype=int).reshape(-1)
+    predicted = np.asarray(predicted, dtype=int).reshape(-1)
+    np.add.at(matrix, (actual, predicted), 1)
     return matrix
+
+
+# Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking their logarithm.
+EPSILON = 1e-7
+
+
+def classification_scores(probabilities: Any, labels: Any) -> tuple[float, float, np.ndarray]:
+    """Loss, accuracy and predicted class indices of class `probabilities` for `labels`.
+
+    The loss is Keras's sparse categorical cross-entropy, so these are the figures
+    `model.evaluate` reports, computed from the probabilities the server would return.
+    """
+    probabilities = np.asarray(probabilities, dtype="float64")
+    labels = np.asarray(labels, dtype=int).reshape(-1)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise ValueError(
+            f"Expected one row of class probabilities per label, got {probabilities.shape} "
+            f"for {labels.shape[0]} labels."
+        )
+    normalised = probabilities / probabilities.sum(axis=1, keepdims=True)
+    chosen = np.clip(normalised[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
+    predictions = probabilities.argmax(axis=1)
+    return float(-np.log(chosen).mean()), float((predictions == labels).mean()), predictions

@@ -82,8 +82,12 @@ class Model(mlflow.pyfunc.PythonModel):
             rows.append(row)
         return pd.DataFrame(rows, columns=self.features.columns)
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        """Predict rows of `model_input` (DataFrame or records); see the module docstring."""
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        """Predict rows of `model_input` (DataFrame or records); see the module docstring.
+
+        The DataFrame hint is one MLflow infers no schema from: it keeps its own input
+        handling (the signature's) and stops warning, at every load, that hints are missing.
+        """
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         if len(model_input) == 0:

@@ -2,9 +2,9 @@
 
     uv run src/pipelines/training.py run
 
-    start ┬ cross_validation ─ transform_fold (foreach fold) ─ train_fold
-          │                      ─ evaluate_fold ─ average_scores ┬ register ─ end
-          └ transform ─ train ────────────────────────────────────┘
+    start ┬ transform ─ train ────────────────────────────────────┐
+          └ cross_validation ─ transform_fold (foreach fold) ─ train_fold
+                                 ─ evaluate_fold ─ average_scores ┴ register ─ end
 
 The cross-validated accuracy estimates how the final model, trained on the whole
 dataset, will do; the model is registered only if that estimate reaches
@@ -14,14 +14,19 @@ MLflow: `start` opens the parent run and one nested run per fold.
 Fold tasks keep their metrics as artifacts and `average_scores` writes them to MLflow
 in one go: each fold task then avoids importing MLflow (seconds per process), and a
 retried task never leaves duplicate metrics behind.
+
+`evaluate_fold` scores each fold model with the model server's own forward pass
+(`inference.forward.dense_forward`) over weights `train_fold` copies out of the Keras
+model: the scores measure what will be served, and the task never imports Keras.
+`start` sends `transform` first: that branch (transform, train) is the longest chain
+of tasks, so it runs beside the folds instead of after them.
 """
 
 import os
-from pathlib import Path
 
 from metaflow import Parameter, card, current, environment, step
 
-from common.pipeline import Pipeline, dataset
+from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
 
 environment_variables = {
@@ -68,40 +73,29 @@ class Training(Pipeline):
     @step
     def start(self):
         """Validate parameters, open the parent MLflow run, record the training data."""
-        import mlflow
-
         from common.cards import dataset_summary
-        from common.tracking import log_training_data
+        from common.tracking import log_training_data, open_fold_runs, training_run
 
         self.validate_parameters()
         self.logger.info("MLflow tracking server: %s", self.mlflow_tracking_uri)
         self.mode = "production" if current.is_production else "development"
         self.logger.info("Running flow in %s mode.", self.mode)
-
-        mlflow.set_experiment(self.project.project)
-        run = mlflow.start_run(run_name=current.run_id)
-        self.mlflow_run_id = run.info.run_id
-        mlflow.log_params(
-            {
-                "training_epochs": self.training_epochs,
-                "training_batch_size": self.training_batch_size,
-                "accuracy_threshold": self.accuracy_threshold,
-                "folds": self.cross_validation_folds,
-                "metaflow_run": f"{current.flow_name}/{current.run_id}",
-                "mode": self.mode,
-            }
-        )
-        log_training_data(self.data, self.dataset, self.project.dataset["target"])
-        # The fold runs are opened here, where MLflow is imported anyway, rather than in
-        # `cross_validation`, which then needs nothing heavier than numpy.
-        self.mlflow_fold_run_ids = []
-        for fold in range(self.cross_validation_folds):
-            with mlflow.start_run(run_name=f"cross-validation-fold-{fold}", nested=True) as nested:
-                self.mlflow_fold_run_ids.append(nested.info.run_id)
-        mlflow.end_run()
-
-        current.card.extend(dataset_summary(self.data, self.project.dataset["target"]))
-        self.next(self.cross_validation, self.transform)
+        parameters = {
+            "training_epochs": self.training_epochs,
+            "training_batch_size": self.training_batch_size,
+            "accuracy_threshold": self.accuracy_threshold,
+            "folds": self.cross_validation_folds,
+            "metaflow_run": f"{current.flow_name}/{current.run_id}",
+            "mode": self.mode,
+        }
+        uri, experiment = self.mlflow_tracking_uri, self.project.project
+        with training_run(uri, experiment, current.run_id, parameters) as self.mlflow_run_id:
+            log_training_data(self.data, self.dataset, self.schema.target)
+            # Opened here, where MLflow is imported anyway, rather than in
+            # `cross_validation`, which then needs nothing heavier than numpy.
+            self.mlflow_fold_run_ids = open_fold_runs(self.cross_validation_folds)
+        current.card.extend(dataset_summary(self.data, self.schema.target))
+        self.next(self.transform, self.cross_validation)
 
     def validate_parameters(self):
         """Reject nonsensical parameter values before any work is done."""
@@ -129,30 +123,29 @@ class Training(Pipeline):
         from common.validation import stratified_folds
 
         splits = stratified_folds(
-            self.data[self.project.dataset["target"]],
+            self.data[self.schema.target],
             self.cross_validation_folds,
-            seed=None if current.is_production else 42,
+            seed=development_seed(current.is_production),
         )
         self.folds = list(enumerate(splits))
         self.next(self.transform_fold, foreach="folds")
 
     @step
     def transform_fold(self):
-        """Fit the transformers on this fold's training rows; transform both sides."""
-        from common.features import fit_transform, transform
+        """Fit the features transformer on this fold's training rows; transform both sides."""
+        from common.features import fit_features_transformer, fit_target_transformer, transform
 
         self.fold, (self.train_indices, self.test_indices) = self.input
         self.mlflow_fold_run_id = self.mlflow_fold_run_ids[self.fold]
         self.logger.info(
             "Transforming fold %d of %d...", self.fold + 1, self.cross_validation_folds
         )
-
         schema = self.schema
         train, test = self.data.iloc[self.train_indices], self.data.iloc[self.test_indices]
-        # The target's classes come from the whole dataset: a rare class missing from one
-        # fold's training rows must still be encodable in its test rows.
-        features_transformer, _, self.x_train, _ = fit_transform(train, schema)
-        _, target_transformer, _, _ = fit_transform(self.data, schema)
+        features_transformer = fit_features_transformer(train, schema)
+        # The classes come from the whole dataset, and only they do: a rare class missing
+        # from this fold's training rows must still be encodable in its test rows.
+        target_transformer = fit_target_transformer(self.data, schema)
         self.x_train, self.y_train = transform(
             train, schema, features_transformer, target_transformer
         )
@@ -163,8 +156,9 @@ class Training(Pipeline):
     @environment(vars=environment_variables)
     @step
     def train_fold(self):
-        """Train a model on this fold's training rows."""
+        """Train a model on this fold's training rows; keep its weights as plain numpy."""
         from common.modeling import train_model
+        from inference.forward import dense_weights
 
         self.logger.info("Training fold %d of %d...", self.fold + 1, self.cross_validation_folds)
         self.model, self.history = train_model(
@@ -173,19 +167,28 @@ class Training(Pipeline):
             classes=len(self.class_names),
             epochs=self.training_epochs,
             batch_size=self.training_batch_size,
-            seed=None if current.is_production else 42 + self.fold,
+            seed=development_seed(current.is_production, self.fold),
         )
+        # None for an architecture the numpy forward pass does not know.
+        self.weights = dense_weights(self.model)
         self.next(self.evaluate_fold)
 
     @environment(vars=environment_variables)
     @step
     def evaluate_fold(self):
-        """Score this fold's model on the rows it never saw."""
-        from common.modeling import evaluate_model, import_keras
+        """Score this fold's model on the rows it never saw, as the model server would."""
+        from common.validation import classification_scores
+        from inference.forward import dense_forward
 
-        import_keras()  # Before unpickling the model, which would import Keras the slow way.
-        self.test_loss, self.test_accuracy, self.test_predictions = evaluate_model(
-            self.model, self.x_test, self.y_test
+        if self.weights is not None:
+            forward = dense_forward(self.weights)
+        else:
+            from common.modeling import import_keras
+
+            import_keras()  # Before unpickling the model, which would import Keras slowly.
+            forward = self.model.predict_on_batch
+        self.test_loss, self.test_accuracy, self.test_predictions = classification_scores(
+            forward(self.x_test), self.y_test
         )
         self.logger.info(
             "Fold %d: accuracy %.4f, loss %.4f", self.fold + 1, self.test_accuracy, self.test_loss
@@ -200,44 +203,39 @@ class Training(Pipeline):
 
         from common.cards import confusion_table, fold_scores
         from common.tracking import log_cross_validation
-        from common.validation import confusion_matrix, summarize
+        from common.validation import confusion_matrix, summarize_folds
 
         self.merge_artifacts(inputs, include=["mlflow_run_id"])
         folds = sorted(inputs, key=lambda task: task.fold)
         self.fold_scores = [
             {
-                "fold": task.fold,
-                "accuracy": task.test_accuracy,
-                "loss": task.test_loss,
-                "train": len(task.train_indices),
-                "test": len(task.test_indices),
+                "fold": t.fold,
+                "accuracy": t.test_accuracy,
+                "loss": t.test_loss,
+                "train": len(t.train_indices),
+                "test": len(t.test_indices),
             }
-            for task in folds
+            for t in folds
         ]
-        self.test_accuracy, self.test_accuracy_std = summarize([t.test_accuracy for t in folds])
-        self.test_loss, self.test_loss_std = summarize([t.test_loss for t in folds])
-        summary = {
-            "accuracy": self.test_accuracy,
-            "accuracy_std": self.test_accuracy_std,
-            "loss": self.test_loss,
-            "loss_std": self.test_loss_std,
-        }
+        summary = summarize_folds(self.fold_scores)
+        self.test_accuracy, self.test_accuracy_std = summary["accuracy"], summary["accuracy_std"]
+        self.test_loss, self.test_loss_std = summary["loss"], summary["loss_std"]
         self.logger.info(
             "Cross-validated accuracy: %.4f ± %.4f", self.test_accuracy, self.test_accuracy_std
         )
-
         log_cross_validation(
             self.mlflow_run_id,
             [(t.mlflow_fold_run_id, t.history, t.test_accuracy, t.test_loss) for t in folds],
             summary,
         )
-
-        actual = np.concatenate([t.y_test for t in folds])
-        predicted = np.concatenate([t.test_predictions for t in folds])
-        class_names = folds[0].class_names
-        self.cross_validation_confusion = confusion_matrix(actual, predicted, len(class_names))
+        classes = folds[0].class_names
+        self.cross_validation_confusion = confusion_matrix(
+            np.concatenate([t.y_test for t in folds]),
+            np.concatenate([t.test_predictions for t in folds]),
+            len(classes),
+        )
         current.card.extend(fold_scores(self.fold_scores, summary))
-        current.card.extend(confusion_table(self.cross_validation_confusion, class_names))
+        current.card.extend(confusion_table(self.cross_validation_confusion, classes))
         self.next(self.register)
 
     @step
@@ -245,9 +243,8 @@ class Training(Pipeline):
         """Fit the transformers on the whole dataset for the final model."""
         from common.features import fit_transform
 
-        schema = self.schema
         self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
-            self.data, schema
+            self.data, self.schema
         )
         self.class_names = [str(name) for name in self.target_transformer.categories_[0]]
         self.next(self.train)
@@ -267,7 +264,7 @@ class Training(Pipeline):
             classes=len(self.class_names),
             epochs=self.training_epochs,
             batch_size=self.training_batch_size,
-            seed=None if current.is_production else 42,
+            seed=development_seed(current.is_production),
         )
         current.card.extend(training_curves(self.history))
         self.next(self.register)
@@ -276,60 +273,38 @@ class Training(Pipeline):
     @step
     def register(self, inputs):
         """Register the final model if the cross-validated accuracy is good enough."""
-        import tempfile
-
         import mlflow
 
-        import inference
         from common.modeling import import_keras
-        from common.registry import model_signature, pinned_requirements, save_artifacts
-        from common.tracking import artifact_uris
+        from common.registry import log_servable_model
 
-        keras = import_keras()  # Before unpickling the model, which would import Keras slowly.
+        import_keras()  # Before unpickling the model, which would import Keras slowly.
         self.merge_artifacts(inputs)
-
+        self.registered, self.model_version = False, None
+        self.artifacts, self.code_paths, self.pip_requirements = {}, [], []
         with mlflow.start_run(run_id=self.mlflow_run_id):
-            mlflow.log_metrics(
-                {f"training_{name}": values[-1] for name, values in self.history.items()}
-            )
+            mlflow.log_metrics({f"training_{k}": v[-1] for k, v in self.history.items()})
             if self.test_accuracy < self.accuracy_threshold:
-                self.registered, self.model_version = False, None
-                self.artifacts, self.code_paths, self.pip_requirements = {}, [], []
                 self.logger.warning(
                     "Not registering: cross-validated accuracy %.4f is below the threshold %.4f.",
                     self.test_accuracy,
                     self.accuracy_threshold,
                 )
-                self.next(self.end)
-                return
-
-            schema = self.schema
-            # Wherever the package was imported from: src/ here, the root of the code
-            # package on a remote worker.
-            package = Path(inference.__file__).parent
-            # The whole `inference` package: the model imports its validation and capture.
-            self.code_paths = [package.as_posix()]
-            self.pip_requirements = pinned_requirements(keras.backend.backend())
-            with tempfile.TemporaryDirectory() as directory:
-                paths = save_artifacts(
-                    directory, self.model, self.features_transformer, self.target_transformer
-                )
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=package / "model.py",
+            else:
+                logged = log_servable_model(
+                    self.model,
+                    self.features_transformer,
+                    self.target_transformer,
+                    self.schema,
                     registered_model_name=self.project.model["name"],
-                    code_paths=self.code_paths,
-                    artifacts=paths,
-                    pip_requirements=self.pip_requirements,
-                    signature=model_signature(schema),
-                    input_example=self.data[schema.features].head(3),
+                    input_example=self.data[self.schema.features].head(3),
                 )
-            self.artifacts = artifact_uris(info.model_uri, paths)
-            self.registered = True
-            self.model_version = str(info.registered_model_version)
-            self.logger.info(
-                "Registered model %s version %s.", self.project.model["name"], self.model_version
-            )
+                self.artifacts, self.code_paths = logged.artifacts, logged.code_paths
+                self.pip_requirements = logged.pip_requirements
+                self.registered, self.model_version = True, logged.version
+                self.logger.info(
+                    "Registered model %s version %s.", self.project.model["name"], logged.version
+                )
         self.next(self.end)
 
     @step

@@ -10,6 +10,8 @@ from common.data import DatasetSchema
 from common.features import (
     build_features_transformer,
     build_target_transformer,
+    fit_features_transformer,
+    fit_target_transformer,
     fit_transform,
     transform,
 )
@@ -49,8 +51,33 @@ def test_fit_transform_shapes_and_types(train: pd.DataFrame) -> None:
     _, _, x, y = fit_transform(train, SCHEMA)
     assert x.shape == (40, WIDTH)
     assert x.dtype == np.float32
-    assert y.shape == (40,)
+    # As the target transformer returns it, like the reference course's artifacts.
+    assert y.shape == (40, 1)
     assert y.dtype == np.int64
+
+
+def test_fitting_each_transformer_alone_matches_fitting_both(train: pd.DataFrame) -> None:
+    _, _, x, y = fit_transform(train, SCHEMA)
+    alone_x, alone_y = transform(
+        train,
+        SCHEMA,
+        fit_features_transformer(train, SCHEMA),
+        fit_target_transformer(train, SCHEMA),
+    )
+    np.testing.assert_array_equal(alone_x, x)
+    np.testing.assert_array_equal(alone_y, y)
+
+
+def test_target_transformer_fitted_on_all_rows_encodes_a_class_missing_from_some(
+    train: pd.DataFrame,
+) -> None:
+    without_yes = train[train["outcome"] != "yes"]
+    target = fit_target_transformer(train, SCHEMA)
+    _, y = transform(train, SCHEMA, fit_features_transformer(without_yes, SCHEMA), target)
+    assert list(target.categories_[0]) == CLASSES
+    assert y[train["outcome"].to_numpy() == "yes"].ravel().tolist() == [2] * int(
+        (train["outcome"] == "yes").sum()
+    )
 
 
 def test_numeric_columns_are_scaled(train: pd.DataFrame) -> None:
@@ -79,7 +106,7 @@ def test_transform_new_rows_matches_fitted_layout(train: pd.DataFrame) -> None:
     x, y = transform(test, SCHEMA, features, target)
     assert x.shape == (7, WIDTH)
     assert x.dtype == np.float32
-    assert y.tolist() == [CLASSES.index(name) for name in test["outcome"]]
+    assert y.ravel().tolist() == [CLASSES.index(name) for name in test["outcome"]]
     # Transforming the training rows again gives the fitted output.
     x_again, _ = transform(train, SCHEMA, features, target)
     np.testing.assert_array_equal(x_again, x_train)
@@ -138,7 +165,7 @@ def test_numeric_target_labels() -> None:
     data = make_frame(12, seed=3)
     data["outcome"] = np.resize([3, 10, 7], 12)
     _, target, _, y = fit_transform(data, SCHEMA)
-    assert sorted(set(y.tolist())) == [0, 1, 2]
+    assert sorted(set(y.ravel().tolist())) == [0, 1, 2]
     assert target.inverse_transform(y.reshape(-1, 1)).ravel().tolist() == data["outcome"].tolist()
 
 

@@ -39,3 +39,66 @@ def test_model_signature_outputs() -> None:
     signature = model_signature(DatasetSchema("y", ("x",), (), {}))
     outputs = {column.name: column.type.name for column in signature.outputs.inputs}
     assert outputs == {"prediction": "string", "confidence": "double"}
+
+
+def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatch) -> None:
+    """A real SQLite store; the logged pyfunc loads and answers like the model."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from common.features import fit_transform
+    from common.modeling import train_model
+    from common.registry import log_servable_model
+    from common.tracking import prepare_tracking_store
+
+    schema = DatasetSchema("kind", ("length",), ("habitat",), {})
+    rng = np.random.default_rng(0)
+    kind = rng.integers(0, 2, 60)
+    data = pd.DataFrame(
+        {
+            "length": kind * 10.0 + rng.normal(0, 1, 60),
+            "habitat": np.asarray(["dry", "wet"], dtype=object)[kind],
+            "kind": np.asarray(["a", "b"], dtype=object)[kind],
+        }
+    )
+    features, target, x, y = fit_transform(data, schema)
+    model, _ = train_model(x, y, classes=2, epochs=3, batch_size=16, seed=0)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    prepare_tracking_store(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("registry-test")
+    with mlflow.start_run() as run:
+        logged = log_servable_model(
+            model, features, target, schema, "registry-test", input_example=data.head(2)
+        )
+
+    assert logged.version == "1"
+    assert set(logged.artifacts) == {"model", "features_transformer", "target_transformer"}
+    assert all(uri.startswith(logged.model_uri) for uri in logged.artifacts.values())
+    assert [os.path.basename(path) for path in logged.code_paths] == ["inference"]
+    assert f"pandas=={metadata.version('pandas')}" in logged.pip_requirements
+    version = mlflow.MlflowClient().get_model_version("registry-test", "1")
+    assert version.run_id == run.info.run_id
+
+    loaded = mlflow.pyfunc.load_model("models:/registry-test/1")
+    answer = loaded.predict(data[["length", "habitat"]].head(5))
+    probabilities = np.asarray(model.predict_on_batch(x[:5]))
+    np.testing.assert_allclose(answer["confidence"], probabilities.max(axis=1), rtol=1e-5)
+    assert answer["prediction"].tolist() == [["a", "b"][i] for i in probabilities.argmax(axis=1)]
+
+
+def test_serving_package_is_found_without_importing_it() -> None:
+    import sys
+
+    from common.registry import serving_package
+
+    imported = "inference" in sys.modules
+    package = serving_package()
+    assert (package / "model.py").is_file() and (package / "forward.py").is_file()
+    assert ("inference" in sys.modules) == imported

@@ -8,7 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from common.validation import confusion_matrix, stratified_folds, summarize
+from common.validation import (
+    classification_scores,
+    confusion_matrix,
+    stratified_folds,
+    summarize,
+    summarize_folds,
+)
 
 # 41 rows, unbalanced classes, interleaved so that order says nothing about class.
 LABELS = np.array(["a"] * 23 + ["b"] * 11 + ["c"] * 7)[np.random.default_rng(0).permutation(41)]
@@ -103,3 +109,57 @@ def test_confusion_matrix_has_rows_for_unseen_classes() -> None:
     assert matrix.shape == (4, 4)
     assert matrix[1, 1] == 2
     assert matrix.sum() == 2
+
+
+def test_confusion_matrix_accepts_labels_shaped_like_the_target_transformer() -> None:
+    actual = np.array([[0], [1], [1], [2]])
+    matrix = confusion_matrix(actual, np.array([0, 1, 2, 2]), 3)
+    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_classification_scores_are_cross_entropy_and_accuracy() -> None:
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1]])
+    labels = np.array([[0], [1], [1]])  # (n, 1), as the target transformer gives them.
+    loss, accuracy, predictions = classification_scores(probabilities, labels)
+    assert loss == pytest.approx(-np.mean(np.log([0.7, 0.6, 0.4])))
+    assert accuracy == pytest.approx(2 / 3)
+    assert predictions.tolist() == [0, 1, 0]
+    assert type(loss) is float and type(accuracy) is float
+
+
+def test_classification_scores_clip_a_zero_probability_as_keras_does() -> None:
+    loss, accuracy, _ = classification_scores(np.array([[1.0, 0.0]]), np.array([1]))
+    assert loss == pytest.approx(-np.log(1e-7))
+    assert accuracy == 0.0
+
+
+def test_classification_scores_match_keras_evaluate() -> None:
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    from common.modeling import evaluate_model, train_model
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 4)).astype("float32")
+    y = ((x[:, 0] > 0).astype("int64") + (x[:, 1] > 1)).reshape(-1, 1)
+    model, _ = train_model(x, y, classes=3, epochs=2, batch_size=16, seed=1)
+    keras_loss, keras_accuracy, keras_predictions = evaluate_model(model, x, y)
+    loss, accuracy, predictions = classification_scores(model.predict_on_batch(x), y)
+    assert loss == pytest.approx(keras_loss, rel=1e-4)
+    assert accuracy == pytest.approx(keras_accuracy)
+    np.testing.assert_array_equal(predictions, keras_predictions)
+
+
+def test_classification_scores_refuse_mismatched_rows() -> None:
+    with pytest.raises(ValueError, match="one row of class probabilities per label"):
+        classification_scores(np.ones((3, 2)) / 2, np.array([0, 1]))
+
+
+def test_summarize_folds_orders_accuracy_before_loss() -> None:
+    scores = [{"accuracy": 1.0, "loss": 0.1, "fold": 0}, {"accuracy": 0.5, "loss": 0.3, "fold": 1}]
+    summary = summarize_folds(scores)
+    assert list(summary) == ["accuracy", "accuracy_std", "loss", "loss_std"]
+    assert summary["accuracy"] == pytest.approx(0.75)
+    assert summary["accuracy_std"] == pytest.approx(0.25)
+    assert summary["loss"] == pytest.approx(0.2)
+    assert summary["loss_std"] == pytest.approx(0.1)

@@ -19,7 +19,6 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,14 +81,13 @@ class ServingModels:
         return f"models:/{self.name}/{version}"
 
 
-def _train(directory: Path) -> tuple[Any, dict[str, str]]:
-    """Train a small classifier on the penguins; return the schema and artifact paths."""
+def _train() -> tuple[Any, tuple[Any, Any, Any]]:
+    """Train a small classifier on the penguins; return the schema, model and transformers."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     from common.config import load_project_configuration
     from common.data import DatasetSchema, load_dataset
     from common.features import fit_transform
     from common.modeling import train_model
-    from common.registry import save_artifacts
 
     schema = DatasetSchema.from_config(load_project_configuration(LOCAL_CONFIG)["dataset"])
     data = load_dataset(PENGUINS_CSV, schema, 42)
@@ -97,7 +95,7 @@ def _train(directory: Path) -> tuple[Any, dict[str, str]]:
     model, _ = train_model(
         x, y, classes=len(target.categories_[0]), epochs=TRAINING_EPOCHS, batch_size=32, seed=42
     )
-    return schema, save_artifacts(str(directory), model, features, target)
+    return schema, (model, features, target)
 
 
 def registered_models(session_root: Path, tracking_uri: str) -> ServingModels:
@@ -109,7 +107,7 @@ def registered_models(session_root: Path, tracking_uri: str) -> ServingModels:
 
     import mlflow
 
-    from common.registry import model_signature, pinned_requirements
+    from common.registry import log_servable_model
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
@@ -122,31 +120,16 @@ def registered_models(session_root: Path, tracking_uri: str) -> ServingModels:
         )
     )
 
-    def log(python_model: Path, schema: Any, **options: Any) -> str:
+    schema, trained = _train()
+
+    def log(python_model: Path | None = None) -> str:
         # As src/pipelines/training.py's `register` step does.
         with mlflow.start_run(experiment_id=experiment_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=python_model,
-                registered_model_name=MODEL_NAME,
-                signature=model_signature(schema),
-                pip_requirements=pinned_requirements("jax"),
-                **options,
-            )
-        return str(info.registered_model_version)
+            logged = log_servable_model(*trained, schema, MODEL_NAME, python_model=python_model)
+        return str(logged.version)
 
-    with tempfile.TemporaryDirectory() as directory:
-        schema, paths = _train(Path(directory))
-        broken = log(BROKEN_MODEL, schema)
-        good = tuple(
-            log(
-                SRC / "inference" / "model.py",
-                schema,
-                code_paths=[(SRC / "inference").as_posix()],
-                artifacts=paths,
-            )
-            for _ in range(2)
-        )
+    broken = log(BROKEN_MODEL)
+    good = tuple(log() for _ in range(2))
     models = ServingModels(MODEL_NAME, good, broken)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(asdict(models)))

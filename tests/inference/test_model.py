@@ -295,3 +295,54 @@ def test_forward_pass_matches_keras_for_every_batch_size(trained: SimpleNamespac
     reference = locked_forward(trained.model)
     for rows in (1, 2, 3, 8, 17, 37):
         np.testing.assert_allclose(fast(x[:rows]), reference(x[:rows]), atol=1e-5)
+
+
+def test_dense_forward_matches_keras_for_every_batch_size(trained: SimpleNamespace) -> None:
+    from inference.forward import dense_forward, dense_weights
+
+    weights = dense_weights(trained.model)
+    assert weights is not None and [name for *_, name in weights] == ["relu", "relu", "softmax"]
+    assert all(type(kernel) is np.ndarray for kernel, _, _ in weights)
+    forward = dense_forward(weights)
+    x = trained.features.transform(features_of(37, seed=4)).astype("float32")
+    for rows in (1, 2, 17, 37):
+        np.testing.assert_allclose(
+            forward(x[:rows]), np.asarray(trained.model.predict_on_batch(x[:rows])), atol=1e-6
+        )
+
+
+def test_the_server_answers_with_the_pipelines_forward_pass(
+    pyfunc, trained: SimpleNamespace
+) -> None:
+    """The served probabilities are exactly what evaluate_fold computes from the weights."""
+    from inference.forward import dense_forward, dense_weights
+
+    rows = features_of(25, seed=5)
+    x = trained.features.transform(rows).astype("float32")
+    evaluation = dense_forward(dense_weights(trained.model))(x)
+    served = pyfunc.forward(pyfunc.features.transform(pyfunc.features.validate(rows)))
+    np.testing.assert_array_equal(served, evaluation)
+    output = predict(pyfunc, rows)
+    np.testing.assert_allclose(output["confidence"], evaluation.max(axis=1), rtol=1e-6)
+    assert output["prediction"].tolist() == [CLASSES[i] for i in evaluation.argmax(axis=1)]
+
+
+def test_an_architecture_the_numpy_forward_does_not_know_falls_back_to_keras(
+    trained: SimpleNamespace,
+) -> None:
+    import keras
+
+    from inference.forward import build_forward, dense_weights
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(trained.model.input_shape[1],)),
+            keras.layers.Dense(4, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    assert dense_weights(model) is None
+    x = trained.features.transform(features_of(9, seed=6)).astype("float32")
+    forward = build_forward(model, x[:3])
+    np.testing.assert_allclose(forward(x), np.asarray(model.predict_on_batch(x)), atol=1e-5)

@@ -6,6 +6,7 @@ own runs: the accuracy threshold, a second dataset with its own config, and bad 
 
 from __future__ import annotations
 
+import json
 import time
 from importlib import metadata
 from pathlib import Path
@@ -149,6 +150,9 @@ def test_transform_fold_tasks(training_run: Any) -> None:
         assert x_train.shape[1] == x_test.shape[1]
         assert not np.isnan(x_train).any() and not np.isnan(x_test).any()
         assert set(np.unique(y_train)) <= set(range(len(CLASSES)))
+        # As the target transformer returns them, like the reference course's artifacts.
+        assert y_train.shape == (len(train_indices), 1)
+        assert y_test.shape == (len(test_indices), 1)
 
 
 def test_train_fold_tasks(training_run: Any) -> None:
@@ -158,6 +162,11 @@ def test_train_fold_tasks(training_run: Any) -> None:
     assert all(isinstance(run_id, str) and run_id for run_id in run_ids)
     assert len(set(run_ids)) == FOLDS
     assert all("model" in t for t in tasks)
+    for t in tasks:
+        # Plain numpy, so evaluate_fold scores without importing Keras.
+        weights = t["weights"].data
+        assert [name for *_, name in weights] == ["relu", "relu", "softmax"]
+        assert all(type(kernel) is np.ndarray for kernel, _, _ in weights)
 
 
 def test_evaluate_fold_scores_are_floats(training_run: Any) -> None:
@@ -195,6 +204,7 @@ def test_transform_artifacts(training_run: Any) -> None:
     assert list(target.categories_[0]) == CLASSES
     x, y = transform["x"].data, transform["y"].data
     assert x.shape[0] == len(y) == len(data)
+    assert y.shape == (len(data), 1)
     np.testing.assert_array_equal(features.transform(data).astype("float32"), x)
 
 
@@ -281,6 +291,53 @@ def test_run_records_its_training_dataset(training_run: Any, mlflow_client: Any)
     dataset = inputs[0].dataset
     assert dataset.name == "training"
     assert dataset.digest
+
+
+def test_evaluation_scores_what_the_fold_model_predicts(training_run: Any) -> None:
+    """evaluate_fold's numpy forward pass gives the Keras model's own probabilities."""
+    from common.modeling import import_keras
+    from inference.forward import dense_forward
+
+    import_keras()
+    for evaluation, training, transformed in zip(
+        foreach_tasks(training_run, "evaluate_fold"),
+        foreach_tasks(training_run, "train_fold"),
+        foreach_tasks(training_run, "transform_fold"),
+        strict=True,
+    ):
+        x_test = transformed["x_test"].data
+        keras_probabilities = np.asarray(training["model"].data.predict_on_batch(x_test))
+        probabilities = dense_forward(training["weights"].data)(x_test)
+        np.testing.assert_allclose(probabilities, keras_probabilities, atol=1e-5)
+        np.testing.assert_array_equal(
+            evaluation["test_predictions"].data, probabilities.argmax(axis=1)
+        )
+
+
+def test_registered_pyfunc_gives_the_pipelines_evaluation_probabilities(
+    training_run: Any,
+) -> None:
+    """The served model and the pipeline's evaluation agree on the same rows."""
+    from common.modeling import import_keras
+    from inference.forward import dense_forward, dense_weights
+
+    import_keras()
+    version = task(training_run, "register")["model_version"].data
+    rows = task(training_run, "start")["data"].data.head(40)
+    transform = task(training_run, "transform")
+    features = list(transform["features_transformer"].data.feature_names_in_)
+    x = transform["features_transformer"].data.transform(rows[features]).astype("float32")
+    probabilities = dense_forward(dense_weights(task(training_run, "train")["model"].data))(x)
+
+    served = predict_in_fresh_process(
+        f"models:/penguins/{version}",
+        {"rows": json.loads(rows[features].to_json(orient="records"))},
+    )["rows"]
+    assert "error" not in served, served
+    np.testing.assert_allclose(
+        [p["confidence"] for p in served], probabilities.max(axis=1), rtol=1e-6
+    )
+    assert [p["prediction"] for p in served] == [CLASSES[i] for i in probabilities.argmax(axis=1)]
 
 
 @pytest.fixture(scope="module")
@@ -485,7 +542,7 @@ def test_bad_input_fails_the_run_at_start(
             {"dataset": str(csv_without_flipper_length(tmp_path))},
             ["flipper_length_mm", "lacks the configured column"],
         ),
-        "unknown-backend": ({"backend": "backend.Nope"}, ["'Nope'", "backend"]),
+        "unknown-backend": ({"backend": "backend.Nope"}, ["'backend.Nope'", "Valid backends"]),
         "threshold-above-one": (
             {"accuracy_threshold": 1.01},
             ["--accuracy-threshold must be between 0 and 1"],
