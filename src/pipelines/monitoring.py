@@ -27,7 +27,7 @@ to, when one is configured (see common/retraining.py).
 
 from metaflow import Parameter, card, config_expr, current, schedule, step
 
-from common.pipeline import Pipeline, PipelineError, backend, dataset, release_for_exit
+from common.pipeline import Pipeline, PipelineError, backend, dataset
 
 # Each report's card id on `start`, and the artifact holding the page it shows.
 CARDS = {"summary": "data_summary", "drift": "data_drift", "classification": "classification"}
@@ -101,7 +101,6 @@ class Monitoring(Pipeline):
         self.history_chart = history_chart(self.history, settings)
         for message in self.alerts:
             self.logger.warning("ALERT: %s", message)
-        release_for_exit()
         self.next(self.end)
 
     def load_data(self, max_rows: int) -> None:
