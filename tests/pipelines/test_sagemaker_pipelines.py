@@ -2,7 +2,7 @@
 
 `config/sagemaker.yml` is used as users use it: its `${BUCKET}`, `${ENDPOINT_NAME}` and
 `${SAGEMAKER_ROLE}` come from the environment. Only the model name differs (the tiny
-models registered by tests/inference/conftest.py). moto answers `invoke_endpoint` with
+models of support/serving.py). moto answers `invoke_endpoint` with
 results queued in advance and writes no capture files: the smoke test's answers are
 queued, and captures are written to moto's S3 in SageMaker's format, as if the endpoint
 had served them.
@@ -21,32 +21,37 @@ import boto3
 import pandas as pd
 import pytest
 import yaml
-from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult, serving_support
+from support.flows import FlowRequest, FlowResult
+from support.paths import (
+    DEPLOYMENT_FLOW,
+    MONITORING_FLOW,
+    PENGUINS_CSV,
+    SAGEMAKER_CONFIG,
+    TRAFFIC_FLOW,
+)
+from support.serving import ServingModels
 
 from backends.sagemaker import Sagemaker, capture_key, capture_record
 
-DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
-TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
-MONITORING_FLOW = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
 BUCKET = "penguins-pipelines"
 ENDPOINT = "penguins-pipelines"
 ROWS_PER_REQUEST = 10
 REQUESTS = 20
 TRAFFIC_ROWS = 30
 
-support = serving_support()
-
 
 @dataclass
 class SagemakerSetup:
     config: Path
     backend: Sagemaker
-    models: Any
+    models: ServingModels
     env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[SagemakerSetup]:
+def setup(
+    moto_server: Any, session_root: Path, serving_models: ServingModels
+) -> Iterator[SagemakerSetup]:
     """moto with the bucket, ECR repository and role a SageMaker account would have."""
     moto_server.reset()
     boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -54,9 +59,9 @@ def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[S
     role = boto3.client("iam").create_role(
         RoleName="sagemaker-pipelines", AssumeRolePolicyDocument=json.dumps({"Version": "1"})
     )["Role"]["Arn"]
-    models = support.registered_models(session_root, tracking_uri)
+    models = serving_models
 
-    config = yaml.safe_load((REPO_ROOT / "config" / "sagemaker.yml").read_text())
+    config = yaml.safe_load(SAGEMAKER_CONFIG.read_text())
     config["model"]["name"] = models.name
     path = session_root / "sagemaker-tests" / "config.yml"
     path.parent.mkdir(parents=True, exist_ok=True)

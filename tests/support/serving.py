@@ -1,0 +1,162 @@
+"""Tiny registered models and the real model servers the tests share.
+
+- `serving_models`: a model trained in-process on the penguins (seconds, not the
+  training pipeline's minutes), registered twice as good versions of `MODEL_NAME`, plus
+  one broken version (tests/inference/broken_model.py: answers without `confidence`)
+  registered first, so the newest version is a good one. Once per session.
+- `inference_server`: one `mlflow models serve` (2 workers, at most 50 rows per request,
+  capture in its own SQLite file) on a free port of 127.0.0.1, shared by every test
+  that only sends it requests and reads what it captured (counts are differences).
+  `server` makes sure it still runs; a test marked `own_server` gets a server of its
+  own instead (one that it may kill), stopped after it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV, SRC, TESTS_DIR
+from support.places import ModelServer
+
+BROKEN_MODEL = TESTS_DIR / "inference" / "broken_model.py"
+MODEL_NAME = "penguins-serving-tests"
+EXPERIMENT = "serving-tests"
+TRAINING_EPOCHS = 30
+
+
+@dataclass(frozen=True)
+class ServingModels:
+    """Versions of `name` in the session's registry."""
+
+    name: str
+    good: tuple[str, ...]
+    broken: str
+
+    def uri(self, version: str) -> str:
+        return f"models:/{self.name}/{version}"
+
+
+def train_small_model(directory: Path, epochs: int = TRAINING_EPOCHS) -> tuple[Any, Any, dict]:
+    """Train a small classifier on the penguins in this process.
+
+    Returns the schema, the dataset and the artifact paths `save_artifacts` wrote.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    from common.config import load_project_configuration
+    from common.data import DatasetSchema, load_dataset
+    from common.features import fit_transform
+    from common.modeling import train_model
+    from common.registry import save_artifacts
+
+    schema = DatasetSchema.from_config(load_project_configuration(LOCAL_CONFIG)["dataset"])
+    data = load_dataset(PENGUINS_CSV, schema, 42)
+    features, target, x, y = fit_transform(data, schema)
+    model, _ = train_model(
+        x, y, classes=len(target.categories_[0]), epochs=epochs, batch_size=32, seed=42
+    )
+    return schema, data, save_artifacts(str(directory), model, features, target)
+
+
+def register_serving_models(session_root: Path, tracking_uri: str) -> ServingModels:
+    """Register the broken version, then two good ones, in experiment `EXPERIMENT`."""
+    import mlflow
+
+    from common.registry import model_signature, pinned_requirements
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(
+            EXPERIMENT, artifact_location=str(session_root / "mlartifacts" / EXPERIMENT)
+        )
+    )
+
+    def log(python_model: Path, schema: Any, **options: Any) -> str:
+        with mlflow.start_run(experiment_id=experiment_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=python_model,
+                registered_model_name=MODEL_NAME,
+                signature=model_signature(schema),
+                pip_requirements=pinned_requirements("jax"),
+                **options,
+            )
+        return str(info.registered_model_version)
+
+    with tempfile.TemporaryDirectory() as directory:
+        schema, _, paths = train_small_model(Path(directory))
+        broken = log(BROKEN_MODEL, schema)
+        # A servable model, as src/pipelines/training.py's `register` step logs it.
+        good = tuple(
+            log(
+                SRC / "inference" / "model.py",
+                schema,
+                code_paths=[(SRC / "inference").as_posix()],
+                artifacts=paths,
+            )
+            for _ in range(2)
+        )
+    return ServingModels(MODEL_NAME, good, broken)
+
+
+# --- fixtures (exposed by tests/conftest.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def serving_models(session_root: Path, tracking_uri: str) -> ServingModels:
+    return register_serving_models(session_root, tracking_uri)
+
+
+@pytest.fixture(scope="session")
+def inference_server(
+    serving_models: ServingModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelServer]:
+    version = serving_models.good[0]
+    server = ModelServer(
+        tmp_path_factory.mktemp("inference-server"),
+        model_name=serving_models.name,
+        model_uri=serving_models.uri(version),
+        version=version,
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server(
+    request: pytest.FixtureRequest,
+    serving_models: ServingModels,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ModelServer]:
+    """The shared server (restarted if something ended it), or, for a test marked
+    `own_server`, a server of its own with the same model and settings."""
+    if request.node.get_closest_marker("own_server") is None:
+        shared: ModelServer = request.getfixturevalue("inference_server")
+        shared.ensure_running()
+        yield shared
+        return
+    version = serving_models.good[0]
+    own = ModelServer(
+        tmp_path_factory.mktemp("own-server"),
+        model_name=serving_models.name,
+        model_uri=serving_models.uri(version),
+        version=version,
+    )
+    try:
+        own.start()
+        yield own
+    finally:
+        own.stop()
