@@ -2,7 +2,7 @@
 
 - `serving_models`: a model trained in-process on the penguins (seconds, not the
   training pipeline's minutes), registered twice as good versions of `MODEL_NAME`, plus
-  one broken version (tests/inference/broken_model.py: answers without `confidence`)
+  one broken version (broken_model.py: answers without `confidence`)
   registered first, so the newest version is a good one. Once per session.
 - `inference_server`: one `mlflow models serve` (2 workers, at most 50 rows per request,
   capture in its own SQLite file) on a free port of 127.0.0.1, shared by every test
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from support.paths import LOCAL_CONFIG, PENGUINS_CSV, SRC, TESTS_DIR
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV, SRC
 from support.places import ModelServer
 
-BROKEN_MODEL = TESTS_DIR / "inference" / "broken_model.py"
+BROKEN_MODEL = Path(__file__).with_name("broken_model.py")
 MODEL_NAME = "penguins-serving-tests"
 EXPERIMENT = "serving-tests"
 TRAINING_EPOCHS = 30
