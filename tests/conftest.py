@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support import demo
 
 # Fixtures are found by name in this module: every test can use these.
 from support.aws import moto_server  # noqa: F401
@@ -52,7 +53,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update({"PIPELINE_TESTS_ROOT": str(_ROOT), "LOG_LEVEL": "INFO"})
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the demo now if a test of it is going to run: it needs minutes and nothing
+    of the other tests, which run meanwhile."""
+    if session.config.option.collectonly or _ROOT is None:
+        return
+    if any(item.path.name == "test_demo.py" for item in session.items):
+        demo.start_in_background(_ROOT / "demo")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    demo.stop_background()
     if _ROOT is not None and not os.environ.get("PIPELINE_TESTS_KEEP"):
         shutil.rmtree(_ROOT, ignore_errors=True)
 

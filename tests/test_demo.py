@@ -4,7 +4,8 @@ The demo runs as a user runs it (`uv run just demo` calls `python scripts/demo.p
 in a subprocess, at small settings, in an environment of its own that starts empty like
 a clean checkout: its own MLflow store and artifact root, Metaflow datastore, cards and
 home, a config whose backend serves on a free port of 127.0.0.1 with the capture
-database and server state in a temporary directory. It takes a few minutes.
+database and server state in a temporary directory (support/demo.py). It takes a few
+minutes, so a session that runs these tests starts it in the background first.
 """
 
 from __future__ import annotations
@@ -12,20 +13,17 @@ from __future__ import annotations
 import re
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.paths import DEMO, REPO_ROOT
+from support.demo import SAMPLES, started_or_new
 from support.places import Place
-from support.state import clean_environment, tracking_uri_of
+from support.state import tracking_uri_of
 
 pytestmark = pytest.mark.e2e
 
-SAMPLES = 200  # rows per round; 150 would leave the accuracy alert a 3-sigma event
-DEMO_TIMEOUT = 1800  # seconds; about 7 minutes on a loaded two-core machine
 SHIFTED = "culmen_length_mm"  # the first numeric feature of config/local.yml
 
 
@@ -55,34 +53,17 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     from backends.local_server import LocalServer, ping
 
-    place = Place(tmp_path_factory.mktemp("demo"))
-    command = [
-        sys.executable, str(DEMO),
-        "--config", str(place.write_config()),
-        "--training-epochs", "5",
-        "--folds", "2",
-        "--samples", str(SAMPLES),
-        "--stop-server",
-    ]  # fmt: skip
-    server = LocalServer(place.state_dir)
+    run = started_or_new(tmp_path_factory.mktemp("demo"))
     try:
-        process = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env=clean_environment(place.directory, user="demo-test"),
-            capture_output=True,
-            text=True,
-            timeout=DEMO_TIMEOUT,
-            check=False,
-        )
+        process = run.wait()
         yield Demo(
-            place,
+            run.place,
             process,
-            server_after=server.state(),
-            answering_after=ping(place.target),
+            server_after=LocalServer(run.place.state_dir).state(),
+            answering_after=ping(run.place.target),
         )
     finally:
-        server.stop()  # whatever the demo left behind
+        run.stop()  # whatever the demo left behind
 
 
 def test_demo_succeeds(demo: Demo) -> None:

@@ -105,8 +105,8 @@ def write_production_captures(version: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str, FlowResult]:
-    """Deploy (smoke test answered by moto) while labelling captures; then monitor while
-    sending traffic."""
+    """Deploy (smoke test answered by moto) while labelling captures and while a run
+    without ${BUCKET} fails at start; then monitor while sending traffic."""
     classes = ["Adelie", "Chinstrap", "Gentoo"]
     smoke = [{"prediction": classes[i % 3], "confidence": 0.9, "id": f"s{i}"} for i in range(5)]
     moto_server.queue_sagemaker_results([{"predictions": smoke}])
@@ -114,11 +114,13 @@ def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str
     write_production_captures(newest)
 
     config = str(setup.config)
+    without_bucket = {name: value for name, value in setup.env.items() if name != "BUCKET"}
     results = flows_runner({
         "deploy": FlowRequest(DEPLOYMENT_FLOW, {"model_version": newest}, config, env=setup.env),
         "labels": FlowRequest(
             TRAFFIC_FLOW, {"mode": "labels", "ground_truth_quality": 0.9}, config, env=setup.env
         ),
+        "unset": FlowRequest(TRAFFIC_FLOW, {"mode": "labels"}, config, env=without_bucket),
     })  # fmt: skip
     # moto answers invocations in queue order: traffic's are queued after the smoke test's.
     moto_server.queue_sagemaker_results(
@@ -181,11 +183,8 @@ def test_monitoring_reads_the_endpoints_captures_and_labels(
     assert not [alert for alert in end.alerts if "drift" in alert.lower()], end.alerts
 
 
-def test_an_unset_variable_stops_the_run_at_start_naming_it(
-    setup: SagemakerSetup, flow_runner: Any
-) -> None:
-    env = {name: value for name, value in setup.env.items() if name != "BUCKET"}
-    result = flow_runner(TRAFFIC_FLOW, {"mode": "labels"}, config=str(setup.config), env=env)
+def test_an_unset_variable_stops_the_run_at_start_naming_it(runs: dict[str, FlowResult]) -> None:
+    result = runs["unset"]
     assert not result.successful
     output = result.stderr + result.stdout
     assert "Backend backend.Sagemaker: The SageMaker settings use ${BUCKET}" in output
