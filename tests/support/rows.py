@@ -11,4 +11,4 @@ SPEC_ROW = {
     "body_mass_g": 5800.0,
     "sex": "MALE",
 }
-CLASSES = ("Adelie", "Chinstrap", "Gentoo")
+CLASSES = frozenset({"Adelie", "Chinstrap", "Gentoo"})
