@@ -97,5 +97,9 @@ def moto_server() -> Iterator[MotoServer]:
             else:
                 os.environ[name] = value
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine; it holds nothing to save
+            process.kill()
+            process.wait()
         log.close()
