@@ -59,6 +59,10 @@ cards flow="monitoring":
 test *args:
     uv run pytest {{args}}
 
+# The fast tier: every test but the end-to-end ones (pipeline runs, model servers, the demo)
+test-fast *args:
+    uv run pytest -m "not e2e" {{args}}
+
 # Lint and check formatting
 lint:
     uv run ruff check .

@@ -45,7 +45,7 @@ backend:
   module: backend.Local
   target: http://127.0.0.1:9/invocations
   database: {database}
-  state-dir: {state}
+  state_dir: {state}
 dataset:
   target: species
   numeric_features: [culmen_length_mm, culmen_depth_mm, flipper_length_mm, body_mass_g]
@@ -205,7 +205,7 @@ def store_bench(rows: int, verbose: bool) -> None:
             f"(seeded in {time.perf_counter() - started:.1f} s; "
             f"{database.stat().st_size / 2**20:.0f} MiB)"
         )
-        local = Local({"database": str(database), "state-dir": str(workdir / "serving")})
+        local = Local({"database": str(database), "state_dir": str(workdir / "serving")})
         seconds, frame = timed(lambda: local.load(NEWEST_LABELLED, labeled_only=True), repeat=5)
         assert frame is not None and len(frame) == NEWEST_LABELLED
         assert frame["ground_truth"].notna().all()

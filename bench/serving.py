@@ -10,8 +10,9 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
 1. Without `--model-uri`, a model is trained in this process with the project's own
    functions and registered as `penguins` exactly as the training pipeline's `register`
    step does it, in a fresh SQLite tracking store (`<tmp>/mlflow.db`).
-2. `backends.local_server.LocalServer` starts `mlflow models serve` on a free port with a
-   capture database in the temporary directory, and is always stopped at the end.
+2. `ModelServer` of tests/support/places.py (the tests' own, through
+   `backends.local_server.LocalServer`) starts `mlflow models serve` on a free port with
+   a capture database in the temporary directory, and is always stopped at the end.
 3. The load generator below (http.client keep-alive connections, one thread per
    client) measures one-row latency, throughput with 8 and 16 clients, capture
    integrity (captured rows == rows answered with 200), 100-row latency, then the time
@@ -34,7 +35,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import sys
@@ -89,13 +89,6 @@ def verdict(ok: bool, target: str) -> str:
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, {os.cpu_count()} cores)"
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def captured_rows(database: Path) -> int:
@@ -444,9 +437,10 @@ def main(argv: list[str]) -> int:
     # Ctrl-C and SIGTERM both unwind through the finally blocks: the server always stops.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.path.insert(0, str(SRC))
+    sys.path.insert(0, str(ROOT / "tests"))  # support/: the tests' own server helpers
 
     directory = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    database = directory / "captures.db"
+    database = directory / "capture.db"  # where support.places.ModelServer captures
     if arguments.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = arguments.tracking_uri
     else:
@@ -475,7 +469,7 @@ def main(argv: list[str]) -> int:
 
 def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: Path) -> None:
     """Register or find the model, serve it, run the HTTP phases, stop the server."""
-    from backends.local_server import LocalServer
+    from support.places import ModelServer
 
     server = None
     try:
@@ -487,22 +481,17 @@ def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: 
             version = arguments.model_version or model_uri.rstrip("/").rsplit("/", 1)[-1]
         else:
             model_uri, version = train_and_register(directory, arguments.epochs, loaded)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/invocations"
-        server = LocalServer(directory / "serving")
-        launched = time.perf_counter()
-        state = server.start(
-            model_uri,
-            version,
-            url,
-            arguments.workers,
-            {
-                "SERVING_CAPTURE_DATABASE": str(database),
-                "SERVING_MODEL_VERSION": str(version),
-                "SERVING_MAX_BATCH_SIZE": "1000",
-                "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
-            },
+        server = ModelServer(
+            directory,
+            model_uri=model_uri,
+            version=str(version),
+            workers=arguments.workers,
+            max_batch_size=1000,
         )
+        assert server.database == database, (server.database, database)
+        port, url = server.port, server.url
+        launched = time.perf_counter()
+        state = server.start()
         print(
             f"  server {model_uri} at {url}, {arguments.workers} workers, pid {state.pid}, "
             f"healthy after {time.perf_counter() - launched:.1f} s (setup "

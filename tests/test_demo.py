@@ -4,49 +4,43 @@ The demo runs as a user runs it (`uv run just demo` calls `python scripts/demo.p
 in a subprocess, at small settings, in an environment of its own that starts empty like
 a clean checkout: its own MLflow store and artifact root, Metaflow datastore, cards and
 home, a config whose backend serves on a free port of 127.0.0.1 with the capture
-database and server state in a temporary directory. It takes a few minutes.
+database and server state in a temporary directory (support/demo.py). It takes a few
+minutes, so a session that runs these tests starts it in the background first.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import LOCAL_CONFIG, REPO_ROOT, free_port
+from support.demo import SAMPLES, started_or_new
+from support.places import Place
+from support.state import tracking_uri_of
 
-DEMO = REPO_ROOT / "scripts" / "demo.py"
-SAMPLES = 200  # rows per round; 150 would leave the accuracy alert a 3-sigma event
-DEMO_TIMEOUT = 1800  # seconds; about 7 minutes on a loaded two-core machine
+pytestmark = pytest.mark.e2e
+
 SHIFTED = "culmen_length_mm"  # the first numeric feature of config/local.yml
 
 
 @dataclass
 class Demo:
-    root: Path
-    config: Path
-    port: int
+    place: Place  # the backend's target, capture database and server state
     process: subprocess.CompletedProcess[str]
     server_after: object  # backends.local_server.ServerState, or None
     answering_after: bool
 
     @property
-    def state_dir(self) -> Path:
-        return self.root / "serving"
-
-    @property
-    def database(self) -> Path:
-        return self.root / "capture.db"
+    def root(self) -> Path:
+        return self.place.directory
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{self.root / 'mlflow.db'}"
+        return tracking_uri_of(self.root)
 
     def describe(self) -> str:
         return (
@@ -55,86 +49,21 @@ class Demo:
         )
 
 
-def demo_environment(root: Path) -> dict[str, str]:
-    """The caller's environment with every MLflow and Metaflow location under `root`."""
-    datastore = root / "metaflow"
-    cards = datastore / ".metaflow" / "mf.cards"
-    cards.parent.mkdir(parents=True, exist_ok=True)
-    if not cards.exists():
-        cards.symlink_to(".", target_is_directory=True)  # as tests/conftest.py does
-    (root / "metaflow-home").mkdir(exist_ok=True)
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("MLFLOW_", "METAFLOW_", "_MLFLOW_", "SERVING_"))
-    }
-    environment.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-            # Experiments the pipelines create keep their artifacts here, not in ./mlruns.
-            "_MLFLOW_SERVER_ARTIFACT_ROOT": str(root / "mlartifacts"),
-            "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(datastore),
-            "METAFLOW_CARD_LOCALROOT": str(cards),
-            "METAFLOW_HOME": str(root / "metaflow-home"),
-            "METAFLOW_USER": "demo-test",
-            "KERAS_BACKEND": "jax",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return environment
-
-
-def write_config(root: Path, port: int) -> Path:
-    import yaml
-
-    config = yaml.safe_load(LOCAL_CONFIG.read_text())
-    config["backend"] = {
-        **config["backend"],
-        "target": f"http://127.0.0.1:{port}/invocations",
-        "database": str(root / "capture.db"),
-        "state-dir": str(root / "serving"),
-    }
-    path = root / "demo.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     from backends.local_server import LocalServer, ping
 
-    root = tmp_path_factory.mktemp("demo")
-    port = free_port()
-    config = write_config(root, port)
-    command = [
-        sys.executable, str(DEMO),
-        "--config", str(config),
-        "--training-epochs", "5",
-        "--folds", "2",
-        "--samples", str(SAMPLES),
-        "--stop-server",
-    ]  # fmt: skip
-    server = LocalServer(root / "serving")
+    run = started_or_new(tmp_path_factory.mktemp("demo"))
     try:
-        process = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env=demo_environment(root),
-            capture_output=True,
-            text=True,
-            timeout=DEMO_TIMEOUT,
-            check=False,
-        )
+        process = run.wait()
         yield Demo(
-            root,
-            config,
-            port,
+            run.place,
             process,
-            server_after=server.state(),
-            answering_after=ping(f"http://127.0.0.1:{port}/invocations"),
+            server_after=LocalServer(run.place.state_dir).state(),
+            answering_after=ping(run.place.target),
         )
     finally:
-        server.stop()  # whatever the demo left behind
+        run.stop()  # whatever the demo left behind
 
 
 def test_demo_succeeds(demo: Demo) -> None:
@@ -173,18 +102,18 @@ def test_demo_shows_progress(demo: Demo) -> None:
 
 def test_demo_leaves_no_server_running(demo: Demo) -> None:
     assert demo.server_after is None, (
-        f"--stop-server left the model server of {demo.state_dir} running: "
+        f"--stop-server left the model server of {demo.place.state_dir} running: "
         f"{demo.server_after}\n{demo.describe()[-3000:]}"
     )
-    assert not demo.answering_after, f"something still answers on port {demo.port}"
+    assert not demo.answering_after, f"something still answers on port {demo.place.port}"
 
 
 def test_demo_kept_its_state_where_configured(demo: Demo) -> None:
     """Captures in the configured database, runs in the isolated MLflow store."""
     import mlflow
 
-    assert demo.database.exists(), "no capture database where the config says"
-    with sqlite3.connect(demo.database) as connection:
+    assert demo.place.database.exists(), "no capture database where the config says"
+    with sqlite3.connect(demo.place.database) as connection:
         total, labelled = connection.execute(
             "SELECT COUNT(*), COUNT(ground_truth) FROM predictions"
         ).fetchone()

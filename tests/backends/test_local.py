@@ -10,18 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SPEC_ROW, serving_support
+from support.rows import SPEC_ROW
 
 from backends.base import BackendError
 from backends.local import Local
-
-# The real model servers of tests/inference/conftest.py, as fixtures of this module.
-_support = serving_support()
-serving_models, inference_server, server = (
-    _support.serving_models,
-    _support.inference_server,
-    _support.server,
-)
 
 ROWS = [
     SPEC_ROW,

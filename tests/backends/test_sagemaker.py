@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from sagemaker_records import capture_key, capture_record
+from support.sagemaker_records import capture_key, capture_record
 
 from backends.aws import client_config
 from backends.base import BackendError

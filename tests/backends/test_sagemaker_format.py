@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from sagemaker_records import capture_key, capture_record
+from support.sagemaker_records import capture_key, capture_record
 
 from backends.base import BackendError, SettingsError
 from backends.sagemaker import Sagemaker

@@ -11,7 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import LOCAL_CONFIG, PENGUINS_CSV, MotoServer, python_result
+from support.aws import MotoServer
+from support.flows import python_result
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV
 
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, TEMPLATE_FLOW, TRAINING_FLOW, run_cli
+from support.flows import run_cli
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, TEMPLATE_FLOW, TRAINING_FLOW
 
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset

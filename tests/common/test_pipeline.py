@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import free_port
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV
+from support.ports import free_port
 
 from backends.local import Local
 from backends.sagemaker import Sagemaker
@@ -157,6 +159,20 @@ def test_dataset_seed_varies_in_production() -> None:
     seeds = [dataset_seed(True) for _ in range(10)]
     assert len(set(seeds)) > 1
     assert all(isinstance(seed, int) and 0 <= seed < 2**31 for seed in seeds)
+    assert DEVELOPMENT_SEED not in seeds
+
+
+def test_dataset_seed_orders_the_rows() -> None:
+    """Production loads shuffle differently each time; development as seed 42 does."""
+    from common.config import load_project_configuration
+    from common.data import DatasetSchema, load_dataset
+
+    schema = DatasetSchema.from_config(load_project_configuration(LOCAL_CONFIG)["dataset"])
+    first = load_dataset(PENGUINS_CSV, schema, dataset_seed(True))
+    second = load_dataset(PENGUINS_CSV, schema, dataset_seed(True))
+    assert first["culmen_length_mm"].tolist() != second["culmen_length_mm"].tolist()
+    development = load_dataset(PENGUINS_CSV, schema, dataset_seed(False))
+    pd.testing.assert_frame_equal(development, load_dataset(PENGUINS_CSV, schema, 42))
 
 
 # --- check_tracking_server -----------------------------------------------------------------

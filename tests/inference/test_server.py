@@ -1,7 +1,7 @@
 """The model served by a real `mlflow models serve`, over real HTTP, capturing in SQLite.
 
-One server (2 workers, at most 50 rows per request) is shared by the tests of this
-directory (`inference_server` in conftest.py). The kill -9 test ends it, so it comes last.
+One server (2 workers, at most 50 rows per request) is shared by these tests
+(`inference_server` in support/serving.py); the kill -9 test gets one of its own.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from conftest import SPEC_ROW
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.rows import SPEC_ROW
 
 from backends.local_server import ping
 
@@ -543,8 +543,9 @@ def test_a_locked_database_delays_the_answer_instead_of_losing_it(server) -> Non
     assert count(server) == before + 1
 
 
+@pytest.mark.own_server
 def test_kill_9_mid_load_loses_no_answered_capture(server) -> None:
-    """Last in this file: it ends the shared server (the `server` fixture restarts it)."""
+    """It ends its server: one of its own (`own_server`), not the shared one."""
     answered: list[str] = []
     done = threading.Event()
 

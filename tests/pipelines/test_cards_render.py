@@ -4,51 +4,34 @@ An Evidently report is a page of data and a React application that draws it; a c
 that is only the page's source proves nothing about what a person sees. Each card's
 HTML is written to a file and loaded in Debian's `chromium` (installed by .ci/run; no
 browser is downloaded at run time) with every host name unresolvable, so the page must
-be self-contained. The DOM Chromium dumps after running the scripts must hold the
-report's content, drawn (Material UI elements, the figures, the column names), and
-neither Metaflow's error card nor the HTML card's "no html specified" placeholder.
+be self-contained. Without a `chromium` on PATH these tests skip, saying how to install
+it; with REQUIRE_BROWSER=1 (set by .ci/run) they fail instead (support/browser.py).
 
-The runs are those of monitoring_fixtures.py (shared with test_monitoring.py).
+The DOM Chromium dumps after running the scripts must hold the report's content,
+drawn (Material UI elements, the figures, the column names), and neither Metaflow's
+error card nor the HTML card's "no html specified" placeholder.
+
+The runs are those of support/monitoring.py (shared with test_monitoring.py).
 """
 
 from __future__ import annotations
 
 import html
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import monitoring_fixtures as mf
 import pytest
+from support import monitoring as mf
 
-CHROMIUM = "/usr/bin/chromium"
 RENDER_TIMEOUT = 180  # seconds for one page, on a loaded machine
 FEATURES = mf.project_schema().features
 SHIFTED = mf.project_schema().numeric_features[0]
 NO_DATA = "No production data with ground truth yet"
 BROKEN_CARD_MARKERS = ("Card Render Failed", "Error Card", "no html specified")
-
-
-def find_chromium() -> str:
-    """Chromium's path; a missing browser fails the tests (CI installs it), never skips."""
-    path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if path is None:
-        pytest.fail(
-            f"Chromium is not installed ({CHROMIUM} not found, no `chromium` on PATH). "
-            "The card rendering tests need Debian's package: "
-            "`apt-get install -y --no-install-recommends chromium` (.ci/run installs it).",
-            pytrace=False,
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    return find_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +110,7 @@ def evidently_card(
     return rendered
 
 
-def test_chromium_is_installed() -> None:
-    chromium = find_chromium()
+def test_chromium_is_installed(chromium: str) -> None:
     version = subprocess.run(
         [chromium, "--version"], capture_output=True, text=True, timeout=60, check=False
     )

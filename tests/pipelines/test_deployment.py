@@ -1,11 +1,11 @@
 """The deployment pipeline (src/pipelines/deployment.py) through `metaflow.Runner`.
 
-The Local backend serves on a free port of 127.0.0.1 with its own capture database and
-state directory (`pipeline_config` in tests/inference/conftest.py). The models are the tiny ones of
-tests/inference/conftest.py: two good versions and a broken one (no `confidence`).
+The Local backend serves on a free port of 127.0.0.1 with the capture database and
+state directory of a place of this module's own (support/places.py). The models are the
+tiny ones of support/serving.py: two good versions and a broken one (no `confidence`).
 The tests follow one deployment history, newest first, then another version, then the
 broken one (rolled back), then a rollback to `previous`; each checks its starting point
-and, if it is not there (a test run alone), gets there first.
+and, if it is not there (a test run alone, or in another order), gets there first.
 """
 
 from __future__ import annotations
@@ -18,23 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, SPEC_ROW, FlowResult, serving_support
+from support.flows import FlowResult
+from support.paths import DEPLOYMENT_FLOW
+from support.places import Place
+from support.rows import CLASSES, SPEC_ROW
+from support.serving import ServingModels
 
 from backends.local import Local
 from backends.local_server import LocalServer
-
-DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
-CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
-
-
-support = serving_support()
 
 
 @dataclass
 class Setup:
     config: Path
     backend: Local
-    models: Any  # ServingModels
+    models: ServingModels
     runner: Any
 
     @property
@@ -49,15 +47,15 @@ class Setup:
         return state.pid if state else None
 
 
-@pytest.fixture(scope="session")
-def deployment_setup(session_root: Path, tracking_uri: str, flow_runner: Any) -> Iterator[Setup]:
-    """The session's pipeline config; its server is stopped when the session ends (the
-    traffic tests use it after these tests)."""
-    models = support.registered_models(session_root, tracking_uri)
-    config, settings = support.pipeline_config(session_root)
-    backend = Local(settings)
+@pytest.fixture(scope="module")
+def deployment_setup(
+    serving_models: ServingModels, flow_runner: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """A place of its own for these tests; its server is stopped after them."""
+    place = Place(tmp_path_factory.mktemp("deployment"), model_name=serving_models.name, workers=1)
+    backend = place.backend()
     try:
-        yield Setup(config, backend, models, flow_runner)
+        yield Setup(place.write_config(), backend, serving_models, flow_runner)
     finally:
         backend.stop()
 
@@ -110,6 +108,8 @@ def test_deploys_the_newest_version(setup: Setup, mlflow_client: Any) -> None:
     versions = mlflow_client.search_model_versions(f"name = '{setup.name}'")
     newest = str(max(int(version.version) for version in versions))
     assert newest == setup.models.good[-1]
+    if setup.backend.deployed_version() == newest:  # not the first test to run here
+        ensure_history(setup, setup.models.good[0])
     started = datetime.now(UTC)
 
     result = setup.deploy()

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import monitoring_fixtures as mf
 import pandas as pd
 import pytest
-from conftest import card_text
+from support import monitoring as mf
+from support.flows import card_text
 
 from common.config import load_project_configuration
 from common.traffic import drift_column

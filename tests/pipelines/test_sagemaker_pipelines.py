@@ -2,7 +2,7 @@
 
 `config/sagemaker.yml` is used as users use it: its `${BUCKET}`, `${ENDPOINT_NAME}` and
 `${SAGEMAKER_ROLE}` come from the environment. Only the model name differs (the tiny
-models registered by tests/inference/conftest.py). moto answers `invoke_endpoint` with
+models of support/serving.py). moto answers `invoke_endpoint` with
 results queued in advance and writes no capture files: the smoke test's answers are
 queued, and captures are written to moto's S3 in SageMaker's format, as if the endpoint
 had served them.
@@ -11,7 +11,6 @@ had served them.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,36 +21,38 @@ import boto3
 import pandas as pd
 import pytest
 import yaml
-from conftest import PENGUINS_CSV, REPO_ROOT, FlowRequest, FlowResult, serving_support
+from support.flows import FlowRequest, FlowResult
+from support.paths import (
+    DEPLOYMENT_FLOW,
+    MONITORING_FLOW,
+    PENGUINS_CSV,
+    SAGEMAKER_CONFIG,
+    TRAFFIC_FLOW,
+)
+from support.sagemaker_records import capture_key, capture_record
+from support.serving import ServingModels
 
 from backends.sagemaker import Sagemaker
 
-# SageMaker's capture format, written as SageMaker would: tests/backends/sagemaker_records.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))
-from sagemaker_records import capture_key, capture_record
-
-DEPLOYMENT_FLOW = REPO_ROOT / "src" / "pipelines" / "deployment.py"
-TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
-MONITORING_FLOW = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
 BUCKET = "penguins-pipelines"
 ENDPOINT = "penguins-pipelines"
 ROWS_PER_REQUEST = 10
 REQUESTS = 20
 TRAFFIC_ROWS = 30
 
-support = serving_support()
-
 
 @dataclass
 class SagemakerSetup:
     config: Path
     backend: Sagemaker
-    models: Any
+    models: ServingModels
     env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[SagemakerSetup]:
+def setup(
+    moto_server: Any, session_root: Path, serving_models: ServingModels
+) -> Iterator[SagemakerSetup]:
     """moto with the bucket, ECR repository and role a SageMaker account would have."""
     moto_server.reset()
     boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -59,9 +60,9 @@ def setup(moto_server: Any, session_root: Path, tracking_uri: str) -> Iterator[S
     role = boto3.client("iam").create_role(
         RoleName="sagemaker-pipelines", AssumeRolePolicyDocument=json.dumps({"Version": "1"})
     )["Role"]["Arn"]
-    models = support.registered_models(session_root, tracking_uri)
+    models = serving_models
 
-    config = yaml.safe_load((REPO_ROOT / "config" / "sagemaker.yml").read_text())
+    config = yaml.safe_load(SAGEMAKER_CONFIG.read_text())
     config["model"]["name"] = models.name
     path = session_root / "sagemaker-tests" / "config.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +106,8 @@ def write_production_captures(version: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str, FlowResult]:
-    """Deploy (smoke test answered by moto) while labelling captures; then monitor while
-    sending traffic."""
+    """Deploy (smoke test answered by moto) while labelling captures and while a run
+    without ${BUCKET} fails at start; then monitor while sending traffic."""
     classes = ["Adelie", "Chinstrap", "Gentoo"]
     smoke = [{"prediction": classes[i % 3], "confidence": 0.9, "id": f"s{i}"} for i in range(5)]
     moto_server.queue_sagemaker_results([{"predictions": smoke}])
@@ -114,11 +115,13 @@ def runs(setup: SagemakerSetup, moto_server: Any, flows_runner: Any) -> dict[str
     write_production_captures(newest)
 
     config = str(setup.config)
+    without_bucket = {name: value for name, value in setup.env.items() if name != "BUCKET"}
     results = flows_runner({
         "deploy": FlowRequest(DEPLOYMENT_FLOW, {"model_version": newest}, config, env=setup.env),
         "labels": FlowRequest(
             TRAFFIC_FLOW, {"mode": "labels", "ground_truth_quality": 0.9}, config, env=setup.env
         ),
+        "unset": FlowRequest(TRAFFIC_FLOW, {"mode": "labels"}, config, env=without_bucket),
     })  # fmt: skip
     # moto answers invocations in queue order: traffic's are queued after the smoke test's.
     moto_server.queue_sagemaker_results(
@@ -181,11 +184,8 @@ def test_monitoring_reads_the_endpoints_captures_and_labels(
     assert not [alert for alert in end.alerts if "drift" in alert.lower()], end.alerts
 
 
-def test_an_unset_variable_stops_the_run_at_start_naming_it(
-    setup: SagemakerSetup, flow_runner: Any
-) -> None:
-    env = {name: value for name, value in setup.env.items() if name != "BUCKET"}
-    result = flow_runner(TRAFFIC_FLOW, {"mode": "labels"}, config=str(setup.config), env=env)
+def test_an_unset_variable_stops_the_run_at_start_naming_it(runs: dict[str, FlowResult]) -> None:
+    result = runs["unset"]
     assert not result.successful
     output = result.stderr + result.stdout
     assert "Backend backend.Sagemaker: The SageMaker settings use ${BUCKET}" in output

@@ -26,7 +26,9 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from conftest import LOCAL_CONFIG, REPO_ROOT, MotoServer, run_cli
+from support.aws import MotoServer
+from support.flows import run_cli
+from support.paths import LOCAL_CONFIG, REPO_ROOT
 
 TRAINING = REPO_ROOT / "src" / "pipelines" / "training.py"
 MONITORING = REPO_ROOT / "src" / "pipelines" / "monitoring.py"

@@ -1,9 +1,9 @@
 """The traffic pipeline (src/pipelines/traffic.py) through `metaflow.Runner`.
 
-A real server (the Local backend's, one worker) serves a tiny model of
-tests/inference/conftest.py on a free port; captures go to the session's pipeline
-database (`pipeline_config` in tests/inference/conftest.py), shared with the deployment
-tests: every count here is a difference.
+The pipelines talk to the session's shared model server (`inference_server` in
+support/serving.py: a tiny model, real `mlflow models serve` on a free port of
+127.0.0.1) through a config written for it. Other tests send it requests too: every
+count here is a difference, and each test makes the rows it reads.
 """
 
 from __future__ import annotations
@@ -11,24 +11,20 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import LOCAL_CONFIG, PENGUINS_CSV, REPO_ROOT, FlowResult, run_python, serving_support
+from support.flows import FlowResult, run_python
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV, TRAFFIC_FLOW
+from support.places import ModelServer
+from support.rows import CLASSES
 
 from backends.local import Local
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
-
-TRAFFIC_FLOW = REPO_ROOT / "src" / "pipelines" / "traffic.py"
-CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
-
-
-support = serving_support()
 
 
 @dataclass
@@ -57,19 +53,11 @@ class Setup:
         return [(row[0], row[1], json.loads(row[2])) for row in found]
 
 
-@pytest.fixture(scope="session")
-def traffic_setup(session_root: Path, tracking_uri: str, flow_runner: Any) -> Iterator[Setup]:
-    """The session's pipeline config and its server: the one the deployment tests left
-    running, or a good version deployed here; stopped when the session ends."""
-    models = support.registered_models(session_root, tracking_uri)
-    config, settings = support.pipeline_config(session_root)
-    backend = Local(settings)
-    try:
-        if backend.deployed_version() not in models.good:
-            backend.deploy(models.uri(models.good[0]), models.good[0])
-        yield Setup(config, backend, flow_runner)
-    finally:
-        backend.stop()
+@pytest.fixture(scope="module")
+def traffic_setup(inference_server: ModelServer, flow_runner: Any) -> Setup:
+    """The shared server, and a config that points the traffic pipeline at it."""
+    inference_server.ensure_running()
+    return Setup(inference_server.write_config(), inference_server.backend(), flow_runner)
 
 
 @pytest.fixture
@@ -123,10 +111,10 @@ def test_drift_shifts_the_first_numeric_feature(setup: Setup, dataset: pd.DataFr
 
 
 def test_labels_mode_labels_every_unlabeled_prediction(setup: Setup) -> None:
-    if setup.count() == 0:
-        setup.backend.invoke(
-            [{"island": "Biscoe", "flipper_length_mm": 220.0, "body_mass_g": 5000.0}] * 60
-        )
+    setup.backend.invoke(
+        [{"island": "Biscoe", "flipper_length_mm": 220.0, "body_mass_g": 5000.0}] * 50
+    )
+    setup.backend.invoke([{"island": "Dream", "body_mass_g": 3500.0}] * 10)
     unlabeled = setup.query("SELECT id FROM predictions WHERE ground_truth IS NULL")
     assert unlabeled
 
@@ -159,13 +147,11 @@ def test_an_unknown_mode_fails_clearly(setup: Setup) -> None:
 
 def test_labels_by_id_the_documented_way(setup: Setup) -> None:
     """README: `Local(config).label_by_id({"<id>": "Adelie", ...})`, from anywhere."""
-    if setup.count() < 3:
-        setup.backend.invoke([{"island": "Dream"}] * 3)
-    ids = [identifier for identifier, _, _ in setup.newest(3)]
+    ids = [p["id"] for p in setup.backend.invoke([{"island": "Dream"}] * 3)["predictions"]]
     truth = dict(zip(ids, ["Adelie", "Chinstrap", "Gentoo"], strict=True))
     code = (
         "from common.config import load_project_configuration\n"
-        "from backends.base import Local\n"
+        "from backends.local import Local\n"
         f"config = load_project_configuration({str(setup.config)!r})\n"
         f"print('LABELLED', Local(config['backend']).label_by_id({truth!r}))\n"
     )

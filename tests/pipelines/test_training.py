@@ -17,19 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import (
-    LOCAL_CONFIG,
-    PENGUINS_CSV,
-    TRAINING_FLOW,
+from support.flows import (
     TRAINING_PARAMETERS,
     FlowRequest,
     FlowResult,
     card_text,
-    ensure_experiment,
-    free_port,
     predict_in_fresh_process,
     run_cli,
 )
+from support.paths import LOCAL_CONFIG, PENGUINS_CSV, TRAINING_FLOW
+from support.ports import free_port
+from support.state import ensure_experiment
 
 from common.config import load_project_configuration
 

@@ -2,7 +2,7 @@
 
 It loads and answers like a real model, but its predictions lack `confidence`: the
 deployment's smoke test must reject it and roll back. Logged "from code" by
-tests/inference/conftest.py as a version of the same registered model.
+tests/support/serving.py as a version of the same registered model.
 """
 
 from __future__ import annotations

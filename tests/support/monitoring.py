@@ -1,14 +1,14 @@
 """Runs of the monitoring pipeline on real captures, shared by the monitoring test files.
 
-Imported explicitly (`import monitoring_fixtures`) by tests/pipelines/test_monitoring.py
-and tests/pipelines/test_cards_render.py; the runs are made once per test session (the
-module is imported once) and only when a test asks for them.
+Used by tests/pipelines/test_monitoring.py and tests/pipelines/test_cards_render.py
+(`from support import monitoring as mf`); the runs are made once per test session and
+only when a test asks for them.
 
 Production data is made as the system makes it, without a model server: rows from
 `common.traffic.sample_requests` (the traffic pipeline's sampler, normal or drifted)
 are stored through `inference.capture.CaptureStore` with the true species as the
 prediction, then labelled through `backends.local.Local.label` (simulated ground
-truth, right with a given probability) or `label_by_id`.
+truth, right with a given probability) or `label_by_id` (`Place` in support/places.py).
 
 The monitored model, `MODEL_NAME`, is registered as the training pipeline's `register`
 step does it, in a run that logged its training data with `common.tracking.
@@ -16,32 +16,24 @@ log_training_data`: 250 of the dataset's 344 rows, so the reference the pipeline
 can be told apart from the dataset. Its version carries the `champion` alias, which the
 pipeline monitors when nothing serves.
 
-Every scenario has its own directory under the session directory (config, capture
+Every scenario has its own place under the session directory (config, capture
 database, server state dir; the backend target is a free port of 127.0.0.1 nobody
 listens on).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import (
-    LOCAL_CONFIG,
-    PENGUINS_CSV,
-    REPO_ROOT,
-    FlowRequest,
-    FlowResult,
-    ensure_experiment,
-    free_port,
-    session_directory,
-)
+from support.flows import FlowRequest, FlowResult
+from support.paths import LOCAL_CONFIG, MONITORING_FLOW, PENGUINS_CSV
+from support.places import Place
+from support.state import ensure_experiment, session_directory
 
-MONITORING_FLOW = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
 MODEL_NAME = "monitoring-tests"
 UNREGISTERED_MODEL = "monitoring-tests-unregistered"
 REGISTRATION_EXPERIMENT = "monitoring-tests-training"
@@ -68,97 +60,6 @@ def penguins() -> Any:
     from common.data import load_dataset
 
     return load_dataset(PENGUINS_CSV, project_schema(), 42)
-
-
-# --- configuration, captures, labels -------------------------------------------------------
-
-
-@dataclass
-class Place:
-    """Where one scenario's backend keeps its things."""
-
-    directory: Path
-    model_name: str = MODEL_NAME
-    target: str = field(default="")
-
-    def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.target = self.target or f"http://127.0.0.1:{free_port()}/invocations"
-
-    @property
-    def database(self) -> Path:
-        return self.directory / "capture.db"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.directory / "serving"
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "project.yml"
-
-    def backend_settings(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "database": str(self.database),
-            "state-dir": str(self.state_dir),
-        }
-
-    def write_config(self) -> Path:
-        """config/local.yml with this place's backend and model name."""
-        import yaml
-
-        config = yaml.safe_load(LOCAL_CONFIG.read_text())
-        config["backend"] = {**config["backend"], **self.backend_settings()}
-        config["model"] = {"name": self.model_name}
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
-        return self.config
-
-    def backend(self) -> Any:
-        from backends.local import Local
-
-        return Local(config=self.backend_settings())
-
-    def capture(
-        self, data: Any, rows: int, *, drift: bool, seed: int, version: str | None
-    ) -> dict[str, str]:
-        """Store `rows` predictions of traffic (drifted or not); return id -> true species.
-
-        The prediction is the true species, so the labels decide the accuracy.
-        """
-        from common.traffic import sample_requests
-        from inference.capture import CaptureStore
-
-        schema = project_schema()
-        requests = sample_requests(data, schema, rows, drift=drift, seed=seed)
-        # The same draw as sample_requests makes (same size, same seed): the targets.
-        drawn = data.sample(n=rows, replace=rows > len(data), random_state=seed)
-        assert [r["island"] for r in requests] == drawn["island"].tolist()
-        truth = drawn[schema.target].tolist()
-        ids = [uuid.uuid4().hex for _ in range(rows)]
-        store = CaptureStore(str(self.database))
-        try:
-            store.save(ids, requests, truth, [0.9] * rows, version)
-        finally:
-            store.close()
-        return dict(zip(ids, truth, strict=True))
-
-    def label(self, quality: float) -> int:
-        """Simulated ground truth for every unlabelled prediction, through the backend."""
-        return self.backend().label(quality)
-
-    def newest_labelled(self, limit: int) -> list[tuple[str, str]]:
-        """(prediction, ground truth) of the `limit` newest labelled predictions."""
-        with sqlite3.connect(self.database) as connection:
-            return connection.execute(
-                "SELECT prediction, ground_truth FROM predictions "
-                "WHERE ground_truth IS NOT NULL ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-
-    def accuracy(self, limit: int) -> float:
-        rows = self.newest_labelled(limit)
-        return sum(p == t for p, t in rows) / len(rows)
 
 
 # --- the registered model --------------------------------------------------------------------
@@ -202,8 +103,6 @@ def register_model() -> RegisteredModel:
 
 
 def _tracking_uri() -> str:
-    import os
-
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
@@ -249,24 +148,25 @@ def _prepare(root: Path) -> MonitoringRuns:
     ensure_experiment(MONITORING_EXPERIMENT)
     model = register_model()
     data = penguins()
+    schema = project_schema()
 
     empty = Place(root / "empty", model_name=UNREGISTERED_MODEL)  # no database at all
-    normal = Place(root / "normal")
-    normal.capture(data, LABELLED_ROWS, drift=False, seed=11, version=model.version)
+    normal = Place(root / "normal", model_name=MODEL_NAME)
+    normal.capture(data, schema, LABELLED_ROWS, drift=False, seed=11, version=model.version)
     assert normal.label(GOOD_LABELS) == LABELLED_ROWS
     # Newer predictions without ground truth: monitoring must leave them out.
-    normal.capture(data, 40, drift=False, seed=12, version=model.version)
+    normal.capture(data, schema, 40, drift=False, seed=12, version=model.version)
 
-    drifted = Place(root / "drifted")
-    drifted.capture(data, LABELLED_ROWS, drift=True, seed=13, version=model.version)
+    drifted = Place(root / "drifted", model_name=MODEL_NAME)
+    drifted.capture(data, schema, LABELLED_ROWS, drift=True, seed=13, version=model.version)
     assert drifted.label(GOOD_LABELS) == LABELLED_ROWS
 
-    low = Place(root / "low_accuracy")
+    low = Place(root / "low_accuracy", model_name=MODEL_NAME)
     # Older, all right; then the newest LABELLED_ROWS with poor labels: `--samples`
     # LABELLED_ROWS must look at the newest only.
-    old = low.capture(data, 150, drift=False, seed=14, version=model.version)
+    old = low.capture(data, schema, 150, drift=False, seed=14, version=model.version)
     assert low.backend().label_by_id(old) == 150
-    low.capture(data, LABELLED_ROWS, drift=False, seed=15, version=model.version)
+    low.capture(data, schema, LABELLED_ROWS, drift=False, seed=15, version=model.version)
     assert low.label(BAD_LABELS) == LABELLED_ROWS
 
     scenarios = {
