@@ -89,13 +89,18 @@ def install_request_guard(
     max_rows: int,
     answer: Callable[[Columns], tuple[list[str], list[float], list[str]]],
 ) -> None:
-    """Wrap the scoring server's request handler, if this process is that server."""
+    """Wrap the scoring server's request handler, if this process is that server.
+
+    A server process loads one model. A process that loads several (tests, notebooks)
+    gets the guard of the one loaded last, wrapped around MLflow's own handler: a
+    guard left by an earlier model would answer with that model.
+    """
     server = sys.modules.get("mlflow.pyfunc.scoring_server")
-    if server is None or getattr(server.invocations, "_guarded", False):
+    if server is None:
         return
     from mlflow.exceptions import MlflowException
 
-    original = server.invocations
+    original = getattr(server.invocations, "_original", server.invocations)
     response = server.InvocationsResponse
     json_type = "application/json"
 
@@ -148,4 +153,5 @@ def install_request_guard(
         return response(error_body(message, "INTERNAL_ERROR"), 500, json_type)
 
     guarded._guarded = True  # type: ignore[attr-defined]
+    guarded._original = original  # type: ignore[attr-defined]
     server.invocations = guarded

@@ -587,3 +587,29 @@ def test_kill_9_mid_load_loses_no_answered_capture(server) -> None:
     stored = captured(server, answered)
     missing = [identifier for identifier in answered if identifier not in stored]
     assert missing == [], f"{len(missing)} of {len(answered)} answered predictions were lost"
+
+
+def test_the_model_loaded_last_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second model loaded in one process replaces the guard; it does not stack on it."""
+    import sys
+    import types
+
+    from inference.server import install_request_guard
+
+    calls: list[str] = []
+
+    def mlflows_own(data, content_type, model, input_schema):
+        calls.append(f"mlflow:{model}")
+        return "mlflow answered"
+
+    fake = types.SimpleNamespace(invocations=mlflows_own, InvocationsResponse=tuple)
+    monkeypatch.setitem(sys.modules, "mlflow.pyfunc.scoring_server", fake)
+    install_request_guard(None, 10, lambda columns: (["a"], [1.0], ["1"]))  # type: ignore[arg-type]
+    first = fake.invocations
+    install_request_guard(None, 10, lambda columns: (["b"], [1.0], ["2"]))  # type: ignore[arg-type]
+
+    assert fake.invocations is not first
+    assert fake.invocations._original is mlflows_own
+    # A format the guard leaves to MLflow reaches MLflow's handler once, not via `first`.
+    assert fake.invocations(b"x", "text/csv", "model", None) == "mlflow answered"
+    assert calls == ["mlflow:model"]
