@@ -99,17 +99,18 @@ def serving_models(session_root: Path, tracking_uri: str) -> ServingModels:
     return register_serving_models(session_root, tracking_uri)
 
 
+def _good_model_server(models: ServingModels, directory: Path) -> ModelServer:
+    version = models.good[0]
+    return ModelServer(
+        directory, model_name=models.name, model_uri=models.uri(version), version=version
+    )
+
+
 @pytest.fixture(scope="session")
 def inference_server(
     serving_models: ServingModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ModelServer]:
-    version = serving_models.good[0]
-    server = ModelServer(
-        tmp_path_factory.mktemp("inference-server"),
-        model_name=serving_models.name,
-        model_uri=serving_models.uri(version),
-        version=version,
-    )
+    server = _good_model_server(serving_models, tmp_path_factory.mktemp("inference-server"))
     try:
         server.start()
         yield server
@@ -130,13 +131,7 @@ def server(
         shared.ensure_running()
         yield shared
         return
-    version = serving_models.good[0]
-    own = ModelServer(
-        tmp_path_factory.mktemp("own-server"),
-        model_name=serving_models.name,
-        model_uri=serving_models.uri(version),
-        version=version,
-    )
+    own = _good_model_server(serving_models, tmp_path_factory.mktemp("own-server"))
     try:
         own.start()
         yield own
