@@ -34,6 +34,7 @@ from support.serving import inference_server, server, serving_models  # noqa: F4
 from support.state import (  # noqa: F401
     isolated_environment,
     mlflow_client,
+    restore_mlflow_globals,
     session_root,
     tracking_uri,
 )

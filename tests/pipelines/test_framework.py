@@ -79,9 +79,11 @@ def template_runs(flows_runner, custom_dataset: Path, custom_tracking_uri: str) 
                 },
                 decospecs=["retry"],
             ),
+            # The SageMaker backend itself: building it checks its settings and makes
+            # no AWS call (clients are made on first use), so nothing leaves the machine.
             "sagemaker": FlowRequest(
                 TEMPLATE_FLOW,
-                {"backend": "backend.Local"},
+                {},
                 config=REPO_ROOT / "config" / "sagemaker.yml",
                 env=SAGEMAKER_ENVIRONMENT,
             ),

@@ -9,6 +9,8 @@ their own (`clean_environment`).
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,30 @@ def mlflow_client(tracking_uri: str) -> Any:
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+
+# What `mlflow.set_tracking_uri` / `mlflow.set_experiment` change for the whole process.
+# `set_experiment` also exports MLFLOW_EXPERIMENT_ID, which every pipeline run a later
+# test starts would inherit: an experiment id of another store.
+_MLFLOW_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+
+
+@pytest.fixture(autouse=True)
+def restore_mlflow_globals() -> Iterator[None]:
+    """Undo, after each test, what it set for MLflow process-wide (store, experiment)."""
+    saved = {name: os.environ.get(name) for name in _MLFLOW_ENVIRONMENT}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+    # The experiment `set_experiment` made active, kept in a module global of MLflow's.
+    sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
