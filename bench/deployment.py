@@ -38,9 +38,10 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench"), str(ROOT / "tests")]
 
-from serving import dataset_rows, free_port, load_average, train_and_register  # noqa: E402
+from serving import dataset_rows, load_average, train_and_register  # noqa: E402
+from support.ports import free_port  # noqa: E402
 from training import (  # noqa: E402
     TIME_FORMAT,
     WORKFLOW_LINE,
