@@ -177,6 +177,7 @@ def uv_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(package / ".venv", ignore_errors=True)  # Over a gigabyte when copied.
 
 
+@pytest.mark.e2e  # installs the whole lock into a new environment, as a worker does
 def test_uv_environment_builds_the_locked_dependencies_beside_the_package(
     uv_package: Path,
 ) -> None:

@@ -30,6 +30,9 @@ from support.aws import MotoServer
 from support.flows import run_cli
 from support.paths import LOCAL_CONFIG, REPO_ROOT
 
+# Each compiles whole flows through Metaflow's deploy CLI: end to end, if not a run.
+pytestmark = pytest.mark.e2e
+
 TRAINING = REPO_ROOT / "src" / "pipelines" / "training.py"
 MONITORING = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
 BUCKET = "scheduling-tests"
