@@ -10,7 +10,7 @@ new model does not come up or answers badly, the version that served before is p
 back, the aliases stay as they were, and the run fails saying why.
 """
 
-from metaflow import Parameter, step
+from metaflow import Parameter, current, step
 
 from common.pipeline import Pipeline, PipelineError, backend, dataset
 
@@ -38,6 +38,7 @@ class Deployment(Pipeline):
         import mlflow
 
         from backends.base import BackendError
+        from common.pipeline import development_seed
         from common.registry import CHAMPION, alias_version, resolve_version
         from common.traffic import sample_requests
 
@@ -61,7 +62,8 @@ class Deployment(Pipeline):
                 raise PipelineError(f"{error}; nothing was changed.") from None
 
         schema = self.schema
-        self.smoke_rows = sample_requests(self.data, schema, self.smoke_samples, False, seed=0)
+        seed = development_seed(current.is_production)
+        self.smoke_rows = sample_requests(self.data, schema, self.smoke_samples, False, seed=seed)
         self.classes = sorted(str(c) for c in self.data[schema.target].unique())
         self.next(self.deploy)
 
