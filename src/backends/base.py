@@ -12,6 +12,7 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from common import settings as common_settings
@@ -20,6 +21,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ShadowModel:
+    """A registered version that scores live traffic beside the champion, unseen."""
+
+    model_uri: str
+    model_version: str
 
 
 class BackendError(RuntimeError):
@@ -53,17 +62,25 @@ class Backend(ABC):
         self.config = dict(config or {})
 
     @abstractmethod
-    def deploy(self, model_uri: str, model_version: str) -> bool:
+    def deploy(self, model_uri: str, model_version: str, shadow: ShadowModel | None = None) -> bool:
         """Serve `model_uri` (registry version `model_version`) at the configured target.
 
-        Returns False when that version was already serving (nothing was changed).
+        With `shadow`, that model also scores every request, its answers captured
+        beside the served ones and never returned. Returns False when that version
+        (with that shadow, or none) was already serving: nothing was changed.
         """
 
-    def prepare(self, model_uri: str, model_version: str) -> None:
+    def prepare(
+        self, model_uri: str, model_version: str, shadow: ShadowModel | None = None
+    ) -> None:
         """Get `model_uri` ready to deploy (e.g. download it) without touching what serves.
 
         Optional: a later `deploy` of the same model is then quicker. Nothing by default.
         """
+        return None
+
+    def deployed_shadow_version(self) -> str | None:
+        """The registry version scoring in shadow at the target now, if any."""
         return None
 
     @abstractmethod
@@ -79,15 +96,23 @@ class Backend(ABC):
         """Send rows to the deployed model; return `{"predictions": [...]}`."""
 
     @abstractmethod
-    def save(self, model_input: pd.DataFrame, model_output: pd.DataFrame) -> None:
-        """Capture predictions (inputs and outputs) made outside the server."""
+    def save(
+        self, model_input: pd.DataFrame, model_output: pd.DataFrame, source: str = "online"
+    ) -> None:
+        """Capture predictions (inputs and outputs) made outside the server.
+
+        `model_output` has `prediction`, `confidence` and, optionally, `id` and
+        `model_version`; `source` is `online` or `batch` (the scoring pipeline).
+        """
 
     @abstractmethod
     def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
         """The `limit` most recent captured predictions, newest first, with ground truth.
 
         Columns: the input features, `prediction`, `confidence`, `ground_truth`, `id`,
-        `model_version`, `created_at`. None when nothing was captured.
+        `model_version`, `created_at`, `source` and the shadow's `shadow_version`,
+        `shadow_prediction`, `shadow_confidence` (None without a shadow). None when
+        nothing was captured.
         """
 
     @abstractmethod
@@ -118,18 +143,23 @@ def simulate_ground_truth(
     return labels
 
 
+# The columns of `captured_frame` besides the inputs; the last four may be missing
+# from rows of an older reader (SageMaker's JSON Lines before shadows), then None.
+CAPTURE_COLUMNS = (
+    "id", "created_at", "model_version", "inputs", "prediction", "confidence",
+    "ground_truth", "source", "shadow_version", "shadow_prediction", "shadow_confidence",
+)  # fmt: skip
+
+
 def captured_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """Capture rows (id, created_at, version, inputs JSON, prediction, confidence,
-    ground truth) as one DataFrame with the inputs spread into columns."""
+    """Capture rows (the fields of `CAPTURE_COLUMNS`, in order; `inputs` as JSON) as
+    one DataFrame with the inputs spread into columns."""
     import pandas as pd
 
     inputs = pd.DataFrame([json.loads(row[3]) for row in rows])
-    meta = pd.DataFrame(
-        rows,
-        columns=[
-            "id", "created_at", "model_version", "inputs", "prediction", "confidence",
-            "ground_truth",
-        ],
-    ).drop(columns="inputs")  # fmt: skip
+    width = len(CAPTURE_COLUMNS)
+    padded = [(*row, *((None,) * (width - len(row)))) for row in rows]
+    meta = pd.DataFrame(padded, columns=list(CAPTURE_COLUMNS)).drop(columns="inputs")
+    meta["source"] = meta["source"].fillna("online")
     meta["created_at"] = pd.to_datetime(meta["created_at"], unit="s", utc=True)
     return pd.concat([inputs, meta], axis=1)

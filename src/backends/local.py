@@ -21,6 +21,7 @@ from backends.base import (
     Backend,
     BackendError,
     SettingsError,
+    ShadowModel,
     captured_frame,
     load_backend_settings,
     simulate_ground_truth,
@@ -99,7 +100,9 @@ class Local(Backend):
                 environment[name] = os.environ[name]
         return environment
 
-    def prepare(self, model_uri: str, model_version: str) -> None:
+    def prepare(
+        self, model_uri: str, model_version: str, shadow: ShadowModel | None = None
+    ) -> None:
         """Download the model while the old server keeps answering (see `LocalServer`)."""
         try:
             self._server().prepare(
@@ -109,7 +112,9 @@ class Local(Backend):
         except ServerError as error:
             raise BackendError(f"Preparing {model_uri} failed: {error}") from None
 
-    def deploy(self, model_uri: str, model_version: str) -> bool:
+    def deploy(self, model_uri: str, model_version: str, shadow: ShadowModel | None = None) -> bool:
+        if shadow is not None:
+            raise BackendError("Shadow scoring on the Local backend is not supported yet.")
         if self.deployed_version() == str(model_version):
             return False
         try:
@@ -143,7 +148,9 @@ class Local(Backend):
                 "Deploy one: uv run src/pipelines/deployment.py run"
             ) from None
 
-    def save(self, model_input: pd.DataFrame, model_output: pd.DataFrame) -> None:
+    def save(
+        self, model_input: pd.DataFrame, model_output: pd.DataFrame, source: str = "online"
+    ) -> None:
         import uuid
 
         ids = (
@@ -159,6 +166,7 @@ class Local(Backend):
                 model_output["prediction"].tolist(),
                 model_output["confidence"].tolist(),
                 model_output["model_version"].iloc[0] if "model_version" in model_output else None,
+                source=source,
             )
         finally:
             store.close()

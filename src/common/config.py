@@ -130,6 +130,15 @@ class ModelSettings:
 
     # Default: the project name.
     name: str | None = None
+    # Written into every registered version's model card (`model_card.md`).
+    intended_use: str = (
+        "Classify the species of a penguin from its measurements, for the islands and "
+        "populations the training data covers."
+    )
+    limitations: str = (
+        "Trained on a few hundred birds; rows unlike the training data (other islands, "
+        "other species, other units) get confident but meaningless answers."
+    )
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,54 @@ class RetrainingSettings:
 
 
 @dataclass(frozen=True)
+class PromotionSettings:
+    """When a challenger replaces the champion (`promotion:`)."""
+
+    # Labelled production captures the paired comparison needs; with fewer, the
+    # cross-validated scores are compared instead.
+    min_rows: int = 200
+    # The challenger's accuracy must be at least the champion's plus this.
+    min_gain: float = 0.0
+    # When set, the difference must also be significant (McNemar's p-value under it).
+    max_p_value: float | None = None
+    # When the monitoring pipeline finds the shadow better by the rule above, it
+    # asks the deployment pipeline to promote it.
+    auto: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_rows < 1:
+            raise SettingValueError(
+                "min_rows", f"must be a positive integer, got {self.min_rows!r}."
+            )
+        if not -1.0 <= self.min_gain <= 1.0:
+            raise SettingValueError(
+                "min_gain", f"must be an accuracy difference in [-1, 1], got {self.min_gain!r}."
+            )
+        if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:
+            raise SettingValueError(
+                "max_p_value",
+                f"must be a probability in (0, 1], or empty, got {self.max_p_value!r}.",
+            )
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The batch scoring pipeline (`scoring:`)."""
+
+    # When a production scheduler starts it; the same forms as `monitoring.schedule`.
+    schedule: str = field(
+        default="daily",
+        metadata=_hint(
+            "Write hourly, daily, weekly or a six-field EventBridge cron expression, "
+            "e.g. `0 6 * * ? *`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
+
+
+@dataclass(frozen=True)
 class ProjectSettings:
     """The whole project configuration, as `config/*.yml` holds it."""
 
@@ -227,6 +284,8 @@ class ProjectSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
+    promotion: PromotionSettings = field(default_factory=PromotionSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
 
     def __post_init__(self) -> None:
         if _PROJECT_NAME.fullmatch(self.project) is None:

@@ -173,6 +173,7 @@ def log_servable_model(
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+CHALLENGER = "challenger"
 
 
 def resolve_version(client: Any, name: str, requested: str | None) -> str:

@@ -13,6 +13,11 @@ The schema only ever grows by statements that are no-ops on a store that has the
 (`CREATE ... IF NOT EXISTS`): opening a store made by an older version migrates it in
 place, rows untouched. Version 2 added `predictions_labeled`, so reading the newest
 labelled rows costs the same however many newer rows still wait for ground truth.
+Version 3 added columns, by `ALTER TABLE ... ADD COLUMN` when a store lacks them
+(SQLite adds a column without rewriting a row): `source` (`online` for the server,
+`batch` for the scoring pipeline) and the shadow model's answer to the same request
+(`shadow_version`, `shadow_prediction`, `shadow_confidence`), labelled by the same
+ground truth as the champion's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 SCHEMA = """
@@ -34,7 +40,11 @@ CREATE TABLE IF NOT EXISTS predictions (
     prediction TEXT NOT NULL,
     confidence REAL NOT NULL,
     ground_truth TEXT,
-    labeled_at REAL
+    labeled_at REAL,
+    source TEXT NOT NULL DEFAULT 'online',
+    shadow_version TEXT,
+    shadow_prediction TEXT,
+    shadow_confidence REAL
 );
 CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
 CREATE INDEX IF NOT EXISTS predictions_unlabeled ON predictions (created_at)
@@ -42,8 +52,21 @@ CREATE INDEX IF NOT EXISTS predictions_unlabeled ON predictions (created_at)
 CREATE INDEX IF NOT EXISTS predictions_labeled ON predictions (created_at)
     WHERE ground_truth IS NOT NULL;
 """
+# Columns added after version 2, in order: what `ALTER TABLE` gives an older store.
+ADDED_COLUMNS = {
+    "source": "TEXT NOT NULL DEFAULT 'online'",
+    "shadow_version": "TEXT",
+    "shadow_prediction": "TEXT",
+    "shadow_confidence": "REAL",
+}
 # Recorded in the database header (`PRAGMA user_version`) once a store has it all.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# What `recent` returns per row, in order (`backends.base.captured_frame` reads it).
+RECENT_COLUMNS = (
+    "id", "created_at", "model_version", "inputs", "prediction", "confidence",
+    "ground_truth", "source", "shadow_version", "shadow_prediction", "shadow_confidence",
+)  # fmt: skip
+SOURCES = ("online", "batch")
 
 # `label` stages the labels in a temporary table and applies them in one UPDATE, of
 # one of two plans. Looking each label's id up costs ~20 µs a label; walking the whole
@@ -73,6 +96,15 @@ class CaptureError(RuntimeError):
     """Predictions could not be stored; the request that made them must not succeed."""
 
 
+@dataclass(frozen=True)
+class ShadowAnswers:
+    """What the shadow model answered to the rows of one request."""
+
+    version: str | None
+    predictions: Sequence[Any]
+    confidences: Sequence[float]
+
+
 def connect(path: str) -> sqlite3.Connection:
     """Open (and create if needed) a capture database, ready for concurrent writers."""
     connection = sqlite3.connect(
@@ -84,18 +116,36 @@ def connect(path: str) -> sqlite3.Connection:
     # only a power loss could drop the last commits.
     connection.execute("PRAGMA synchronous = NORMAL")
     connection.execute("PRAGMA temp_store = MEMORY")  # `label`'s staging table
-    connection.executescript(SCHEMA)
     # Only when it changes: setting it writes the header, and readers open stores too.
     if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _migrate(connection)
     return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a new or older store to SCHEMA_VERSION in one transaction, rows untouched."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        existing = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
+        if existing:  # An older store: add what it lacks before the indexes need it.
+            for name, definition in ADDED_COLUMNS.items():
+                if name not in existing:
+                    connection.execute(f"ALTER TABLE predictions ADD COLUMN {name} {definition}")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
 def recent_query(labeled_only: bool) -> str:
     """The query of `CaptureStore.recent`; its one parameter is the row limit."""
     where = "WHERE ground_truth IS NOT NULL " if labeled_only else ""
     return (
-        "SELECT id, created_at, model_version, inputs, prediction, confidence, ground_truth "
+        f"SELECT {', '.join(RECENT_COLUMNS)} "
         f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
     )
 
@@ -127,9 +177,23 @@ class CaptureStore:
         predictions: Sequence[Any],
         confidences: Sequence[float],
         model_version: str | None,
+        source: str = "online",
+        shadow: ShadowAnswers | None = None,
     ) -> None:
-        """Store one request's predictions in a single transaction."""
+        """Store one request's predictions (and its shadow's) in a single transaction."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
         now = time.time()
+        count = len(ids)
+        if shadow is None:
+            shadows: Iterable[tuple[Any, Any, Any]] = [(None, None, None)] * count
+        else:
+            shadows = (
+                (shadow.version, str(prediction), float(confidence))
+                for prediction, confidence in zip(
+                    shadow.predictions, shadow.confidences, strict=True
+                )
+            )
         rows = [
             (
                 id_,
@@ -138,9 +202,11 @@ class CaptureStore:
                 json.dumps({k: _json_value(v) for k, v in row.items()}),
                 str(prediction),
                 float(confidence),
+                source,
+                *shadow_answer,
             )
-            for id_, row, prediction, confidence in zip(
-                ids, inputs, predictions, confidences, strict=True
+            for id_, row, prediction, confidence, shadow_answer in zip(
+                ids, inputs, predictions, confidences, shadows, strict=True
             )
         ]
         try:
@@ -148,9 +214,9 @@ class CaptureStore:
                 self._connection.execute("BEGIN IMMEDIATE")
                 try:
                     self._connection.executemany(
-                        "INSERT INTO predictions "
-                        "(id, created_at, model_version, inputs, prediction, confidence) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO predictions (id, created_at, model_version, inputs, "
+                        "prediction, confidence, source, shadow_version, shadow_prediction, "
+                        "shadow_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows,
                     )
                     self._connection.execute("COMMIT")
@@ -198,9 +264,11 @@ class CaptureStore:
         return self._connection.execute(recent_query(labeled_only), (int(limit),)).fetchall()
 
     def classes(self) -> list[str]:
-        """Every class seen so far, predicted or labelled."""
+        """Every class seen so far, predicted (by either model) or labelled."""
         rows = self._connection.execute(
             "SELECT DISTINCT prediction FROM predictions UNION "
+            "SELECT DISTINCT shadow_prediction FROM predictions "
+            "WHERE shadow_prediction IS NOT NULL UNION "
             "SELECT DISTINCT ground_truth FROM predictions WHERE ground_truth IS NOT NULL"
         ).fetchall()
         return sorted(row[0] for row in rows)

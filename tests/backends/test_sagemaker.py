@@ -25,7 +25,7 @@ from botocore.stub import ANY, Stubber
 from support.sagemaker_records import capture_key, capture_record
 
 from backends.aws import client_config
-from backends.base import BackendError
+from backends.base import CAPTURE_COLUMNS, BackendError
 from backends.sagemaker import Sagemaker, deployment
 from backends.sagemaker.formats import hour_prefix
 
@@ -409,8 +409,7 @@ def test_load_reads_captures_newest_first_with_the_local_backends_columns(aws: A
     assert list(frame["model_version"]) == ["2", "2", "1", "1"]
     assert list(frame["prediction"]) == ["Chinstrap", "Gentoo", "Adelie", "Gentoo"]
     assert frame["ground_truth"].isna().all()
-    expected = set(ROW) | {"prediction", "confidence", "ground_truth", "id", "model_version",
-                           "created_at"}  # fmt: skip
+    expected = set(ROW) | set(CAPTURE_COLUMNS) - {"inputs"}
     assert set(frame.columns) == expected
     assert str(frame["created_at"].dt.tz) == "UTC"
     assert len(Sagemaker(SETTINGS).load(limit=2)) == 2

@@ -152,7 +152,8 @@ def test_missing_backend_module_defaults_to_local(backend: Any) -> None:
 
 def test_model_name_and_extraneous_values_default() -> None:
     parsed = parse(minimal())
-    assert parsed["model"] == {"name": "demo"}
+    assert parsed["model"]["name"] == "demo"
+    assert parsed["model"]["intended_use"] and parsed["model"]["limitations"]
     assert parsed["dataset"]["extraneous_values"] == {}
 
 
@@ -160,7 +161,7 @@ def test_empty_model_section_takes_defaults() -> None:
     # `model:` with every key commented out is YAML null; like an empty `backend:`,
     # it should mean "use the defaults", not crash.
     text = yaml.safe_dump(minimal()) + "model:\n"
-    assert parse_project_configuration(text)["model"] == {"name": "demo"}
+    assert parse_project_configuration(text)["model"]["name"] == "demo"
 
 
 def test_model_section_of_wrong_type_is_a_configuration_error() -> None:
@@ -504,7 +505,7 @@ def test_a_key_like_nothing_lists_the_valid_ones() -> None:
     message = error_message(yaml.safe_dump(minimal() | {"zzz": 1}))
     assert message == (
         "zzz: unknown setting. Valid settings: project, dataset, mlflow_tracking_uri, "
-        "backend, model, monitoring, retraining."
+        "backend, model, monitoring, retraining, promotion, scoring."
     )
 
 
@@ -631,3 +632,29 @@ def test_every_config_file_loads() -> None:
     for path in paths:
         assert project_settings(load_project_configuration(path)).project == "penguins"
     assert parse_project_configuration(bench_monitoring_config())["project"] == "penguins"
+
+
+# --- Promotion and scoring ----------------------------------------------------------
+
+
+def test_promotion_defaults() -> None:
+    assert parse(minimal())["promotion"] == {
+        "min_rows": 200, "min_gain": 0.0, "max_p_value": None, "auto": False
+    }  # fmt: skip
+    assert parse(minimal())["scoring"]["schedule"] == "0 0 * * ? *"
+
+
+@pytest.mark.parametrize(
+    ("promotion", "message"),
+    [
+        ({"min_gain": 1.5}, r"promotion\.min_gain: must be an accuracy difference in \[-1, 1\]"),
+        ({"min_gain": "big"}, r"promotion\.min_gain"),
+        ({"min_rows": 0}, r"promotion\.min_rows: must be a positive integer"),
+        ({"max_p_value": 0}, r"promotion\.max_p_value: must be a probability"),
+        ({"auto": "yes"}, r"promotion\.auto"),
+        ({"min_gian": 0.1}, r"did you mean min_gain"),
+    ],
+)
+def test_bad_promotion_settings_are_refused(promotion, message) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse(minimal() | {"promotion": promotion})

@@ -85,8 +85,9 @@ def test_recent_returns_newest_first_with_a_limit(store: CaptureStore) -> None:
 
     rows = store.recent(3)
     assert [row[0] for row in rows] == ["new2", "new1", "old2"]
-    identifier, created_at, version, inputs, prediction, confidence, truth = rows[0]
+    identifier, created_at, version, inputs, prediction, confidence, truth, *rest = rows[0]
     assert (identifier, version, prediction, truth) == ("new2", "8", "Chinstrap", None)
+    assert rest == ["online", None, None, None]  # source and the (absent) shadow
     assert created_at > rows[2][1]
     assert json.loads(inputs) == {**INPUTS[1], "culmen_length_mm": None}
     assert confidence == pytest.approx(0.51)
@@ -268,11 +269,13 @@ def test_a_version_1_store_is_migrated_in_place_without_losing_rows(tmp_path: Pa
                     )
                 }  # fmt: skip
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
-            assert kept == rows
+            # Old rows keep their values; the added columns read as an online capture
+            # without a shadow.
+            assert kept == [(*row, "online", None, None, None) for row in rows]
             assert {"predictions_created_at", "predictions_unlabeled", "predictions_labeled"} <= (
                 indexes
             )
-            assert version == capture.SCHEMA_VERSION == 2
+            assert version == capture.SCHEMA_VERSION == 3
             newest = [row[0] for row in store.recent(3, labeled_only=True)]
             assert newest == ["id297", "id294", "id291"]
         finally:
@@ -343,3 +346,49 @@ def test_database_on_an_unwritable_path_raises_capture_error(tmp_path: Path, kin
     with pytest.raises(CaptureError, match=re.escape(str(path))):
         store = CaptureStore(str(path))
         save_rows(store, ["a"], ["Adelie"])
+
+
+def test_shadow_answers_and_source_are_stored_beside_the_served_ones(store: CaptureStore) -> None:
+    shadow = capture.ShadowAnswers("9", ["Gentoo", "Adelie"], [0.6, 0.7])
+    store.save(["s1", "s2"], INPUTS[:2], ["Adelie", "Adelie"], [0.9, 0.8], "8", shadow=shadow)
+    store.save(["b1"], INPUTS[:1], ["Gentoo"], [0.5], "8", source="batch")
+    assert store.label({"s1": "Gentoo", "s2": "Adelie"}) == 2  # one label serves both models
+
+    rows = {row[0]: row for row in store.recent(10)}
+    assert rows["s1"][6:] == ("Gentoo", "online", "9", "Gentoo", 0.6)
+    assert rows["s2"][6:] == ("Adelie", "online", "9", "Adelie", 0.7)
+    assert rows["b1"][6:] == (None, "batch", None, None, None)
+    assert "Gentoo" in store.classes()
+
+
+def test_unknown_source_or_unpaired_shadow_stores_nothing(store: CaptureStore) -> None:
+    with pytest.raises(ValueError, match="source"):
+        store.save(["x"], INPUTS[:1], ["Adelie"], [0.9], "8", source="nightly")
+    with pytest.raises(ValueError):
+        shadow = capture.ShadowAnswers("9", ["Gentoo"], [0.6, 0.7])
+        store.save(["y"], INPUTS[:1], ["Adelie"], [0.9], "8", shadow=shadow)
+    assert store.recent(10) == []
+
+
+def test_a_version_2_store_gains_the_new_columns_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(VERSION_1_SCHEMA)
+        old.execute(
+            "CREATE INDEX predictions_labeled ON predictions (created_at) "
+            "WHERE ground_truth IS NOT NULL"
+        )
+        old.execute(
+            "INSERT INTO predictions VALUES ('k', 1.0, '3', '{}', 'Adelie', 0.5, 'Adelie', 2.0)"
+        )
+        old.execute("PRAGMA user_version = 2")
+        old.commit()
+    store = CaptureStore(str(path))
+    try:
+        assert store.recent(1) == [
+            ("k", 1.0, "3", "{}", "Adelie", 0.5, "Adelie", "online", None, None, None)
+        ]
+        with other_connection(store) as connection:
+            assert connection.execute("PRAGMA user_version").fetchone()[0] == 3
+    finally:
+        store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from backends.base import Backend
+from backends.base import Backend, BackendError, ShadowModel
 from backends.sagemaker import data, deployment, endpoint, teardown
 from backends.sagemaker.connection import Connection
 from backends.sagemaker.settings import SagemakerSettings, parse_settings
@@ -48,8 +48,10 @@ class Sagemaker(Backend):
     def deployed_version(self) -> str | None:
         return endpoint.deployed_version(self.aws)
 
-    def deploy(self, model_uri: str, model_version: str) -> bool:
+    def deploy(self, model_uri: str, model_version: str, shadow: ShadowModel | None = None) -> bool:
         """Create the endpoint, or update it blue/green to `model_version`."""
+        if shadow is not None:
+            raise BackendError("Shadow variants on SageMaker are not supported yet.")
         return deployment.deploy(self.aws, model_uri, model_version)
 
     def stop(self) -> None:
@@ -62,7 +64,9 @@ class Sagemaker(Backend):
     def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
         return data.invoke(self.aws, payload)
 
-    def save(self, model_input: pd.DataFrame, model_output: pd.DataFrame) -> None:
+    def save(
+        self, model_input: pd.DataFrame, model_output: pd.DataFrame, source: str = "online"
+    ) -> None:
         """Nothing to do: the endpoint's data capture already stores every prediction."""
 
     def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
