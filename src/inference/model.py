@@ -19,6 +19,13 @@ Local backend does):
   its id. Unset: nothing is captured.
 - `SERVING_MODEL_VERSION`: the registry version recorded with each capture.
 - `SERVING_MAX_BATCH_SIZE`: most rows accepted per request (default 1000).
+- `SERVING_SHADOW_MODEL_PATH`: directory of a downloaded registered model that
+  scores every request too, in shadow: its answers are captured, never returned.
+- `SERVING_SHADOW_VERSION`: the registry version of that shadow model.
+
+Outside a server, `load_scorer(directory)` loads a downloaded model in process with
+the same validation, transform and forward pass, and neither captures nor touches
+an HTTP server: the pipelines that compare or batch-score models use it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import logging
 import os
 import pickle
 import uuid
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -51,25 +59,32 @@ class Model(mlflow.pyfunc.PythonModel):
     """Validate rows, transform features, classify, capture, return named classes."""
 
     def load_context(self, context: Any) -> None:
+        """Load as the model server does: artifacts, then capture and the request guard."""
+        self.load_artifacts(context.artifacts)
+        self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
+        self.model_version = os.environ.get("SERVING_MODEL_VERSION")
+        database = os.environ.get("SERVING_CAPTURE_DATABASE")
+        self.capture = CaptureStore(database) if database else None
+        install_request_guard(self.features, self.max_rows, self.answer)
+
+    def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        """Load the classifier and transformers from their files; capture nothing."""
         os.environ.setdefault("KERAS_BACKEND", "jax")
         import keras
 
-        self.model = keras.saving.load_model(context.artifacts["model"], compile=False)
-        with open(context.artifacts["features_transformer"], "rb") as file:
+        self.model = keras.saving.load_model(artifacts["model"], compile=False)
+        with open(artifacts["features_transformer"], "rb") as file:
             self.features = FeatureTransform.from_transformer(pickle.load(file))
-        with open(context.artifacts["target_transformer"], "rb") as file:
+        with open(artifacts["target_transformer"], "rb") as file:
             target_transformer = pickle.load(file)
         self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
         sample = self.features.validate(self._sample())
         if not self.features.verify(sample):
             logger.warning("Feature transformer not compiled; using scikit-learn (slower).")
         self.forward = build_forward(self.model, self.features.transform(sample))
-
-        self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
-        self.model_version = os.environ.get("SERVING_MODEL_VERSION")
-        database = os.environ.get("SERVING_CAPTURE_DATABASE")
-        self.capture = CaptureStore(database) if database else None
-        install_request_guard(self.features, self.max_rows, self.answer)
+        self.max_rows = None
+        self.model_version = None
+        self.capture = None
 
     def _sample(self) -> pd.DataFrame:
         """Rows exercising every category and an all-missing row, for self-checks."""
@@ -105,6 +120,16 @@ class Model(mlflow.pyfunc.PythonModel):
 
         Safe to call from several threads at once, as the scoring server does.
         """
+        predictions, confidences = self.score(columns)
+        ids = [uuid.uuid4().hex for _ in range(len(predictions))]
+        if self.capture is not None:
+            self.capture.save(
+                ids, self.features.records(columns), predictions, confidences, self.model_version
+            )
+        return predictions, confidences, ids
+
+    def score(self, columns: Columns) -> tuple[list[str], list[float]]:
+        """Classify validated rows: (predictions, confidences); nothing is captured."""
         probabilities = self.forward(self.features.transform(columns))
         unanswerable = ~np.isfinite(probabilities).all(axis=1)
         if unanswerable.any():  # e.g. 1e42 g: finite, but past float32 and the network
@@ -116,12 +141,29 @@ class Model(mlflow.pyfunc.PythonModel):
         indices = probabilities.argmax(axis=1)
         predictions = self.classes[indices].tolist()
         confidences = probabilities[np.arange(count), indices].astype(float).tolist()
-        ids = [uuid.uuid4().hex for _ in range(count)]
-        if self.capture is not None:
-            self.capture.save(
-                ids, self.features.records(columns), predictions, confidences, self.model_version
-            )
-        return predictions, confidences, ids
+        return predictions, confidences
+
+
+def load_scorer(model_directory: str | os.PathLike[str]) -> Model:
+    """The model downloaded in `model_directory`, loaded in this process to score rows.
+
+    `scorer.features.validate(rows)` then `scorer.score(columns)`: what the server runs,
+    without capture, ids or row limit. The code is this process's `inference` package,
+    which is the one every model of this checkout ships.
+    """
+    import yaml
+
+    directory = Path(model_directory)
+    try:
+        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
+        artifacts = {
+            name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()
+        }
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise ValueError(f"{directory} is not a model this project registered: {error}") from None
+    scorer = Model()
+    scorer.load_artifacts(artifacts)
+    return scorer
 
 
 set_model(Model())

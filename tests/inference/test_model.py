@@ -18,6 +18,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from mlflow.exceptions import MlflowException
+from support.paths import PENGUINS_CSV
 
 from common.data import DatasetSchema
 from common.features import fit_transform
@@ -346,3 +347,29 @@ def test_an_architecture_the_numpy_forward_does_not_know_falls_back_to_keras(
     x = trained.features.transform(features_of(9, seed=6)).astype("float32")
     forward = build_forward(model, x[:3])
     np.testing.assert_allclose(forward(x), np.asarray(model.predict_on_batch(x)), atol=1e-5)
+
+
+def test_load_scorer_answers_as_the_served_model(serving_models, tracking_uri, tmp_path) -> None:
+    import mlflow.artifacts
+    import mlflow.pyfunc
+
+    from inference.model import load_scorer
+
+    uri = serving_models.uri(serving_models.good[0])
+    directory = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=str(tmp_path), tracking_uri=tracking_uri
+    )
+    scorer = load_scorer(directory)
+    rows = pd.read_csv(PENGUINS_CSV).drop(columns="species").head(40)
+    predictions, confidences = scorer.score(scorer.features.validate(rows))
+    served = mlflow.pyfunc.load_model(directory).predict(rows)
+    assert predictions == served["prediction"].tolist()
+    assert confidences == pytest.approx(served["confidence"].tolist())
+    assert scorer.capture is None  # in process: nothing is captured
+
+
+def test_load_scorer_refuses_a_directory_without_a_model(tmp_path) -> None:
+    from inference.model import load_scorer
+
+    with pytest.raises(ValueError, match="not a model this project registered"):
+        load_scorer(tmp_path)
