@@ -222,11 +222,8 @@ def stub_old_config(stub: Stubber) -> None:
 
 
 def stub_serving_version_1(stub: Stubber, status: str = "InService") -> None:
-    """The calls that find the endpoint and the version it serves (1)."""
+    """The calls that find the endpoint and the versions of its config's variants (1)."""
     stub.add_response("describe_endpoint", described_endpoint(status), ENDPOINT_NAME)
-    stub.add_response("describe_endpoint", described_endpoint(status), ENDPOINT_NAME)
-    if status != "InService":
-        return  # No version serves: nothing more is asked.
     stub_old_config(stub)
     model_arn = f"{ARN}:model/old-model"
     stub.add_response(
@@ -240,7 +237,6 @@ def stub_serving_version_1(stub: Stubber, status: str = "InService") -> None:
 
 
 def stub_removal_of_old_resources(stub: Stubber) -> None:
-    stub_old_config(stub)
     stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "old"})
     stub.add_response("delete_model", {}, {"ModelName": "old-model"})
 
@@ -296,24 +292,12 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
                 "Tags": tags,
             },
         )
-        # Blue/green: the new fleet takes all the traffic once it is healthy.
+        # Blue/green, all at once: SageMaker's default update. No DeploymentConfig: it
+        # is refused when the variant names change, and version-1 becomes version-2.
         stub.add_response(
             "update_endpoint",
             {"EndpointArn": f"{ARN}:endpoint/penguins-test"},
-            {
-                "EndpointName": "penguins-test",
-                "EndpointConfigName": NEW,
-                "DeploymentConfig": {
-                    "BlueGreenUpdatePolicy": {
-                        "TrafficRoutingConfiguration": {
-                            "Type": "ALL_AT_ONCE",
-                            "WaitIntervalInSeconds": 0,
-                        },
-                        "TerminationWaitInSeconds": 0,
-                        "MaximumExecutionTimeoutInSeconds": 600,
-                    }
-                },
-            },
+            {"EndpointName": "penguins-test", "EndpointConfigName": NEW},
         )
         serving_new = described_endpoint("InService", EndpointConfigName=NEW)
         stub.add_response("describe_endpoint", serving_new, ENDPOINT_NAME)  # the waiter
@@ -362,7 +346,9 @@ def test_a_failed_update_removes_only_what_it_created_and_says_why(
 
 
 def test_a_failed_endpoint_is_replaced_not_updated(aws: Any, model_dir: Path) -> None:
-    """SageMaker refuses to update a Failed endpoint: it is deleted and created anew."""
+    """SageMaker refuses to update a Failed endpoint: it is deleted and created anew.
+
+    Stubber: moto's endpoints never fail."""
     backend, client = stubbed_backend(SETTINGS)
     with Stubber(client) as stub:
         stub_serving_version_1(stub, status="Failed")

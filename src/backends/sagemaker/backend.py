@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from backends.base import Backend, BackendError, ShadowModel
+from backends.base import Backend, ShadowModel
 from backends.sagemaker import data, deployment, endpoint, teardown
 from backends.sagemaker.connection import Connection
 from backends.sagemaker.settings import SagemakerSettings, parse_settings
@@ -48,11 +48,14 @@ class Sagemaker(Backend):
     def deployed_version(self) -> str | None:
         return endpoint.deployed_version(self.aws)
 
+    def deployed_shadow_version(self) -> str | None:
+        """The version of the endpoint's shadow variant, if it has one in service."""
+        return endpoint.deployed_version(self.aws, "shadow")
+
     def deploy(self, model_uri: str, model_version: str, shadow: ShadowModel | None = None) -> bool:
-        """Create the endpoint, or update it blue/green to `model_version`."""
-        if shadow is not None:
-            raise BackendError("Shadow variants on SageMaker are not supported yet.")
-        return deployment.deploy(self.aws, model_uri, model_version)
+        """Create the endpoint, or update it blue/green to `model_version`, with `shadow`
+        as its shadow variant (none without)."""
+        return deployment.deploy(self.aws, model_uri, model_version, shadow)
 
     def stop(self) -> None:
         """Delete the endpoint, its configs, models and model archives (the billed parts).
@@ -67,7 +70,11 @@ class Sagemaker(Backend):
     def save(
         self, model_input: pd.DataFrame, model_output: pd.DataFrame, source: str = "online"
     ) -> None:
-        """Nothing to do: the endpoint's data capture already stores every prediction."""
+        """Write `batch` predictions to S3 as the endpoint's data capture writes its own.
+
+        `online` ones are not written: the endpoint's data capture already stored them.
+        """
+        data.save(self.aws, model_input, model_output, source)
 
     def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
         return data.load(self.aws, limit, labeled_only)

@@ -1,31 +1,52 @@
 """The data side: invoking the endpoint, reading what it captured, writing ground truth.
 
-Captures are read newest first from `data_capture_uri`; labels are written to and read
-from `ground_truth_uri` in Model Monitor's format, a later record's label winning.
+Captures are read newest first from `data_capture_uri`, the shadow variant's answers
+joined to the served ones by request; predictions made elsewhere (the batch scoring
+pipeline) are saved there too, in the same format. Labels are written to and read from
+`ground_truth_uri` in Model Monitor's format, a later record's label winning.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from backends.aws import aws_errors, list_keys, read_text, write_text
 from backends.base import BackendError, captured_frame, simulate_ground_truth
 from backends.sagemaker.connection import Connection
 from backends.sagemaker.formats import (
+    BATCH,
     CONTENT_TYPE,
+    SERVED,
+    SHADOW,
     CapturedEvent,
+    capture_key,
+    capture_record,
+    capture_variant,
     ground_truth_key,
     ground_truth_record,
+    hour_prefix,
     join_key,
     merge_labels,
     newest_first,
     parse_capture_record,
     parse_ground_truth_record,
-    variant_version,
+    variant_name,
 )
+
+# Rows per capture record of saved predictions: a request of the server's largest
+# size, so a label rewrites at most this many labels of its record.
+SAVED_ROWS_PER_RECORD = 1000
+# Rows per S3 object of saved predictions (~25 MB): a chunk of the batch pipeline is
+# one object, or a few.
+SAVED_ROWS_PER_OBJECT = 100_000
+# A shadow's capture of a request lands in a file of its own variant, written about
+# when the served one is: files this much older than the oldest served file read are
+# read too, so the rows at the edge of `limit` find their shadow answers.
+SHADOW_LAG = timedelta(hours=1)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +60,9 @@ def invoke(aws: Connection, payload: list[dict[str, Any]]) -> dict[str, Any]:
             ContentType=CONTENT_TYPE,
             Accept=CONTENT_TYPE,
             Body=json.dumps({"inputs": payload}),
+            # Recorded in the capture of every variant the request reaches: what joins
+            # the shadow's answer to the served one.
+            InferenceId=uuid.uuid4().hex,
         )
         body = response["Body"].read()
     try:
@@ -65,51 +89,183 @@ def ground_truth(aws: Connection) -> dict[str, list[str | None]]:
     return labels
 
 
-def captured_events(
-    aws: Connection, limit: int | None = None, labeled_only: bool = False
+def _read_events(
+    aws: Connection, bucket: str, key: str, role: str, version: str | None
 ) -> list[CapturedEvent]:
-    """Captured requests, newest first, with their labels, until `limit` rows are found."""
+    events = []
+    for line in read_text(aws.s3, bucket, key).splitlines():
+        event = parse_capture_record(line, version, role) if line.strip() else None
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def _key_hour(key: str) -> str:
+    """The `yyyy/mm/dd/hh` of a capture key."""
+    return "/".join(key.split("/")[-5:-1])
+
+
+def captured_events(
+    aws: Connection, limit: int | None = None, labeled_only: bool = False, shadows: bool = True
+) -> list[CapturedEvent]:
+    """Captured requests, newest first, with their labels, until `limit` rows are found.
+
+    Served and saved (batch) requests only; with `shadows`, each carries the shadow
+    variant's capture of the same request, if there is one, as `shadow` (labels need
+    not read them: one label serves both answers).
+    """
     truth = ground_truth(aws)
     bucket, capture_prefix = aws.settings.capture_location
     events: list[CapturedEvent] = []
+    shadow_keys: list[str] = []
     rows = 0
     prefix = join_key(capture_prefix, aws.endpoint) + "/"
+    oldest_hour = None
     for key in newest_first(list_keys(aws.s3, bucket, prefix)):
         if not key.endswith(".jsonl"):
             continue
-        version = variant_version(key, capture_prefix, aws.endpoint)
-        found = []
-        for line in read_text(aws.s3, bucket, key).splitlines():
-            event = parse_capture_record(line, version) if line.strip() else None
-            if event is None:
-                continue
+        role, version = capture_variant(key, capture_prefix, aws.endpoint) or (SERVED, None)
+        if role == SHADOW:
+            shadow_keys.append(key)
+            continue
+        found = _read_events(aws, bucket, key, role, version)
+        for event in found:
             event.labels = merge_labels([None] * len(event.inputs), truth.get(event.event_id, []))
-            found.append(event)
         events.extend(found)
+        oldest_hour = _key_hour(key)
         rows += sum(
             sum(label is not None for label in event.labels) if labeled_only else len(event.inputs)
             for event in found
         )
         if limit is not None and rows >= limit:
             break
+    else:
+        oldest_hour = None  # Every file was read: so is every shadow file.
+    if shadows:
+        _join_shadows(aws, bucket, capture_prefix, events, shadow_keys, oldest_hour)
     events.sort(key=lambda event: event.inference_time, reverse=True)
     return events
+
+
+def _join_shadows(
+    aws: Connection,
+    bucket: str,
+    capture_prefix: str,
+    events: list[CapturedEvent],
+    shadow_keys: list[str],
+    oldest_hour: str | None,
+) -> None:
+    """Attach to each served event the shadow's capture of the same request."""
+    served = {event.request_key: event for event in events if event.role == SERVED}
+    if not served or not shadow_keys:
+        return
+    if oldest_hour is not None:
+        # Keys sort by time, so hours compare as text.
+        oldest = datetime.strptime(oldest_hour, "%Y/%m/%d/%H").replace(tzinfo=UTC)
+        earliest = hour_prefix(oldest - SHADOW_LAG)
+        shadow_keys = [key for key in shadow_keys if _key_hour(key) >= earliest]
+    for key in shadow_keys:
+        _, version = capture_variant(key, capture_prefix, aws.endpoint) or (SHADOW, None)
+        for shadow in _read_events(aws, bucket, key, SHADOW, version):
+            event = served.get(shadow.request_key)
+            if event is not None and len(shadow.outputs) == len(event.outputs):
+                event.shadow = shadow
 
 
 def load(aws: Connection, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
     """The newest captured predictions (same columns as the Local backend), or None."""
     rows = []
     for event in captured_events(aws, limit, labeled_only):
+        source = "batch" if event.role == BATCH else "online"
+        shadow = event.shadow
         for position, (inputs, output) in enumerate(zip(event.inputs, event.outputs, strict=True)):
             label = event.labels[position]
             if labeled_only and label is None:
                 continue
+            answer = shadow.outputs[position] if shadow is not None else {}
             rows.append((
                 event.row_id(position), event.inference_time, event.model_version,
                 json.dumps(inputs), output.get("prediction"), output.get("confidence"), label,
+                source, shadow.model_version if shadow is not None else None,
+                answer.get("prediction"), answer.get("confidence"),
             ))  # fmt: skip
     rows = rows[:limit] if limit is not None else rows
     return captured_frame(rows) if rows else None
+
+
+def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as JSON-ready dicts: missing (NaN, NaT, None) becomes null."""
+    records = frame.astype(object).to_dict("records")
+    return [
+        {
+            name: None if value is None or (isinstance(value, float) and math.isnan(value))
+            else value
+            for name, value in record.items()
+        }
+        for record in records
+    ]  # fmt: skip
+
+
+def save(
+    aws: Connection, model_input: pd.DataFrame, model_output: pd.DataFrame, source: str
+) -> int:
+    """Write predictions made outside the endpoint as SageMaker captures them; returns
+    how many S3 objects were written.
+
+    `source` "online" writes nothing: the endpoint captured those itself. "batch" rows
+    go under the variant directory `batch-<model version>`, as JSON Lines capture
+    records of up to SAVED_ROWS_PER_RECORD rows each, each prediction under its `id`, so
+    `load` and `label_by_id` treat them as they treat the endpoint's.
+    """
+    if source not in ("online", "batch"):
+        raise BackendError(f"source must be 'online' or 'batch', got {source!r}.")
+    if source == "online" or len(model_output) == 0:
+        return 0
+    if len(model_input) != len(model_output):
+        raise BackendError(
+            f"save got {len(model_input)} input rows and {len(model_output)} predictions: "
+            "pass one prediction per row."
+        )
+    missing = [name for name in ("prediction", "confidence") if name not in model_output]
+    if "model_version" not in model_output or model_output["model_version"].isna().any():
+        missing.append("model_version")
+    if missing:
+        raise BackendError(
+            f"save needs the columns {', '.join(missing)} in model_output: SageMaker's "
+            "capture layout records which model version answered each prediction."
+        )
+    ids = (
+        [str(id_) for id_ in model_output["id"]]
+        if "id" in model_output
+        else [uuid.uuid4().hex for _ in range(len(model_output))]
+    )
+    inputs = _json_rows(model_input)
+    answers = [
+        {"prediction": str(prediction), "confidence": float(confidence), "id": id_}
+        for prediction, confidence, id_ in zip(
+            model_output["prediction"], model_output["confidence"], ids, strict=True
+        )
+    ]
+    version_of = [str(version) for version in model_output["model_version"]]
+    bucket, capture_prefix = aws.settings.capture_location
+    now = datetime.now(UTC)
+    objects = 0
+    for version in dict.fromkeys(version_of):
+        positions = [i for i, value in enumerate(version_of) if value == version]
+        for start in range(0, len(positions), SAVED_ROWS_PER_OBJECT):
+            part = positions[start : start + SAVED_ROWS_PER_OBJECT]
+            lines = []
+            for first in range(0, len(part), SAVED_ROWS_PER_RECORD):
+                chosen = part[first : first + SAVED_ROWS_PER_RECORD]
+                lines.append(capture_record(
+                    uuid.uuid4().hex, now,
+                    [inputs[i] for i in chosen], [answers[i] for i in chosen],
+                ))  # fmt: skip
+            name = uuid.uuid4().hex
+            key = capture_key(capture_prefix, aws.endpoint, variant_name(BATCH, version), now, name)
+            write_text(aws.s3, bucket, key, "\n".join(lines) + "\n")
+            objects += 1
+    return objects
 
 
 def write_ground_truth(aws: Connection, labels: dict[str, list[str | None]]) -> None:
@@ -122,7 +278,7 @@ def write_ground_truth(aws: Connection, labels: dict[str, list[str | None]]) -> 
 
 def label(aws: Connection, ground_truth_quality: float = 0.8) -> int:
     """Simulate labels for every captured row without one; write them to S3."""
-    events = captured_events(aws)
+    events = captured_events(aws, shadows=False)
     unlabeled = [
         ((event.event_id, position), str(event.outputs[position].get("prediction")))
         for event in events
@@ -138,7 +294,7 @@ def label(aws: Connection, ground_truth_quality: float = 0.8) -> int:
 
 def label_by_id(aws: Connection, truth: dict[str, str]) -> int:
     """Attach labels to captured rows by prediction id; return how many matched."""
-    events = captured_events(aws)
+    events = captured_events(aws, shadows=False)
     by_id = {
         event.row_id(position): (event.event_id, position)
         for event in events

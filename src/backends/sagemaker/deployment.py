@@ -1,9 +1,10 @@
 """Deploying a model version to the endpoint: archive, model, endpoint config, endpoint.
 
 A first deployment creates the endpoint; a later one is a blue/green update to a new
-endpoint config, after which the config and model it replaced are deleted. Resources
-are named after the endpoint, the version and the time (`resource_name`) and tagged
-with both; the variant is `version-<N>`, so captures say which version answered.
+endpoint config, after which the config it replaced, and the models no longer used, are
+deleted. Resources are named after the endpoint, the version and the time
+(`resource_name`) and tagged with both; the production variant is `version-<N>` and a
+shadow variant `shadow-<M>`, so captures say which version answered, and how.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ import re
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from backends.aws import aws_errors, error_code
-from backends.base import BackendError
+from backends.base import BackendError, ShadowModel
 from backends.sagemaker.connection import Connection
 from backends.sagemaker.endpoint import (
     ENDPOINT_TAG,
-    config_models,
-    deployed_version,
+    describe_config,
     describe_endpoint,
+    model_version,
     tag_list,
 )
-from backends.sagemaker.formats import CONTENT_TYPE, VARIANT_PREFIX, join_key
+from backends.sagemaker.formats import CONTENT_TYPE, SERVED, SHADOW, join_key, variant_name
 from backends.sagemaker.teardown import delete_endpoint, delete_resources
 
 logger = logging.getLogger(__name__)
@@ -46,48 +48,122 @@ def time_stamp() -> str:
     return time.strftime("%Y%m%d%H%M%S", time.gmtime())
 
 
-def deploy(aws: Connection, model_uri: str, model_version: str) -> bool:
+@dataclass(frozen=True)
+class Variant:
+    """One variant of an endpoint config: its name, role, model and the model's version."""
+
+    name: str
+    role: str  # `production` or `shadow`
+    model: str
+    version: str | None
+
+
+def config_variants(aws: Connection, config_name: str) -> list[Variant]:
+    """The production and shadow variants of an endpoint config, with their versions."""
+    config = describe_config(aws, config_name)
+    return [
+        Variant(variant["VariantName"], role, variant["ModelName"],
+                model_version(aws, variant["ModelName"]))
+        for role, key in (("production", "ProductionVariants"),
+                          ("shadow", "ShadowProductionVariants"))
+        for variant in config.get(key, [])
+    ]  # fmt: skip
+
+
+def versions(variants: list[Variant], role: str) -> str | None:
+    """The model version of the variant in `role`, if there is one."""
+    return next((variant.version for variant in variants if variant.role == role), None)
+
+
+def describe_serving(version: str | None, shadow: str | None) -> str:
+    return f"version {version}" + (f" with version {shadow} in shadow" if shadow else "")
+
+
+def deploy(
+    aws: Connection, model_uri: str, model_version: str, shadow: ShadowModel | None = None
+) -> bool:
     """Serve `model_uri` at the endpoint, capturing every request and response.
 
-    Does nothing (returns False) when the endpoint already serves this version.
+    With `shadow`, that model is the config's shadow variant: SageMaker sends it a copy
+    of every request, captures its answers beside the served ones and returns none of
+    them. Without, the endpoint has no shadow (one it had is removed). A version the
+    endpoint already runs keeps its SageMaker model. Does nothing (returns False) when
+    the endpoint already serves this version with this shadow (or none).
     """
     version = str(model_version)
+    shadow_version = str(shadow.model_version) if shadow is not None else None
     endpoint = describe_endpoint(aws)
-    if endpoint is not None and deployed_version(aws) == version:
-        logger.info("Endpoint %s already serves version %s: nothing to do.", aws.endpoint, version)
-        return False
     if endpoint is not None and endpoint["EndpointStatus"] not in ("InService", "Failed"):
         raise BackendError(
             f"Endpoint {aws.endpoint} is {endpoint['EndpointStatus']}: wait until it is "
             "InService (or Failed) and deploy again."
         )
     replaced_config = endpoint["EndpointConfigName"] if endpoint is not None else None
+    current = config_variants(aws, replaced_config) if replaced_config else []
+    serving = (versions(current, "production"), versions(current, "shadow"))
+    wanted = describe_serving(version, shadow_version)
+    in_service = endpoint is not None and endpoint["EndpointStatus"] == "InService"
+    if in_service and serving == (version, shadow_version):
+        logger.info("Endpoint %s already serves %s: nothing to do.", aws.endpoint, wanted)
+        return False
     if endpoint is not None and endpoint["EndpointStatus"] == "Failed":
         # SageMaker cannot update a failed endpoint: it is replaced.
         logger.warning("Endpoint %s has failed: replacing it.", aws.endpoint)
         delete_endpoint(aws)
         endpoint = None
 
-    name = resource_name(aws.endpoint, version, time_stamp())
-    model_data = upload_model(aws, model_uri, version)
-    create_model(aws, name, version, model_data)
+    stamp = time_stamp()
+    # A version that already has a model here keeps it: promoting the shadow, or
+    # adding one beside the same champion, uploads and creates only what is new.
+    models = {variant.version: variant.model for variant in current if variant.version}
+    previous_models = set(models.values())
+    wanted_models = [(version, model_uri)]
+    if shadow is not None:
+        wanted_models.append((str(shadow.model_version), shadow.model_uri))
+    created: list[str] = []
+    config_name = resource_name(
+        aws.endpoint, version if shadow is None else f"{version}-s{shadow_version}", stamp
+    )
     try:
-        create_endpoint_config(aws, name, version)
+        for wanted_version, uri in wanted_models:
+            if wanted_version not in models:
+                name = resource_name(aws.endpoint, wanted_version, stamp)
+                model_data = upload_model(aws, uri, wanted_version)
+                create_model(aws, name, wanted_version, model_data)
+                created.append(name)
+                models[wanted_version] = name
+        create_endpoint_config(
+            aws, config_name, version, models[version],
+            shadow_version, models.get(shadow_version) if shadow_version else None,
+        )  # fmt: skip
         if endpoint is None:
-            create_endpoint(aws, name)
+            create_endpoint(aws, config_name)
         else:
-            update_endpoint(aws, name)
-    except BackendError:
-        delete_resources(aws, models=[name], configs=[name], missing_ok=True)
-        raise
+            request_update(aws, config_name)
+    except BackendError as error:
+        # Refused before any fleet changed: what serves is untouched.
+        delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
+        if endpoint is None:
+            raise
+        raise BackendError(
+            f"{error} Nothing changed: endpoint {aws.endpoint} still serves "
+            f"{describe_serving(*serving)}."
+        ) from None
+    if endpoint is not None:
+        try:
+            wait_for_update(aws, config_name)
+        except BackendError:
+            delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
+            raise
+    in_use = {models[wanted_version] for wanted_version, _ in wanted_models}
     if replaced_config is not None:
         delete_resources(
             aws,
-            models=config_models(aws, replaced_config),
+            models=sorted(previous_models - in_use),
             configs=[replaced_config],
             missing_ok=True,
         )
-    logger.info("Endpoint %s serves version %s.", aws.endpoint, version)
+    logger.info("Endpoint %s serves %s.", aws.endpoint, wanted)
     return True
 
 
@@ -178,22 +254,46 @@ def data_capture_config(aws: Connection) -> dict[str, Any]:
     }
 
 
-def create_endpoint_config(aws: Connection, name: str, version: str) -> None:
+def variant(aws: Connection, name: str, model: str) -> dict[str, Any]:
+    """A variant on the configured instances, of weight 1.
+
+    For a shadow variant the weight is the share of requests SageMaker copies to it,
+    relative to the production variant's: 1 and 1 mean every request.
+    """
+    return {
+        "VariantName": name,
+        "ModelName": model,
+        "InitialInstanceCount": aws.settings.instance_count,
+        "InstanceType": aws.settings.instance_type,
+        "InitialVariantWeight": 1.0,
+    }
+
+
+def create_endpoint_config(
+    aws: Connection,
+    name: str,
+    version: str,
+    model: str,
+    shadow_version: str | None = None,
+    shadow_model: str | None = None,
+) -> None:
+    """One production variant, `version-<N>`, and optionally one shadow, `shadow-<M>`.
+
+    The data capture config covers the whole endpoint: SageMaker captures each variant
+    under its own name, the shadow's answers included.
+    """
+    request: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [variant(aws, variant_name(SERVED, version), model)],
+        "DataCaptureConfig": data_capture_config(aws),
+        "Tags": tag_list(aws.endpoint, version),
+    }
+    if shadow_version is not None and shadow_model is not None:
+        request["ShadowProductionVariants"] = [
+            variant(aws, variant_name(SHADOW, shadow_version), shadow_model)
+        ]
     with aws_errors(f"Creating endpoint config {name}"):
-        aws.sagemaker.create_endpoint_config(
-            EndpointConfigName=name,
-            ProductionVariants=[
-                {
-                    "VariantName": f"{VARIANT_PREFIX}{version}",
-                    "ModelName": name,
-                    "InitialInstanceCount": aws.settings.instance_count,
-                    "InstanceType": aws.settings.instance_type,
-                    "InitialVariantWeight": 1.0,
-                }
-            ],
-            DataCaptureConfig=data_capture_config(aws),
-            Tags=tag_list(aws.endpoint, version),
-        )
+        aws.sagemaker.create_endpoint_config(**request)
 
 
 def create_endpoint(aws: Connection, config_name: str) -> None:
@@ -206,30 +306,25 @@ def create_endpoint(aws: Connection, config_name: str) -> None:
     wait_in_service(aws)
 
 
-def update_endpoint(aws: Connection, config_name: str) -> None:
-    """Blue/green: the new fleet comes up beside the old, then takes all the traffic.
+def request_update(aws: Connection, config_name: str) -> None:
+    """Ask for a blue/green update: the new fleet comes up beside the old, then takes all
+    the traffic at once (`wait_for_update` waits for it).
+
+    That is SageMaker's default when no `DeploymentConfig` is given. One is not given
+    because SageMaker accepts one (its "deployment guardrails") only when the new config
+    keeps the old one's variant names, and every deployment here renames them: a new
+    version, or a shadow added or removed.
+    """
+    with aws_errors(f"Updating endpoint {aws.endpoint}"):
+        aws.sagemaker.update_endpoint(EndpointName=aws.endpoint, EndpointConfigName=config_name)
+
+
+def wait_for_update(aws: Connection, config_name: str) -> None:
+    """Wait for the update to `config_name`; say why when it did not take.
 
     When the new fleet fails, SageMaker keeps the old one and the endpoint returns to
     InService on the old config: only the config in service tells success apart.
     """
-    with aws_errors(f"Updating endpoint {aws.endpoint}"):
-        aws.sagemaker.update_endpoint(
-            EndpointName=aws.endpoint,
-            EndpointConfigName=config_name,
-            DeploymentConfig={
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "ALL_AT_ONCE",
-                        "WaitIntervalInSeconds": 0,
-                    },
-                    "TerminationWaitInSeconds": 0,
-                    # SageMaker accepts 600 s to 8 h.
-                    "MaximumExecutionTimeoutInSeconds": min(
-                        max(aws.settings.wait_seconds, 600), 28800
-                    ),
-                }
-            },
-        )
     wait_in_service(aws)
     endpoint = describe_endpoint(aws) or {}
     if endpoint.get("EndpointConfigName") != config_name:

@@ -1,8 +1,8 @@
 """What an endpoint is and serves: read-only SageMaker calls.
 
 Every resource the backend creates is tagged `endpoint=<name>` and
-`model_version=<version>`: the version serving is read from the tags of the model
-behind the endpoint's config.
+`model_version=<version>`: the version serving (and the one in shadow) is read from the
+tags of the model behind the endpoint config's production (shadow) variant.
 """
 
 from __future__ import annotations
@@ -32,11 +32,33 @@ def describe_endpoint(aws: Connection) -> dict[str, Any] | None:
             raise
 
 
-def config_models(aws: Connection, config_name: str) -> list[str]:
-    """The models behind the variants of an endpoint config."""
+def describe_config(aws: Connection, config_name: str) -> dict[str, Any]:
     with aws_errors(f"Describing endpoint config {config_name}"):
-        config = aws.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-    return [variant["ModelName"] for variant in config["ProductionVariants"]]
+        return aws.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+
+
+def config_models(aws: Connection, config_name: str, kind: str = "all") -> list[str]:
+    """The models behind an endpoint config's variants: `production`, `shadow` or `all`."""
+    config = describe_config(aws, config_name)
+    variants = []
+    if kind in ("production", "all"):
+        variants += config.get("ProductionVariants", [])
+    if kind in ("shadow", "all"):
+        variants += config.get("ShadowProductionVariants", [])
+    return [variant["ModelName"] for variant in variants]
+
+
+def variant_names(config: dict[str, Any]) -> set[str]:
+    """Every variant name of an endpoint config (description), shadows included."""
+    variants = config.get("ProductionVariants", []) + config.get("ShadowProductionVariants", [])
+    return {variant["VariantName"] for variant in variants}
+
+
+def model_version(aws: Connection, model_name: str) -> str | None:
+    """The `model_version` tag of a SageMaker model."""
+    with aws_errors(f"Describing model {model_name}"):
+        arn = aws.sagemaker.describe_model(ModelName=model_name)["ModelArn"]
+    return tags(aws, arn).get(VERSION_TAG)
 
 
 def tags(aws: Connection, arn: str) -> dict[str, str]:
@@ -50,15 +72,14 @@ def tag_list(endpoint: str, version: str) -> list[dict[str, str]]:
     return [{"Key": ENDPOINT_TAG, "Value": endpoint}, {"Key": VERSION_TAG, "Value": version}]
 
 
-def deployed_version(aws: Connection) -> str | None:
-    """The `model_version` tag of the model behind the endpoint, if it is in service."""
+def deployed_version(aws: Connection, kind: str = "production") -> str | None:
+    """The `model_version` tag of the model behind the endpoint's production (or
+    `shadow`) variant, if it is in service."""
     endpoint = describe_endpoint(aws)
     if endpoint is None or endpoint["EndpointStatus"] not in ("InService", "Updating"):
         return None
-    for model_name in config_models(aws, endpoint["EndpointConfigName"]):
-        with aws_errors(f"Describing model {model_name}"):
-            arn = aws.sagemaker.describe_model(ModelName=model_name)["ModelArn"]
-        version = tags(aws, arn).get(VERSION_TAG)
+    for model_name in config_models(aws, endpoint["EndpointConfigName"], kind):
+        version = model_version(aws, model_name)
         if version is not None:
             return version
     return None

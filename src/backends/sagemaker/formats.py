@@ -3,10 +3,16 @@
 Plain functions on text and keys: no AWS call, no boto3 import.
 
 SageMaker writes each endpoint's captures as JSON Lines under
-`<data_capture_uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<name>.jsonl`; the
-backend names each variant `version-<N>`, so a capture's key says which model version
-answered. Ground truth goes under `<ground_truth_uri>/yyyy/mm/dd/hh/`, as Model Monitor
-reads it.
+`<data_capture_uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<name>.jsonl`, one
+directory per variant, shadow variants included. The backend names the variants after
+their role and model version, so a capture's key says which version answered and how:
+`version-<N>` serves (its answers are returned), `shadow-<N>` scores the same requests
+unseen, and `batch-<N>` holds what the batch scoring pipeline saved, written by the
+backend in the same format. The backend's `invoke` gives every request an
+`InferenceId`, which SageMaker adds to the captured data of the request; a shadow's
+answer is joined to the served one by it (by the event id for traffic without one).
+Ground truth goes under `<ground_truth_uri>/yyyy/mm/dd/hh/`, as
+Model Monitor reads it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,13 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 VARIANT_PREFIX = "version-"
+SHADOW_PREFIX = "shadow-"
+BATCH_PREFIX = "batch-"
 CONTENT_TYPE = "application/json"
+
+# What each kind of variant directory holds, by its name's prefix.
+SERVED, SHADOW, BATCH = "served", "shadow", "batch"
+ROLE_PREFIXES = {SERVED: VARIANT_PREFIX, SHADOW: SHADOW_PREFIX, BATCH: BATCH_PREFIX}
 
 
 @dataclass
@@ -36,6 +48,16 @@ class CapturedEvent:
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     labels: list[str | None] = field(default_factory=list)
+    # The caller's `InferenceId`, which SageMaker records for every variant the request
+    # reached: the key that joins a shadow's answer to the served one.
+    inference_id: str | None = None
+    role: str = SERVED
+    shadow: CapturedEvent | None = None  # the shadow variant's capture of this request
+
+    @property
+    def request_key(self) -> str:
+        """What identifies the request across variants: its inference id, else event id."""
+        return self.inference_id or self.event_id
 
     def row_id(self, position: int) -> str:
         """The prediction's id: the one the model returned, else event id and position."""
@@ -67,11 +89,14 @@ def _input_rows(payload: Any) -> list[dict[str, Any]]:
     raise ValueError("the captured request holds no rows of named features")
 
 
-def parse_capture_record(line: str, model_version: str | None = None) -> CapturedEvent | None:
+def parse_capture_record(
+    line: str, model_version: str | None = None, role: str = SERVED
+) -> CapturedEvent | None:
     """One JSON Lines record of SageMaker data capture, or None if it is not a prediction.
 
     SageMaker writes `captureData.endpointInput/endpointOutput` (`data` as JSON text or
-    base64) and `eventMetadata.eventId/inferenceTime` per request.
+    base64) and `eventMetadata.eventId/inferenceTime` (and `inferenceId` when the caller
+    gave one) per request.
     """
     try:
         record = json.loads(line)
@@ -87,8 +112,56 @@ def parse_capture_record(line: str, model_version: str | None = None) -> Capture
     if not isinstance(outputs, list) or len(outputs) != len(inputs):
         logger.warning("Skipping capture %s: rows and predictions differ.", metadata["eventId"])
         return None
+    inference_id = metadata.get("inferenceId")
     return CapturedEvent(
-        str(metadata["eventId"]), moment.timestamp(), model_version, inputs, outputs
+        str(metadata["eventId"]),
+        moment.timestamp(),
+        model_version,
+        inputs,
+        outputs,
+        inference_id=str(inference_id) if inference_id else None,
+        role=role,
+    )
+
+
+def capture_time(when: datetime) -> str:
+    """`inferenceTime` as SageMaker writes it: UTC, milliseconds, `Z`."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def capture_record(
+    event_id: str,
+    when: datetime,
+    rows: list[dict[str, Any]],
+    predictions: list[dict[str, Any]],
+    inference_id: str | None = None,
+) -> str:
+    """One JSON Lines record of SageMaker data capture: a request and its answer.
+
+    What SageMaker writes for each request to a capturing endpoint (JSON content types
+    kept as text); the backend writes the same for the rows it saves itself.
+    """
+    metadata = {"eventId": event_id, "inferenceTime": capture_time(when)}
+    if inference_id is not None:
+        metadata["inferenceId"] = inference_id
+    sections = {
+        "endpointInput": ("INPUT", {"inputs": rows}),
+        "endpointOutput": ("OUTPUT", {"predictions": predictions}),
+    }
+    return json.dumps(
+        {
+            "captureData": {
+                name: {
+                    "observedContentType": CONTENT_TYPE,
+                    "mode": mode,
+                    "data": json.dumps(payload),
+                    "encoding": "JSON",
+                }
+                for name, (mode, payload) in sections.items()
+            },
+            "eventMetadata": metadata,
+            "eventVersion": "0",
+        }
     )
 
 
@@ -145,12 +218,39 @@ def newest_first(keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=lambda key: key.split("/")[-5:], reverse=True)
 
 
-def variant_version(key: str, capture_prefix: str, endpoint: str) -> str | None:
-    """The model version in a capture key `<prefix>/<endpoint>/version-<N>/...`."""
-    relative = key[len(capture_prefix) :].lstrip("/").split("/")
-    if len(relative) > 1 and relative[0] == endpoint and relative[1].startswith(VARIANT_PREFIX):
-        return relative[1][len(VARIANT_PREFIX) :]
+def variant_name(role: str, version: str) -> str:
+    """The variant (and capture directory) of `version` in `role`: `version-7`, `shadow-8`."""
+    return f"{ROLE_PREFIXES[role]}{version}"
+
+
+def parse_variant(name: str) -> tuple[str, str] | None:
+    """(role, version) of a variant name this backend gave, else None."""
+    for role, prefix in ROLE_PREFIXES.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return role, name[len(prefix) :]
     return None
+
+
+def capture_variant(key: str, capture_prefix: str, endpoint: str) -> tuple[str, str] | None:
+    """(role, version) of a capture key `<prefix>/<endpoint>/<variant>/...`, else None."""
+    relative = key[len(capture_prefix) :].lstrip("/").split("/")
+    if len(relative) > 1 and relative[0] == endpoint:
+        return parse_variant(relative[1])
+    return None
+
+
+def variant_version(key: str, capture_prefix: str, endpoint: str) -> str | None:
+    """The model version in a capture key `<prefix>/<endpoint>/<variant>/...`."""
+    variant = capture_variant(key, capture_prefix, endpoint)
+    return variant[1] if variant is not None else None
+
+
+def capture_key(prefix: str, endpoint: str, variant: str, when: datetime, name: str) -> str:
+    """Where SageMaker writes a capture file:
+    `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<name>.jsonl`."""
+    moment = when.astimezone(UTC)
+    file = f"{moment:%M-%S}-{moment.microsecond // 1000:03d}-{name}.jsonl"
+    return join_key(prefix, endpoint, variant, hour_prefix(moment), file)
 
 
 def ground_truth_key(prefix: str, when: datetime, name: str) -> str:
