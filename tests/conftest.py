@@ -30,6 +30,7 @@ from support import demo
 from support.aws import moto_server  # noqa: F401
 from support.browser import chromium  # noqa: F401
 from support.flows import flow_runner, flows_runner, training_run  # noqa: F401
+from support.sagemaker_setup import fake_model_dir, sagemaker_moto, stubbed_time  # noqa: F401
 from support.serving import inference_server, server, serving_models  # noqa: F401
 from support.state import (  # noqa: F401
     isolated_environment,

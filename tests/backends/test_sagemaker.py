@@ -22,83 +22,39 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from support.sagemaker_records import capture_key, capture_record
+from support.sagemaker_setup import (
+    ARN,
+    BUCKET,
+    ENDPOINT_NAME,
+    IMAGE,
+    NEW,
+    ROLE,
+    ROW,
+    SETTINGS,
+    answers,
+    described_endpoint,
+    sagemaker_client,
+    stub_removal_of_old_resources,
+    stub_serving_version_1,
+    stubbed_backend,
+    write_captures,
+)
 
 from backends.aws import client_config
 from backends.base import CAPTURE_COLUMNS, BackendError
 from backends.sagemaker import Sagemaker, deployment
 from backends.sagemaker.formats import hour_prefix
 
-BUCKET = "penguins-test"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.17.2"
-ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
-SETTINGS = {
-    "module": "backend.Sagemaker",
-    "target": "penguins-test",
-    "data_capture_uri": f"s3://{BUCKET}/datastore",
-    "ground_truth_uri": f"s3://{BUCKET}/ground-truth",
-    "region": "us-east-1",
-    "execution_role": ROLE,
-    "image": IMAGE,
-}
-ROW = {
-    "island": "Biscoe", "culmen_length_mm": 48.0, "culmen_depth_mm": 15.0,
-    "flipper_length_mm": 220.0, "body_mass_g": 5200.0, "sex": "MALE",
-}  # fmt: skip
-
-
-@pytest.fixture
-def aws(moto_server: Any) -> Any:
-    """A fresh moto with the bucket the settings name."""
-    moto_server.reset()
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    return moto_server
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """Stands in for a downloaded MLflow model: the backend only archives it."""
-    model = tmp_path / "model"
-    (model / "artifacts").mkdir(parents=True)
-    (model / "MLmodel").write_text("flavors: {python_function: {}}\n")
-    (model / "artifacts" / "weights.bin").write_bytes(b"\x00" * 16)
-    return model
-
-
-def sagemaker_client() -> Any:
-    return boto3.client("sagemaker", region_name="us-east-1")
-
-
-def write_captures(
-    version: str, when: datetime, events: list[tuple[str, list[dict], list[dict]]]
-) -> str:
-    """One capture file as SageMaker writes it, for requests answered by `version`."""
-    key = capture_key("datastore", SETTINGS["target"], version, when, f"{when.timestamp():.0f}")
-    body = "\n".join(
-        capture_record(event_id, when + timedelta(seconds=i), rows, predictions)
-        for i, (event_id, rows, predictions) in enumerate(events)
-    )
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body.encode())
-    return key
-
-
-def answers(*classes: str, prefix: str = "p") -> list[dict]:
-    return [
-        {"prediction": name, "confidence": 0.9, "id": f"{prefix}{i}"}
-        for i, name in enumerate(classes)
-    ]
-
-
 # --- deploying -----------------------------------------------------------------------
 
 
 def test_deploy_creates_a_capturing_endpoint_tagged_with_the_version(
-    aws: Any, model_dir: Path
+    sagemaker_moto: Any, fake_model_dir: Path
 ) -> None:
     backend = Sagemaker(SETTINGS)
     assert backend.deployed_version() is None
 
-    assert backend.deploy(str(model_dir), "1") is True
+    assert backend.deploy(str(fake_model_dir), "1") is True
 
     sagemaker = sagemaker_client()
     endpoint = sagemaker.describe_endpoint(EndpointName="penguins-test")
@@ -134,20 +90,20 @@ def test_deploy_creates_a_capturing_endpoint_tagged_with_the_version(
 
 
 def test_deploying_the_serving_version_again_changes_nothing(
-    aws: Any, model_dir: Path, caplog: pytest.LogCaptureFixture
+    sagemaker_moto: Any, fake_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend = Sagemaker(SETTINGS)
-    backend.deploy(str(model_dir), "1")
+    backend.deploy(str(fake_model_dir), "1")
     models_before = sagemaker_client().list_models()["Models"]
 
     with caplog.at_level(logging.INFO):
-        assert backend.deploy(str(model_dir), "1") is False
+        assert backend.deploy(str(fake_model_dir), "1") is False
 
     assert sagemaker_client().list_models()["Models"] == models_before
     assert "already serves version 1" in caplog.text
 
 
-def test_the_default_image_is_mlflows_in_the_accounts_ecr(aws: Any) -> None:
+def test_the_default_image_is_mlflows_in_the_accounts_ecr(sagemaker_moto: Any) -> None:
     settings = {key: value for key, value in SETTINGS.items() if key != "image"}
     backend = Sagemaker(settings)
     with pytest.raises(BackendError, match="build-and-push-container"):
@@ -161,7 +117,10 @@ def test_the_default_image_is_mlflows_in_the_accounts_ecr(aws: Any) -> None:
 
 
 def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
-    aws: Any, model_dir: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+    sagemaker_moto: Any,
+    fake_model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     role = boto3.client("iam").create_role(
         RoleName="deployer", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
@@ -171,7 +130,7 @@ def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
     backend = Sagemaker(settings)
 
     with caplog.at_level(logging.DEBUG):
-        backend.deploy(str(model_dir), "1")
+        backend.deploy(str(fake_model_dir), "1")
         backend.deployed_version()
 
     identity = backend.client("sts").get_caller_identity()["Arn"]
@@ -186,71 +145,9 @@ def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
 
 # --- updating (UpdateEndpoint is not in moto: exact requests through Stubber) ---------
 
-EPOCH = datetime(2026, 1, 1)
-ARN = "arn:aws:sagemaker:us-east-1:123456789012"
-ENDPOINT_NAME = {"EndpointName": "penguins-test"}
-STAMP = "20261128040000"
-NEW = f"penguins-test-v2-{STAMP}"  # the new model's and config's name
-
-
-@pytest.fixture
-def stubbed_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Resource names carry the time: fix it, so the stubs can expect exact names."""
-    monkeypatch.setattr("backends.sagemaker.deployment.time_stamp", lambda: STAMP)
-
-
-def described_endpoint(status: str, **extra: Any) -> dict[str, Any]:
-    """What describe_endpoint answers for an endpoint serving config `old`."""
-    return {
-        "EndpointName": "penguins-test", "EndpointArn": f"{ARN}:endpoint/penguins-test",
-        "EndpointConfigName": "old", "EndpointStatus": status,
-        "CreationTime": EPOCH, "LastModifiedTime": EPOCH, **extra,
-    }  # fmt: skip
-
-
-def stub_old_config(stub: Stubber) -> None:
-    """describe_endpoint_config of `old`: one variant running model `old-model`."""
-    stub.add_response(
-        "describe_endpoint_config",
-        {
-            "EndpointConfigName": "old", "EndpointConfigArn": f"{ARN}:endpoint-config/old",
-            "ProductionVariants": [{"VariantName": "version-1", "ModelName": "old-model"}],
-            "CreationTime": EPOCH,
-        },
-        {"EndpointConfigName": "old"},
-    )  # fmt: skip
-
-
-def stub_serving_version_1(stub: Stubber, status: str = "InService") -> None:
-    """The calls that find the endpoint and the versions of its config's variants (1)."""
-    stub.add_response("describe_endpoint", described_endpoint(status), ENDPOINT_NAME)
-    stub_old_config(stub)
-    model_arn = f"{ARN}:model/old-model"
-    stub.add_response(
-        "describe_model",
-        {"ModelName": "old-model", "ModelArn": model_arn, "CreationTime": EPOCH},
-        {"ModelName": "old-model"},
-    )
-    stub.add_response(
-        "list_tags", {"Tags": [{"Key": "model_version", "Value": "1"}]}, {"ResourceArn": model_arn}
-    )
-
-
-def stub_removal_of_old_resources(stub: Stubber) -> None:
-    stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "old"})
-    stub.add_response("delete_model", {}, {"ModelName": "old-model"})
-
-
-def stubbed_backend(settings: dict[str, Any]) -> tuple[Sagemaker, Any]:
-    """A backend whose SageMaker client is stubbed; S3 stays on moto."""
-    backend = Sagemaker(settings)
-    client = sagemaker_client()
-    backend.aws.clients["sagemaker"] = client
-    return backend, client
-
 
 def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
-    aws: Any, model_dir: Path, stubbed_time: None
+    sagemaker_moto: Any, fake_model_dir: Path, stubbed_time: None
 ) -> None:
     backend, client = stubbed_backend({**SETTINGS, "wait_seconds": 60})
     tags = [{"Key": "endpoint", "Value": "penguins-test"}, {"Key": "model_version", "Value": "2"}]
@@ -305,7 +202,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
         # The resources the update made obsolete.
         stub_removal_of_old_resources(stub)
 
-        assert backend.deploy(str(model_dir), "2") is True
+        assert backend.deploy(str(fake_model_dir), "2") is True
         stub.assert_no_pending_responses()
 
 
@@ -326,7 +223,7 @@ def test_a_new_version_is_a_blue_green_update_that_removes_the_old_resources(
     ids=["endpoint failed", "rolled back by sagemaker"],
 )
 def test_a_failed_update_removes_only_what_it_created_and_says_why(
-    aws: Any, model_dir: Path, stubbed_time: None, after_update: dict, message: str
+    sagemaker_moto: Any, fake_model_dir: Path, stubbed_time: None, after_update: dict, message: str
 ) -> None:
     backend, client = stubbed_backend(SETTINGS)
     with Stubber(client) as stub:
@@ -341,11 +238,13 @@ def test_a_failed_update_removes_only_what_it_created_and_says_why(
         stub.add_response("delete_model", {}, {"ModelName": NEW})
 
         with pytest.raises(BackendError, match=message):
-            backend.deploy(str(model_dir), "2")
+            backend.deploy(str(fake_model_dir), "2")
         stub.assert_no_pending_responses()
 
 
-def test_a_failed_endpoint_is_replaced_not_updated(aws: Any, model_dir: Path) -> None:
+def test_a_failed_endpoint_is_replaced_not_updated(
+    sagemaker_moto: Any, fake_model_dir: Path
+) -> None:
     """SageMaker refuses to update a Failed endpoint: it is deleted and created anew.
 
     Stubber: moto's endpoints never fail."""
@@ -366,20 +265,22 @@ def test_a_failed_endpoint_is_replaced_not_updated(aws: Any, model_dir: Path) ->
         stub.add_response("describe_endpoint", described_endpoint("InService"), ENDPOINT_NAME)
         stub_removal_of_old_resources(stub)
 
-        assert backend.deploy(str(model_dir), "2") is True
+        assert backend.deploy(str(fake_model_dir), "2") is True
         stub.assert_no_pending_responses()
 
 
 # --- invoking, capture, labels ---------------------------------------------------------
 
 
-def test_invoke_goes_through_sagemaker_runtime(aws: Any) -> None:
+def test_invoke_goes_through_sagemaker_runtime(sagemaker_moto: Any) -> None:
     predictions = answers("Gentoo")
-    aws.queue_sagemaker_results([{"predictions": predictions}])
+    sagemaker_moto.queue_sagemaker_results([{"predictions": predictions}])
     assert Sagemaker(SETTINGS).invoke([ROW]) == {"predictions": predictions}
 
 
-def test_load_reads_captures_newest_first_with_the_local_backends_columns(aws: Any) -> None:
+def test_load_reads_captures_newest_first_with_the_local_backends_columns(
+    sagemaker_moto: Any,
+) -> None:
     start = datetime(2026, 11, 28, 3, 58, tzinfo=UTC)
     write_captures("1", start, [("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a"))])
     write_captures("2", start + timedelta(minutes=5), [
@@ -402,11 +303,11 @@ def test_load_reads_captures_newest_first_with_the_local_backends_columns(aws: A
     assert Sagemaker(SETTINGS).load(limit=10, labeled_only=True) is None
 
 
-def test_load_without_captures_is_none(aws: Any) -> None:
+def test_load_without_captures_is_none(sagemaker_moto: Any) -> None:
     assert Sagemaker(SETTINGS).load() is None
 
 
-def test_labels_are_written_per_event_where_model_monitor_reads_them(aws: Any) -> None:
+def test_labels_are_written_per_event_where_model_monitor_reads_them(sagemaker_moto: Any) -> None:
     when = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
     write_captures("1", when, [
         ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
@@ -434,7 +335,9 @@ def test_labels_are_written_per_event_where_model_monitor_reads_them(aws: Any) -
     assert frame is not None and list(frame["ground_truth"]) == list(frame["prediction"])
 
 
-def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(aws: Any) -> None:
+def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(
+    sagemaker_moto: Any,
+) -> None:
     write_captures("1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
         ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
     ])  # fmt: skip
@@ -454,10 +357,10 @@ def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(aws: Any
 
 
 def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
-    aws: Any, model_dir: Path
+    sagemaker_moto: Any, fake_model_dir: Path
 ) -> None:
     backend = Sagemaker(SETTINGS)
-    backend.deploy(str(model_dir), "1")
+    backend.deploy(str(fake_model_dir), "1")
     key = write_captures("1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
         ("e1", [ROW], answers("Adelie")),
     ])  # fmt: skip
@@ -484,7 +387,7 @@ def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
     assert keys == [key]  # the captured data stays
 
 
-def test_aws_errors_become_one_clear_message(aws: Any) -> None:
+def test_aws_errors_become_one_clear_message(sagemaker_moto: Any) -> None:
     backend = Sagemaker({**SETTINGS, "ground_truth_uri": "s3://no-such-bucket/labels"})
     with pytest.raises(BackendError, match=r"NoSuchBucket.*create it, or fix the S3 URI"):
         backend.ground_truth()

@@ -117,17 +117,16 @@ def captured_events(
     truth = ground_truth(aws)
     bucket, capture_prefix = aws.settings.capture_location
     events: list[CapturedEvent] = []
-    shadow_keys: list[str] = []
     rows = 0
     prefix = join_key(capture_prefix, aws.endpoint) + "/"
+    keys = [key for key in list_keys(aws.s3, bucket, prefix) if key.endswith(".jsonl")]
+    roles = {
+        key: capture_variant(key, capture_prefix, aws.endpoint) or (SERVED, None) for key in keys
+    }
+    shadow_keys = [key for key in keys if roles[key][0] == SHADOW]
     oldest_hour = None
-    for key in newest_first(list_keys(aws.s3, bucket, prefix)):
-        if not key.endswith(".jsonl"):
-            continue
-        role, version = capture_variant(key, capture_prefix, aws.endpoint) or (SERVED, None)
-        if role == SHADOW:
-            shadow_keys.append(key)
-            continue
+    for key in newest_first(key for key in keys if roles[key][0] != SHADOW):
+        role, version = roles[key]
         found = _read_events(aws, bucket, key, role, version)
         for event in found:
             event.labels = merge_labels([None] * len(event.inputs), truth.get(event.event_id, []))
