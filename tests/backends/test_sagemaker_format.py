@@ -13,12 +13,18 @@ from backends.base import BackendError, SettingsError
 from backends.sagemaker import Sagemaker
 from backends.sagemaker.deployment import resource_name
 from backends.sagemaker.formats import (
+    BATCH,
+    SERVED,
+    SHADOW,
+    capture_variant,
     ground_truth_record,
     hour_prefix,
     merge_labels,
     newest_first,
     parse_capture_record,
     parse_ground_truth_record,
+    parse_variant,
+    variant_name,
     variant_version,
 )
 
@@ -110,6 +116,33 @@ def test_capture_keys_are_where_sagemaker_writes_them() -> None:
     key = capture_key("datastore", "penguins", "3", WHEN, "abc")
     assert key == "datastore/penguins/version-3/2026/11/28/04/05-06-789-abc.jsonl"
     assert variant_version(key, "datastore", "penguins") == "3"
+
+
+def test_variant_names_say_the_role_and_the_version() -> None:
+    assert [variant_name(role, "7") for role in (SERVED, SHADOW, BATCH)] == [
+        "version-7", "shadow-7", "batch-7",
+    ]  # fmt: skip
+    assert parse_variant("shadow-12") == (SHADOW, "12")
+    assert parse_variant("AllTraffic") is None and parse_variant("shadow-") is None
+    key = capture_key("datastore", "penguins", "8", WHEN, "abc", SHADOW)
+    assert key == "datastore/penguins/shadow-8/2026/11/28/04/05-06-789-abc.jsonl"
+    assert capture_variant(key, "datastore", "penguins") == (SHADOW, "8")
+    assert variant_version(key, "datastore", "penguins") == "8"
+
+
+def test_the_inference_id_joins_a_request_across_variants() -> None:
+    """SageMaker records the caller's InferenceId; without one, the event id is the key."""
+    served = parse_capture_record(capture_record("e1", WHEN, ROWS, PREDICTIONS, "req-9"))
+    shadow = parse_capture_record(
+        capture_record("e2", WHEN, ROWS, PREDICTIONS, "req-9"), "4", SHADOW
+    )
+    assert served is not None and shadow is not None
+    assert served.request_key == shadow.request_key == "req-9"
+    assert (shadow.role, shadow.model_version) == (SHADOW, "4")
+    record = json.loads(capture_record("e3", WHEN, ROWS, PREDICTIONS))
+    assert "inferenceId" not in record["eventMetadata"]
+    bare = parse_capture_record(json.dumps(record))
+    assert bare is not None and bare.request_key == "e3" and bare.role == SERVED
 
 
 def test_resource_names_fit_sagemaker_limits() -> None:

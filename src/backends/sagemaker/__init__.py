@@ -21,8 +21,12 @@ An unknown key is refused, naming the nearest valid one; the hyphenated spelling
 earlier versions (`data-capture-uri`) still load, with a FutureWarning.
 
 Every resource the backend creates is named after the endpoint and tagged
-`endpoint=<name>` and `model_version=<version>`; the variant is named `version-<N>`, so
-each capture file's S3 path says which version answered. To stop paying for it:
+`endpoint=<name>` and `model_version=<version>`; the production variant is named
+`version-<N>` and a shadow variant (`deploy(..., shadow=ShadowModel(...))`, SageMaker's
+`ShadowProductionVariants`: a copy of every request, answers captured, never returned)
+`shadow-<M>`, so each capture file's S3 path says which version answered, and how.
+Batch predictions saved through `save(..., source="batch")` go beside them under
+`batch-<N>`, in the same capture format. To stop paying for it:
 
     uv run python -m backends.sagemaker delete --config config/sagemaker.yml
 
