@@ -9,7 +9,6 @@ pipeline) are saved there too, in the same format. Labels are written to and rea
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,8 +23,8 @@ from backends.sagemaker.formats import (
     SHADOW,
     CapturedEvent,
     capture_key,
-    capture_record,
     capture_variant,
+    encoded_capture_record,
     ground_truth_key,
     ground_truth_record,
     hour_prefix,
@@ -192,17 +191,17 @@ def load(aws: Connection, limit: int = 100, labeled_only: bool = False) -> pd.Da
     return captured_frame(rows) if rows else None
 
 
-def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame's rows as JSON-ready dicts: missing (NaN, NaT, None) becomes null."""
-    records = frame.astype(object).to_dict("records")
+def _json_arrays(frame: pd.DataFrame, size: int) -> list[str]:
+    """The frame's rows as JSON arrays of records, `size` rows each; missing is null.
+
+    pandas encodes in C: ~10x faster than `json.dumps` of `to_dict` rows at 100,000.
+    """
     return [
-        {
-            name: None if value is None or (isinstance(value, float) and math.isnan(value))
-            else value
-            for name, value in record.items()
-        }
-        for record in records
-    ]  # fmt: skip
+        frame.iloc[start : start + size].to_json(
+            orient="records", double_precision=15, date_format="iso", force_ascii=False
+        )
+        for start in range(0, len(frame), size)
+    ]
 
 
 def save(
@@ -216,6 +215,8 @@ def save(
     records of up to SAVED_ROWS_PER_RECORD rows each, each prediction under its `id`, so
     `load` and `label_by_id` treat them as they treat the endpoint's.
     """
+    import pandas as pd
+
     if source not in ("online", "batch"):
         raise BackendError(f"source must be 'online' or 'batch', got {source!r}.")
     if source == "online" or len(model_output) == 0:
@@ -234,34 +235,37 @@ def save(
             "capture layout records which model version answered each prediction."
         )
     ids = (
-        [str(id_) for id_ in model_output["id"]]
+        model_output["id"].astype(str)
         if "id" in model_output
-        else [uuid.uuid4().hex for _ in range(len(model_output))]
+        else pd.Series([uuid.uuid4().hex for _ in range(len(model_output))])
     )
-    inputs = _json_rows(model_input)
-    answers = [
-        {"prediction": str(prediction), "confidence": float(confidence), "id": id_}
-        for prediction, confidence, id_ in zip(
-            model_output["prediction"], model_output["confidence"], ids, strict=True
-        )
-    ]
-    version_of = [str(version) for version in model_output["model_version"]]
+    answers = pd.DataFrame({
+        "prediction": model_output["prediction"].astype(str).to_numpy(),
+        "confidence": model_output["confidence"].astype(float).to_numpy(),
+        "id": ids.to_numpy(),
+    })  # fmt: skip
+    inputs = model_input.reset_index(drop=True)
+    versions = model_output["model_version"].astype(str).to_numpy()
     bucket, capture_prefix = aws.settings.capture_location
     now = datetime.now(UTC)
     objects = 0
-    for version in dict.fromkeys(version_of):
-        positions = [i for i, value in enumerate(version_of) if value == version]
-        for start in range(0, len(positions), SAVED_ROWS_PER_OBJECT):
-            part = positions[start : start + SAVED_ROWS_PER_OBJECT]
-            lines = []
-            for first in range(0, len(part), SAVED_ROWS_PER_RECORD):
-                chosen = part[first : first + SAVED_ROWS_PER_RECORD]
-                lines.append(capture_record(
-                    uuid.uuid4().hex, now,
-                    [inputs[i] for i in chosen], [answers[i] for i in chosen],
-                ))  # fmt: skip
-            name = uuid.uuid4().hex
-            key = capture_key(capture_prefix, aws.endpoint, variant_name(BATCH, version), now, name)
+    for version in dict.fromkeys(versions):
+        chosen = versions == version
+        rows, outputs = inputs[chosen], answers[chosen]
+        for start in range(0, len(rows), SAVED_ROWS_PER_OBJECT):
+            stop = start + SAVED_ROWS_PER_OBJECT
+            records = zip(
+                _json_arrays(rows.iloc[start:stop], SAVED_ROWS_PER_RECORD),
+                _json_arrays(outputs.iloc[start:stop], SAVED_ROWS_PER_RECORD),
+                strict=True,
+            )
+            lines = [
+                encoded_capture_record(uuid.uuid4().hex, now, rows_json, predictions_json)
+                for rows_json, predictions_json in records
+            ]
+            key = capture_key(
+                capture_prefix, aws.endpoint, variant_name(BATCH, version), now, uuid.uuid4().hex
+            )
             write_text(aws.s3, bucket, key, "\n".join(lines) + "\n")
             objects += 1
     return objects

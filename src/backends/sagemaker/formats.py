@@ -141,12 +141,25 @@ def capture_record(
     What SageMaker writes for each request to a capturing endpoint (JSON content types
     kept as text); the backend writes the same for the rows it saves itself.
     """
+    return encoded_capture_record(
+        event_id, when, json.dumps(rows), json.dumps(predictions), inference_id
+    )
+
+
+def encoded_capture_record(
+    event_id: str,
+    when: datetime,
+    rows_json: str,
+    predictions_json: str,
+    inference_id: str | None = None,
+) -> str:
+    """`capture_record` of rows and predictions already encoded as JSON arrays."""
     metadata = {"eventId": event_id, "inferenceTime": capture_time(when)}
     if inference_id is not None:
         metadata["inferenceId"] = inference_id
     sections = {
-        "endpointInput": ("INPUT", {"inputs": rows}),
-        "endpointOutput": ("OUTPUT", {"predictions": predictions}),
+        "endpointInput": ("INPUT", f'{{"inputs": {rows_json}}}'),
+        "endpointOutput": ("OUTPUT", f'{{"predictions": {predictions_json}}}'),
     }
     return json.dumps(
         {
@@ -154,7 +167,7 @@ def capture_record(
                 name: {
                     "observedContentType": CONTENT_TYPE,
                     "mode": mode,
-                    "data": json.dumps(payload),
+                    "data": payload,
                     "encoding": "JSON",
                 }
                 for name, (mode, payload) in sections.items()
