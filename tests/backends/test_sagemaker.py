@@ -357,7 +357,7 @@ def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(
 
 
 def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
-    sagemaker_moto: Any, fake_model_dir: Path
+    sagemaker_moto: Any, fake_model_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     backend = Sagemaker(SETTINGS)
     backend.deploy(str(fake_model_dir), "1")
@@ -377,6 +377,7 @@ def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
         for name, value in environment.items():
             patch.setenv(name, value)
         assert main(["status", "--config", str(config)]) == 0
+        assert "InService, model version 1, 1 x ml.m5.large." in capsys.readouterr().out
         assert main(["delete", "--config", str(config)]) == 0
         assert main(["status", "--config", str(config)]) == 1
 

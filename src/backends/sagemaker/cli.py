@@ -36,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         if endpoint is None:
             print(f"Endpoint {backend.endpoint} does not exist (nothing is billed for it).")
             return 1
+        shadow = backend.deployed_shadow_version()
         print(
             f"Endpoint {backend.endpoint}: {endpoint['EndpointStatus']}, model version "
-            f"{backend.deployed_version()}, {backend.instance_count} x {backend.instance_type}."
+            f"{backend.deployed_version()}"
+            + (f" (version {shadow} in shadow)" if shadow else "")
+            + f", {backend.instance_count} x {backend.instance_type}."
         )
         return 0
     except (BackendError, ConfigurationError, OSError) as error:

@@ -39,8 +39,8 @@ from backends.sagemaker.formats import (
 # Rows per capture record of saved predictions: a request of the server's largest
 # size, so a label rewrites at most this many labels of its record.
 SAVED_ROWS_PER_RECORD = 1000
-# Rows per S3 object of saved predictions (~25 MB): a chunk of the batch pipeline is
-# one object, or a few.
+# Rows per S3 object of saved predictions (~30 MB with 10 features): a chunk of the
+# batch pipeline is one object, or a few.
 SAVED_ROWS_PER_OBJECT = 100_000
 # A shadow's capture of a request lands in a file of its own variant, written about
 # when the served one is: files this much older than the oldest served file read are

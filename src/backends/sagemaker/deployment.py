@@ -70,7 +70,7 @@ def config_variants(aws: Connection, config_name: str) -> list[Variant]:
     ]  # fmt: skip
 
 
-def versions(variants: list[Variant], role: str) -> str | None:
+def role_version(variants: list[Variant], role: str) -> str | None:
     """The model version of the variant in `role`, if there is one."""
     return next((variant.version for variant in variants if variant.role == role), None)
 
@@ -100,7 +100,7 @@ def deploy(
         )
     replaced_config = endpoint["EndpointConfigName"] if endpoint is not None else None
     current = config_variants(aws, replaced_config) if replaced_config else []
-    serving = (versions(current, "production"), versions(current, "shadow"))
+    serving = (role_version(current, "production"), role_version(current, "shadow"))
     wanted = describe_serving(version, shadow_version)
     in_service = endpoint is not None and endpoint["EndpointStatus"] == "InService"
     if in_service and serving == (version, shadow_version):
