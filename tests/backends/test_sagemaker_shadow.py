@@ -31,6 +31,7 @@ from support.sagemaker_setup import (
     STAMP,
     answers,
     described_endpoint,
+    sagemaker_client,
     stub_endpoint_serving,
     stub_serving_version_1,
     stubbed_backend,
@@ -139,6 +140,30 @@ def test_a_shadow_is_a_shadow_variant_beside_the_served_model_and_is_read_back(
     with Stubber(client) as stub:
         stub_endpoint_serving(stub, "old", [("version-1", "old-model", "1")], asked="shadow")
         assert backend.deployed_shadow_version() is None
+
+
+def test_a_first_deployment_with_a_shadow_creates_both_models_on_moto(
+    sagemaker_moto: Any, fake_model_dir: Path
+) -> None:
+    """The create path against moto: both models and archives, tagged with their
+    versions, and the endpoint in service (moto drops the shadow variant itself, which
+    the Stubber test above checks)."""
+    backend = Sagemaker(SETTINGS)
+    assert backend.deploy(str(fake_model_dir), "4", ShadowModel(str(fake_model_dir), "5"))
+
+    sagemaker = sagemaker_client()
+    assert sagemaker.describe_endpoint(EndpointName="penguins-test")["EndpointStatus"] == (
+        "InService"
+    )
+    versions = set()
+    for model in sagemaker.list_models()["Models"]:
+        tags = sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
+        versions |= {tag["Value"] for tag in tags if tag["Key"] == "model_version"}
+    assert versions == {"4", "5"}
+    s3 = boto3.client("s3")
+    for version in ("4", "5"):
+        s3.head_object(Bucket=BUCKET, Key=f"models/penguins-test/{version}/model.tar.gz")
+    assert backend.deployed_version() == "4"
 
 
 def test_deploying_without_the_shadow_removes_it_and_promoting_it_reuses_its_model(
