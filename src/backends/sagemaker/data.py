@@ -39,9 +39,10 @@ from backends.sagemaker.formats import (
 # Rows per capture record of saved predictions: a request of the server's largest
 # size, so a label rewrites at most this many labels of its record.
 SAVED_ROWS_PER_RECORD = 1000
-# Rows per S3 object of saved predictions (~30 MB with 10 features): a chunk of the
-# batch pipeline is one object, or a few.
-SAVED_ROWS_PER_OBJECT = 100_000
+# Rows per S3 object of saved predictions (~6 MB with 10 features): a chunk task of
+# the batch pipeline (100,000 rows) writes five, and a `load` of the newest rows reads
+# one (a 100,000-row object took 6 s to read back for 100 rows, on a loaded machine).
+SAVED_ROWS_PER_OBJECT = 20_000
 # A shadow's capture of a request lands in a file of its own variant, written about
 # when the served one is: files this much older than the oldest served file read are
 # read too, so the rows at the edge of `limit` find their shadow answers.
@@ -172,7 +173,7 @@ def _join_shadows(
 
 def load(aws: Connection, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
     """The newest captured predictions (same columns as the Local backend), or None."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for event in captured_events(aws, limit, labeled_only):
         source = "batch" if event.role == BATCH else "online"
         shadow = event.shadow
@@ -180,6 +181,9 @@ def load(aws: Connection, limit: int = 100, labeled_only: bool = False) -> pd.Da
             label = event.labels[position]
             if labeled_only and label is None:
                 continue
+            if limit is not None and len(rows) >= limit:
+                # A saved object holds thousands of rows: encode only those returned.
+                return captured_frame(rows) if rows else None
             answer = shadow.outputs[position] if shadow is not None else {}
             rows.append((
                 event.row_id(position), event.inference_time, event.model_version,
@@ -187,7 +191,6 @@ def load(aws: Connection, limit: int = 100, labeled_only: bool = False) -> pd.Da
                 source, shadow.model_version if shadow is not None else None,
                 answer.get("prediction"), answer.get("confidence"),
             ))  # fmt: skip
-    rows = rows[:limit] if limit is not None else rows
     return captured_frame(rows) if rows else None
 
 
@@ -212,7 +215,8 @@ def save(
 
     `source` "online" writes nothing: the endpoint captured those itself. "batch" rows
     go under the variant directory `batch-<model version>`, as JSON Lines capture
-    records of up to SAVED_ROWS_PER_RECORD rows each, each prediction under its `id`, so
+    records of up to SAVED_ROWS_PER_RECORD rows each (SAVED_ROWS_PER_OBJECT rows an
+    object), each prediction under its `id`, so
     `load` and `label_by_id` treat them as they treat the endpoint's.
     """
     import pandas as pd
