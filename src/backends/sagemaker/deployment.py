@@ -140,10 +140,11 @@ def deploy(
             create_endpoint(aws, config_name)
         else:
             request_update(aws, config_name)
-    except BackendError as error:
-        # Refused before any fleet changed: what serves is untouched.
+    except Exception as error:
+        # Refused (or a model not found) before any fleet changed: what serves is
+        # untouched, and what this deployment made so far goes.
         delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
-        if endpoint is None:
+        if endpoint is None or not isinstance(error, BackendError):
             raise
         raise BackendError(
             f"{error} Nothing changed: endpoint {aws.endpoint} still serves "
