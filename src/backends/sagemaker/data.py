@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,44 @@ def _key_hour(key: str) -> str:
     return "/".join(key.split("/")[-5:-1])
 
 
+@dataclass
+class CaptureFiles:
+    """The capture files of the endpoint: served and saved ones newest first, shadows."""
+
+    bucket: str
+    prefix: str
+    keys: list[str]
+    shadow_keys: list[str]
+    variants: dict[str, tuple[str, str | None]]  # key -> (role, version)
+
+
+def capture_files(aws: Connection) -> CaptureFiles:
+    bucket, capture_prefix = aws.settings.capture_location
+    prefix = join_key(capture_prefix, aws.endpoint) + "/"
+    keys = [key for key in list_keys(aws.s3, bucket, prefix) if key.endswith(".jsonl")]
+    variants = {
+        key: capture_variant(key, capture_prefix, aws.endpoint) or (SERVED, None) for key in keys
+    }
+    return CaptureFiles(
+        bucket,
+        capture_prefix,
+        newest_first(key for key in keys if variants[key][0] != SHADOW),
+        [key for key in keys if variants[key][0] == SHADOW],
+        variants,
+    )
+
+
+def labelled_events(
+    aws: Connection, files: CaptureFiles, key: str, truth: dict[str, list[str | None]]
+) -> list[CapturedEvent]:
+    """The events of one capture file, each with its labels so far."""
+    role, version = files.variants[key]
+    events = _read_events(aws, files.bucket, key, role, version)
+    for event in events:
+        event.labels = merge_labels([None] * len(event.inputs), truth.get(event.event_id, []))
+    return events
+
+
 def captured_events(
     aws: Connection, limit: int | None = None, labeled_only: bool = False, shadows: bool = True
 ) -> list[CapturedEvent]:
@@ -115,21 +154,12 @@ def captured_events(
     not read them: one label serves both answers).
     """
     truth = ground_truth(aws)
-    bucket, capture_prefix = aws.settings.capture_location
+    files = capture_files(aws)
     events: list[CapturedEvent] = []
     rows = 0
-    prefix = join_key(capture_prefix, aws.endpoint) + "/"
-    keys = [key for key in list_keys(aws.s3, bucket, prefix) if key.endswith(".jsonl")]
-    roles = {
-        key: capture_variant(key, capture_prefix, aws.endpoint) or (SERVED, None) for key in keys
-    }
-    shadow_keys = [key for key in keys if roles[key][0] == SHADOW]
     oldest_hour = None
-    for key in newest_first(key for key in keys if roles[key][0] != SHADOW):
-        role, version = roles[key]
-        found = _read_events(aws, bucket, key, role, version)
-        for event in found:
-            event.labels = merge_labels([None] * len(event.inputs), truth.get(event.event_id, []))
+    for key in files.keys:
+        found = labelled_events(aws, files, key, truth)
         events.extend(found)
         oldest_hour = _key_hour(key)
         rows += sum(
@@ -141,7 +171,7 @@ def captured_events(
     else:
         oldest_hour = None  # Every file was read: so is every shadow file.
     if shadows:
-        _join_shadows(aws, bucket, capture_prefix, events, shadow_keys, oldest_hour)
+        _join_shadows(aws, files.bucket, files.prefix, events, files.shadow_keys, oldest_hour)
     events.sort(key=lambda event: event.inference_time, reverse=True)
     return events
 
@@ -300,15 +330,27 @@ def label(aws: Connection, ground_truth_quality: float = 0.8) -> int:
 
 
 def label_by_id(aws: Connection, truth: dict[str, str]) -> int:
-    """Attach labels to captured rows by prediction id; return how many matched."""
-    events = captured_events(aws, shadows=False)
-    by_id = {
-        event.row_id(position): (event.event_id, position)
-        for event in events
-        for position in range(len(event.inputs))
-    }
-    matched = {by_id[id_]: value for id_, value in truth.items() if id_ in by_id}
-    return _write_labels(aws, events, matched)
+    """Attach labels to captured rows by prediction id; return how many matched.
+
+    Reads the captures a file at a time and keeps only the events a label matches, so
+    memory stays that of one file however much was captured (a million batch rows
+    held at once took 1.4 GB).
+    """
+    known = ground_truth(aws)
+    files = capture_files(aws)
+    matched_events: list[CapturedEvent] = []
+    matched: dict[tuple[str, int], str] = {}
+    for key in files.keys:
+        for event in labelled_events(aws, files, key, known):
+            hits = {
+                (event.event_id, position): truth[event.row_id(position)]
+                for position in range(len(event.inputs))
+                if event.row_id(position) in truth
+            }
+            if hits:
+                matched_events.append(event)
+                matched.update(hits)
+    return _write_labels(aws, matched_events, matched)
 
 
 def _write_labels(
