@@ -27,9 +27,9 @@ from backends.local_server import SHADOW_PATH_VARIABLE, SHADOW_VERSION_VARIABLE,
 pytestmark = pytest.mark.e2e
 # Answers wanted in each phase: enough that requests were in flight at each change.
 ANSWERS_PER_PHASE = 40
-# Between one client's requests: 8 clients still keep both workers busy, and leave the
-# new server's workers (loading the model beside them) a share of 2 cores.
-PAUSE = 0.02
+# Between one client's requests: 8 clients still keep requests in flight at every moment,
+# and leave the new server's workers (loading the model beside them) a share of 2 cores.
+PAUSE = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +130,18 @@ def test_versions_and_shadows_swap_under_load_without_a_failed_request(
 
 
 def broken_copy(models: ServingModels, version: str, directory: Path) -> Path:
-    """A copy of a registered model whose Keras file is corrupt: it cannot be loaded."""
+    """A copy of a registered model whose MLmodel names a loader that does not exist."""
     import mlflow
+    import yaml
 
     model = Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=models.uri(version), dst_path=str(directory / "broken-model")
         )
     )
-    (model / "artifacts" / "model.keras").write_bytes(b"not a keras file")
+    description = yaml.safe_load((model / "MLmodel").read_text())
+    description["flavors"]["python_function"]["loader_module"] = "no_such_loader_module"
+    (model / "MLmodel").write_text(yaml.safe_dump(description))
     return model
 
 
