@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 ANSWERS_PER_PHASE = 40
 # Between one client's requests: 8 clients still keep requests in flight at every moment,
 # and leave the new server's workers (loading the model beside them) a share of 2 cores.
-PAUSE = 0.05
+PAUSE = 0.1
 
 
 @pytest.fixture(scope="module")
