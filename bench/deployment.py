@@ -1,6 +1,7 @@
 """Benchmark the deployment pipeline: a new version replacing a serving one, per phase.
 
-    uv run python bench/deployment.py [--runs 3] [--workers 2] [--epochs 5] [--keep]
+    uv run python bench/deployment.py [--runs 3] [--workers 2] [--epochs 5] [--clients 8]
+                                      [--pause 0] [--keep]
 
 Everything happens in a temporary directory and on 127.0.0.1 only:
 
@@ -14,11 +15,17 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
    Per run: wall time, process start to "Workflow starting", each step's task (from
    "Task is starting" to "Task finished successfully", imports included), and inside
    `deploy` the server replacement and the smoke test (from the step's log line).
+   Meanwhile `--clients` threads (tests/support/load.py) send one-row requests, each
+   on a new connection, `--pause` seconds apart (0: as fast as answered): the requests
+   that failed, by kind (target 0), and the captures lost (answered ids missing from
+   the capture database; target 0). The versions alternate, so every other run is
+   also the rollback of the one before.
 3. The server replacement alone, in this process, with `LocalServer` as the Local
    backend drives it, split by the lines written to the server's log: downloading the
-   model (the old server still answers), stopping the old server, uvicorn starting,
-   its workers importing MLflow and the model's code and loading the model, /ping
-   healthy; and the downtime, from stopping the old server to the new one healthy.
+   model (the old server still answers), the new server starting beside the old one
+   (uvicorn, its workers importing MLflow and the model's code and loading the model),
+   every worker ready, the old server finishing what it accepted and stopping. There
+   is no downtime to time: both accept on one socket until the old one stops.
 
 The load average before and after is printed: the machine may be shared.
 """
@@ -26,6 +33,7 @@ The load average before and after is printed: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -41,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench"), str(ROOT / "tests")]
 
 from serving import dataset_rows, load_average, train_and_register  # noqa: E402
+from support.load import Clients  # noqa: E402
 from support.ports import free_port  # noqa: E402
 from training import (  # noqa: E402
     TIME_FORMAT,
@@ -61,10 +70,11 @@ SERVER_MARKS = {
     "uvicorn": "Started parent process",  # uvicorn runs; its workers start importing
     "worker": "Application startup complete",  # a worker has loaded the model
 }
-# LocalServer's own first line in the log, with the phases before uvicorn.
-PREPARED = re.compile(
-    r"Downloaded \S+ in (?P<download>[\d.]+) s; stopped the previous server in "
-    r"(?P<stop>[\d.]+) s"
+# LocalServer's own lines in the log: before uvicorn, and once the swap is done.
+PREPARED = re.compile(r"Downloaded .* in (?P<download>[\d.]+) s; starting the server beside")
+SWAPPED = re.compile(
+    r"Ready (?P<ready>[\d.]+) s after starting; the previous server finished and stopped "
+    r"in (?P<drain>[\d.]+) s"
 )
 
 
@@ -85,25 +95,36 @@ def write_config(workdir: Path, url: str, workers: int) -> Path:
     return path
 
 
-def run_deployment(workdir: Path, config: Path, version: str, index: int) -> dict:
-    """One `deployment.py run --model-version <version>`; its figures."""
+def run_deployment(
+    workdir: Path, config: Path, version: str, index: int, clients: Clients | None = None
+) -> dict:
+    """One `deployment.py run --model-version <version>`; its figures.
+
+    With `clients`, they send requests throughout (started and stopped here).
+    """
     command = [
         sys.executable, PIPELINE, "--config", "project", str(config),
         "run", "--model-version", version, "--run-id-file", str(workdir / f"run-{index}"),
     ]  # fmt: skip
+    if clients is not None:
+        clients.__enter__()
     launched = datetime.now()
     start = time.perf_counter()
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=pipeline_environment(workdir),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    wall = time.perf_counter() - start
+    try:
+        result = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=pipeline_environment(workdir),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+        wall = time.perf_counter() - start
+    finally:
+        if clients is not None:
+            clients.stop()
     lines = (result.stdout + result.stderr).splitlines()
     (workdir / f"deployment-{index}.log").write_text("\n".join(lines))
     if result.returncode != 0:
@@ -118,7 +139,31 @@ def run_deployment(workdir: Path, config: Path, version: str, index: int) -> dic
         match = DEPLOY_LINE.search(line)
         if match:
             figures["serve"], figures["smoke"] = float(match["serve"]), float(match["smoke"])
+    log = workdir / "serving" / f"server-{version}.log"
+    swaps = SWAPPED.findall(log.read_text(errors="replace")) if log.exists() else []
+    if swaps:
+        figures["ready"], figures["drain"] = (float(figure) for figure in swaps[-1])
+    if clients is not None:
+        answered = clients.ids()
+        figures["answered"] = len(answered)
+        figures["failures"] = dict(clients.failures)
+        figures["examples"] = dict(clients.examples)
+        figures["lost"] = len(set(answered) - captured_ids(workdir / "captures.db", answered))
     return figures
+
+
+def captured_ids(database: Path, ids: list[str]) -> set[str]:
+    """Those of `ids` that are in the capture database."""
+    import sqlite3
+
+    found: set[str] = set()
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        for offset in range(0, len(ids), 500):
+            chunk = ids[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id FROM predictions WHERE id IN ({marks})"
+            found.update(row[0] for row in connection.execute(query, chunk))
+    return found
 
 
 def print_run(label: str, figures: dict) -> None:
@@ -136,6 +181,22 @@ def print_run(label: str, figures: dict) -> None:
             )
         print(f"    {name:<8} {seconds:5.1f} s{detail}")
     print(f"    scheduling between tasks and shutdown: {figures['wall'] - accounted:.1f} s")
+    if "ready" in figures:
+        print(
+            f"    swap: new server ready {figures['ready']:.1f} s after it started beside the "
+            f"old one; the old one finished and stopped {figures['drain']:.2f} s later"
+        )
+    if "answered" in figures:
+        failed = sum(figures["failures"].values())
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(figures["failures"].items()))
+        print(
+            f"    under load: {figures['answered']} requests answered, {failed} failed"
+            f"{f' ({kinds})' if kinds else ''} (target 0: {'ok' if not failed else 'MISSED'}), "
+            f"{figures['lost']} answered predictions not captured "
+            f"(target 0: {'ok' if not figures['lost'] else 'MISSED'})"
+        )
+        for kind, example in figures["examples"].items():
+            print(f"      first {kind}: {example}")
 
 
 class LogMarks(threading.Thread):
@@ -181,16 +242,18 @@ def replace_in_process(workdir: Path, url: str, workers: int, versions: list[str
     healthy = time.perf_counter() - start
     seen = marks.stop()
     assert ping(url)
-    prepared = PREPARED.search(log.read_text(errors="replace"))
-    download, stop = (float(prepared[k]) for k in ("download", "stop")) if prepared else (0, 0)
+    text = log.read_text(errors="replace")
+    prepared, swapped = PREPARED.search(text), SWAPPED.search(text)
+    download = float(prepared["download"]) if prepared else 0.0
+    ready, drain = (float(swapped[k]) for k in ("ready", "drain")) if swapped else (0.0, 0.0)
     uvicorn, worker = (seen.get(name, float("nan")) for name in SERVER_MARKS)
     print(f"  version {serving} -> {version}: {healthy:.1f} s")
     print(f"    download the model (old server still answering): {download:.2f} s")
-    print(f"    stop the old server (SIGTERM, wait for its workers): {stop:.2f} s")
-    print(f"    uvicorn started: {uvicorn - download - stop:.1f} s")
+    print(f"    uvicorn started beside the old server: {uvicorn - download:.1f} s")
     print(f"    workers import MLflow and the model's code, load it: {worker - uvicorn:.1f} s")
-    print(f"    until /ping answers: {healthy - worker:.2f} s")
-    print(f"    downtime (old server stopped to new one healthy): {healthy - download:.1f} s")
+    print(f"    every worker ready (checked in process): {download + ready - worker:.2f} s")
+    print(f"    the old server finishes what it accepted, stops: {drain:.2f} s")
+    print("    downtime: none (both servers accept on one socket until the old one stops)")
 
 
 def main(argv: list[str]) -> int:
@@ -198,6 +261,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=3, help="replacements to time")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs per version")
+    parser.add_argument("--clients", type=int, default=8, help="clients during replacements")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds between a client's requests"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     arguments = parser.parse_args(argv)
 
@@ -217,11 +284,18 @@ def main(argv: list[str]) -> int:
         print(f"deployment pipeline ({arguments.workers} server workers)")
         first = run_deployment(workdir, config, versions[0], 0)
         print_run(f"version {versions[0]}, nothing serving before", first)
-        replacements = []
+        replacements, under_load = [], []
         for index in range(1, arguments.runs + 1):
             version = versions[index % 2]
-            figures = run_deployment(workdir, config, version, index)
+            clients = (
+                Clients(url, arguments.clients, pause=arguments.pause)
+                if arguments.clients
+                else None
+            )
+            figures = run_deployment(workdir, config, version, index, clients)
             replacements.append(figures["wall"])
+            if "answered" in figures:
+                under_load.append(figures)
             print_run(f"version {version} replacing {versions[(index + 1) % 2]}", figures)
         if replacements:
             best, worst = min(replacements), max(replacements)
@@ -229,6 +303,16 @@ def main(argv: list[str]) -> int:
             print(
                 f"replacing a serving version: {best:.1f}-{worst:.1f} s over "
                 f"{len(replacements)} runs (target <= {TARGET_SECONDS:.0f} s: {verdict})"
+            )
+
+        if under_load:
+            failed_requests = sum(sum(f["failures"].values()) for f in under_load)
+            lost = sum(f["lost"] for f in under_load)
+            answered = sum(f["answered"] for f in under_load)
+            print(
+                f"during {len(under_load)} replacements with {arguments.clients} clients: "
+                f"{answered} answered, {failed_requests} failed, {lost} not captured "
+                f"(target 0 and 0: {'ok' if not failed_requests and not lost else 'MISSED'})"
             )
 
         print("the server replacement alone, in this process")

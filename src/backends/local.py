@@ -100,27 +100,40 @@ class Local(Backend):
                 environment[name] = os.environ[name]
         return environment
 
+    def deployed_shadow_version(self) -> str | None:
+        state = self._server().state()
+        return state.shadow_version if state and ping(state.url) else None
+
     def prepare(
         self, model_uri: str, model_version: str, shadow: ShadowModel | None = None
     ) -> None:
-        """Download the model while the old server keeps answering (see `LocalServer`)."""
+        """Download the model (and shadow) while the old server answers (see `LocalServer`)."""
         try:
             self._server().prepare(
                 model_uri, str(model_version), self.target, self.workers,
-                self._environment(model_version),
+                self._environment(model_version), shadow=shadow,
             )  # fmt: skip
         except ServerError as error:
             raise BackendError(f"Preparing {model_uri} failed: {error}") from None
 
     def deploy(self, model_uri: str, model_version: str, shadow: ShadowModel | None = None) -> bool:
-        if shadow is not None:
-            raise BackendError("Shadow scoring on the Local backend is not supported yet.")
-        if self.deployed_version() == str(model_version):
+        """Serve `model_uri` (and `shadow`), replacing what serves without refusing a request.
+
+        The new server is healthy before the old one stops accepting, and the old one
+        finishes the requests it accepted (see `backends.local_server`).
+        """
+        state = self._server().state()
+        wanted_shadow = str(shadow.model_version) if shadow else None
+        if (
+            state is not None
+            and (state.model_version, state.shadow_version) == (str(model_version), wanted_shadow)
+            and ping(state.url)
+        ):
             return False
         try:
             self._server().start(
                 model_uri, str(model_version), self.target, self.workers,
-                self._environment(model_version),
+                self._environment(model_version), shadow=shadow,
             )  # fmt: skip
         except ServerError as error:
             raise BackendError(f"Deploying {model_uri} to {self.target} failed: {error}") from None
@@ -215,7 +228,11 @@ def main(argv: list[str]) -> int:
             print("No server is running.")
             return 1
         health = "healthy" if ping(state.url) else "not answering"
-        print(f"Model version {state.model_version} at {state.url} (pid {state.pid}), {health}.")
+        shadow = f", shadow version {state.shadow_version}" if state.shadow_version else ""
+        print(
+            f"Model version {state.model_version}{shadow} at {state.url} (pid {state.pid}), "
+            f"{health}."
+        )
         return 0
     print("Usage: python -m backends.local [status|stop]", file=sys.stderr)
     return 2

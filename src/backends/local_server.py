@@ -1,39 +1,59 @@
 """Run MLflow's model server in the background, one server per state directory.
 
-The server's process id, model version and address live in `<state dir>/server.json`
-so that a later deployment can replace it and `stop` can end it (`python -m
-backends.local status|stop` from the command line).
+The server's process id, model version (and shadow's) and address live in
+`<state dir>/server.json` so that a later deployment can replace it and `stop` can end
+it (`python -m backends.local status|stop` from the command line).
 
 The server is what `mlflow models serve --env-manager local` runs (uvicorn with
-MLflow's scoring app, built by MLflow's own `get_cmd`), started without that CLI in
-between: the model is downloaded first, while the old server still answers, then the
-old server stops and uvicorn starts on the downloaded copy. The CLI process only
-imported MLflow's whole command line (the slowest import of a deployment) to do that
-download. `prepare` downloads ahead, from a process that has MLflow imported anyway
-(the deployment pipeline's `start` step), and records the command in
-`<state dir>/prepared.json`: `start` then imports no MLflow at all. Downloaded models
-live in `<state dir>/models/`; only the one serving is kept.
+MLflow's scoring app), started by `backends.local_launcher` without that CLI. A
+version replaces another without refusing or dropping a request:
+
+1. The new model (and shadow) is downloaded while the old server answers; a download
+   that fails changes nothing. `prepare` does this ahead, from a process that has
+   MLflow imported anyway (the deployment pipeline's `start` step), and records it in
+   `<state dir>/prepared.json`: `start` then imports no MLflow at all.
+2. The new server gets the old one's listening socket (a duplicate of its descriptor,
+   over the unix socket the old server offers it on) or, when nothing serves, a socket
+   bound here. Both servers accept from the same queue meanwhile.
+3. The new server reports ready once every worker has loaded the model, answered a
+   health check and accepts. A server that fails is stopped; the old one never noticed.
+4. Then the old server gets SIGTERM: its workers stop accepting, finish what they
+   accepted and exit. Connections still queued are the new server's.
+
+Downloaded models live in `<state dir>/models/`; only those of the server are kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import shlex
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from backends.base import ShadowModel
+
 DEFAULT_STATE_DIR = ".serving"
+LAUNCHER = "backends.local_launcher"
+SHADOW_PATH_VARIABLE = "SERVING_SHADOW_MODEL_PATH"
+SHADOW_VERSION_VARIABLE = "SERVING_SHADOW_VERSION"
+# Connections waiting for a worker; uvicorn's default.
+BACKLOG = 2048
+# A unix socket's path must fit in sockaddr_un (108 bytes on Linux, 104 on macOS).
+MAX_UNIX_PATH = 100
 
 
 class ServerError(RuntimeError):
@@ -42,15 +62,17 @@ class ServerError(RuntimeError):
 
 @dataclass
 class Prepared:
-    """A downloaded model and the command that serves it (`<state dir>/prepared.json`)."""
+    """Downloaded models and what serves them (`<state dir>/prepared.json`)."""
 
     model_uri: str
     url: str
     workers: int
     path: str
-    command: list[str]
     environment: dict[str, str]
-    seconds: float  # how long the download took
+    seconds: float  # how long the downloads took
+    shadow_uri: str | None = None
+    shadow_version: str | None = None
+    shadow_path: str | None = None
 
 
 @dataclass
@@ -61,6 +83,12 @@ class ServerState:
     url: str
     log: str
     started_at: float
+    shadow_uri: str | None = None
+    shadow_version: str | None = None
+    # Where the server offers its listening socket to the next one; None for a server
+    # started before handoffs existed (it is stopped before its successor binds).
+    handoff: str | None = None
+    model_paths: tuple[str, ...] = ()
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:
@@ -85,8 +113,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _address(url: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 80
+
+
+def bind_listener(url: str) -> socket.socket:
+    """A socket listening where `url` points (OSError if it cannot be had)."""
+    host, port = _address(url)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=BACKLOG)
+
+
+def receive_listener(handoff: str, timeout: float = 10.0) -> socket.socket:
+    """The listening socket the server at unix socket `handoff` offers (OSError if none)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        connection.connect(handoff)
+        _, descriptors, _, _ = socket.recv_fds(connection, 64, 1)
+    if not descriptors:
+        raise OSError(f"{handoff} sent no socket")
+    return socket.socket(fileno=descriptors[0])
+
+
 class LocalServer:
-    """Start, find and stop the background model server of one state directory."""
+    """Start, find, replace and stop the background model server of one state directory."""
 
     def __init__(self, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> None:
         self.state_dir = Path(state_dir)
@@ -96,7 +147,10 @@ class LocalServer:
     def state(self) -> ServerState | None:
         """The recorded server, if its process still runs."""
         try:
-            state = ServerState(**json.loads(self.state_file.read_text()))
+            recorded = json.loads(self.state_file.read_text())
+            state = ServerState(
+                **{**recorded, "model_paths": tuple(recorded.get("model_paths", ()))}
+            )
         except (FileNotFoundError, ValueError, TypeError):
             return None
         return state if _alive(state.pid) else None
@@ -108,10 +162,11 @@ class LocalServer:
         url: str,
         workers: int,
         environment: dict[str, str],
+        shadow: ShadowModel | None = None,
     ) -> Prepared:
-        """Download `model_uri` and build the server's command, touching no running server.
+        """Download `model_uri` (and the `shadow`'s), touching no running server.
 
-        `start` of the same `model_uri` then uses them: a pipeline can prepare in a step
+        `start` of the same models then uses them: a pipeline can prepare in a step
         that has MLflow imported already, and start the server from one that has not.
         `environment`'s MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI) say where to
         download a `models:/` URI from.
@@ -120,34 +175,43 @@ class LocalServer:
         log = self.state_dir / f"server-{model_version}.log"
         began = time.monotonic()
         model_path = self._download(model_uri, environment, log)
+        shadow_path = None
+        if shadow is not None:
+            try:
+                shadow_path = self._download(shadow.model_uri, environment, log, "shadow model")
+            except ServerError:
+                shutil.rmtree(self._download_dir(model_path), ignore_errors=True)
+                raise
 
         from mlflow.pyfunc.scoring_server import get_cmd
 
-        parsed = urlparse(url)
-        command, server_env = get_cmd(
-            str(model_path), parsed.port or 80, parsed.hostname or "127.0.0.1", None, workers
-        )
-        program, *arguments = shlex.split(command)
+        # Only the environment: what MLflow adds for its app (model path, request timeout).
+        _, server_env = get_cmd(str(model_path), None, None, None, workers)
         prepared = Prepared(
             model_uri=model_uri,
             url=url,
             workers=workers,
             path=str(model_path),
-            command=[sys.executable, "-m", program, *arguments],
-            # What MLflow adds to the environment (the model's path, the request timeout).
             environment={k: v for k, v in server_env.items() if os.environ.get(k) != v},
             seconds=time.monotonic() - began,
+            shadow_uri=shadow.model_uri if shadow else None,
+            shadow_version=str(shadow.model_version) if shadow else None,
+            shadow_path=str(shadow_path) if shadow_path else None,
         )
         self.prepared_file.write_text(json.dumps(asdict(prepared)))
         return prepared
 
-    def _prepared(self, model_uri: str, url: str, workers: int) -> Prepared | None:
+    def _prepared(
+        self, model_uri: str, url: str, workers: int, shadow: ShadowModel | None
+    ) -> Prepared | None:
         try:
             prepared = Prepared(**json.loads(self.prepared_file.read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             return None
-        same = (prepared.model_uri, prepared.url, prepared.workers) == (model_uri, url, workers)
-        return prepared if same and Path(prepared.path).is_dir() else None
+        wanted = (model_uri, url, workers, shadow.model_uri if shadow else None)
+        found = (prepared.model_uri, prepared.url, prepared.workers, prepared.shadow_uri)
+        paths = [prepared.path] + ([prepared.shadow_path] if prepared.shadow_path else [])
+        return prepared if wanted == found and all(Path(p).is_dir() for p in paths) else None
 
     def start(
         self,
@@ -157,19 +221,107 @@ class LocalServer:
         workers: int,
         environment: dict[str, str],
         timeout: float = 120.0,
+        shadow: ShadowModel | None = None,
     ) -> ServerState:
-        """Stop any server started here, serve `model_uri`, wait until healthy.
+        """Serve `model_uri` (with `shadow`) at `url`, replacing the server started here.
 
-        The model is downloaded first, unless `prepare` did it, while the old server
-        still answers: a model that cannot be downloaded leaves the old one serving.
+        Returns once the new server is healthy and the old one has finished what it
+        had accepted. A model that cannot be downloaded, or a server that does not
+        come up, leaves the old one serving as it was.
         """
-        prepared = self._prepared(model_uri, url, workers)
+        prepared = self._prepared(model_uri, url, workers, shadow)
         if prepared is None:
-            prepared = self.prepare(model_uri, model_version, url, workers, environment)
+            prepared = self.prepare(model_uri, model_version, url, workers, environment, shadow)
         log = self.state_dir / f"server-{model_version}.log"
-        stopping = time.monotonic()
-        self.stop()
+        old = self.state()
+        began = time.monotonic()
+        listener = self._listener(old, url, log)
+        handoff = self._handoff_path()
+        with open(log, "ab") as output:
+            output.write(
+                f"Downloaded {model_uri}"
+                f"{f' and shadow {prepared.shadow_uri}' if prepared.shadow_uri else ''} "
+                f"in {prepared.seconds:.1f} s; starting the server beside "
+                f"{f'pid {old.pid}' if old else 'none'}.\n".encode()
+            )
+        process, ready_read = self._launch(
+            listener, prepared, environment, workers, handoff, log, timeout
+        )
+        self.prepared_file.unlink(missing_ok=True)
+        paths = tuple(p for p in (prepared.path, prepared.shadow_path) if p)
+        try:
+            self._wait_until_ready(process, ready_read, timeout, log)
+        except ServerError:
+            _end_group(process.pid, grace=15.0)
+            for path in paths:
+                shutil.rmtree(self._download_dir(Path(path)), ignore_errors=True)
+            _remove_handoff(str(handoff), self.state_dir)
+            raise
+        finally:
+            os.close(ready_read)
+        ready = time.monotonic()
+        state = ServerState(
+            process.pid, model_uri, str(model_version), url, str(log), time.time(),
+            prepared.shadow_uri, prepared.shadow_version, str(handoff), paths,
+        )  # fmt: skip
+        self.state_file.write_text(json.dumps(asdict(state)))
+        if old is not None and old.pid != process.pid:
+            _end_group(old.pid)
+            _remove_handoff(old.handoff, self.state_dir)
         stopped = time.monotonic()
+        # bench/deployment.py reads this line: keep its wording.
+        _note(
+            log,
+            f"Ready {ready - began:.1f} s after starting; "
+            + (
+                f"the previous server finished and stopped in {stopped - ready:.2f} s."
+                if old is not None
+                else "nothing served before."
+            ),
+        )
+        self._forget_models(keep=[Path(p) for p in paths])
+        return state
+
+    def _launch(
+        self,
+        listener: socket.socket,
+        prepared: Prepared,
+        environment: dict[str, str],
+        workers: int,
+        handoff: Path,
+        log: Path,
+        timeout: float,
+    ) -> tuple[subprocess.Popen, int]:
+        """Start `backends.local_launcher` on `listener`; the process and its readiness pipe.
+
+        `listener` is closed here: the server has its own descriptor of it.
+        """
+        ready_read, ready_write = os.pipe()
+        command = [
+            sys.executable, "-m", LAUNCHER, "--listen-fd", str(listener.fileno()),
+            "--ready-fd", str(ready_write), "--workers", str(workers), "--handoff", str(handoff),
+            "--startup-timeout", str(timeout),
+        ]  # fmt: skip
+        try:
+            with open(log, "ab") as output:
+                process = subprocess.Popen(
+                    command,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self._server_environment(prepared, environment),
+                    pass_fds=(listener.fileno(), ready_write),
+                    start_new_session=True,  # Its own process group: stop() ends the workers too.
+                )
+        except OSError as error:
+            os.close(ready_read)
+            raise ServerError(f"Could not start the model server ({command[0]}): {error}") from None
+        finally:
+            listener.close()
+            os.close(ready_write)
+        return process, ready_read
+
+    def _server_environment(self, prepared: Prepared, environment: dict[str, str]) -> dict:
         bin_dir = str(Path(sys.executable).parent)
         env = {
             **os.environ,
@@ -177,42 +329,79 @@ class LocalServer:
             **environment,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        with open(log, "ab") as output:
-            output.write(
-                f"Downloaded {model_uri} in {prepared.seconds:.1f} s; stopped the previous "
-                f"server in {stopped - stopping:.1f} s; starting uvicorn.\n".encode()
-            )
-            output.flush()
-            process = subprocess.Popen(
-                prepared.command,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # Its own process group: stop() ends the workers too.
-            )
-        self.prepared_file.unlink(missing_ok=True)
-        state = ServerState(process.pid, model_uri, str(model_version), url, str(log), time.time())
-        self.state_file.write_text(json.dumps(asdict(state)))
+        # A shadow is only what this deployment asks for, never one inherited.
+        env.pop(SHADOW_PATH_VARIABLE, None)
+        env.pop(SHADOW_VERSION_VARIABLE, None)
+        if prepared.shadow_path:
+            env[SHADOW_PATH_VARIABLE] = prepared.shadow_path
+            env[SHADOW_VERSION_VARIABLE] = str(prepared.shadow_version)
+        return env
 
-        model_path = Path(prepared.path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self.state_file.unlink(missing_ok=True)
-                shutil.rmtree(model_path, ignore_errors=True)
+    def _listener(self, old: ServerState | None, url: str, log: Path) -> socket.socket:
+        """The socket the new server will accept on: the old server's, or a new one."""
+        same_address = old is not None and _address(old.url) == _address(url)
+        if same_address and old.handoff:
+            try:
+                return receive_listener(old.handoff)
+            except OSError as error:
+                _note(log, f"Could not take over pid {old.pid}'s socket ({error}); binding.")
+        try:
+            return bind_listener(url)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise ServerError(f"Cannot listen at {url}: {error}") from None
+            if not same_address:
+                host, port = _address(url)
                 raise ServerError(
-                    f"The model server exited with code {process.returncode} before "
-                    f"answering. Last lines of {log}:\n{_tail(log)}"
-                )
-            if ping(url):
-                self._forget_models(keep=model_path)
-                return state
-            time.sleep(0.1)
+                    f"Port {port} of {host} is in use by another process, not by a model "
+                    f"server of {self.state_dir}: stop that process, or set backend.target "
+                    "to a free port."
+                ) from None
+        # A server that cannot hand its socket on (started by an earlier version of this
+        # module): it has to stop before its port can be bound again.
+        _note(log, f"Stopping pid {old.pid} first: it cannot hand over its socket.")
         self.stop()
-        raise ServerError(f"The model server did not answer within {timeout:.0f} s; see {log}.")
+        try:
+            return bind_listener(url)
+        except OSError as error:
+            raise ServerError(f"Cannot listen at {url}: {error}") from None
 
-    def _download(self, model_uri: str, environment: dict[str, str], log: Path) -> Path:
+    def _handoff_path(self) -> Path:
+        name = f"handoff-{uuid.uuid4().hex[:12]}.sock"
+        path = self.state_dir.resolve() / name
+        if len(str(path).encode()) > MAX_UNIX_PATH:
+            path = Path(tempfile.mkdtemp(prefix="serving-")) / name
+        return path
+
+    def _wait_until_ready(
+        self, process: subprocess.Popen, ready: int, timeout: float, log: Path
+    ) -> None:
+        """Return once the server says it is ready; ServerError if it fails or times out."""
+        deadline = time.monotonic() + timeout
+        said = b""
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([ready], [], [], 0.5)
+            if readable:
+                said = os.read(ready, 64)
+                if said.startswith(b"ready"):
+                    return
+                break  # it reported a failure, or closed the pipe: it will not serve
+            if process.poll() is not None:
+                break
+        else:
+            raise ServerError(f"The model server was not ready within {timeout:.0f} s; see {log}.")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+        code = process.returncode
+        raise ServerError(
+            f"The model server {'exited with code ' + str(code) if code is not None else 'failed'}"
+            f" before serving; the server that was serving still does. Last lines of {log}:\n"
+            f"{_tail(log)}"
+        )
+
+    def _download(
+        self, model_uri: str, environment: dict[str, str], log: Path, what: str = "model"
+    ) -> Path:
         """The model's files, in a new directory under `<state dir>/models/`."""
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
@@ -230,30 +419,70 @@ class LocalServer:
             )
         except (MlflowException, OSError) as error:
             shutil.rmtree(target, ignore_errors=True)
-            with open(log, "a") as output:
-                output.write(f"Could not download {model_uri}: {error}\n")
-            raise ServerError(f"Could not download the model {model_uri}: {error}") from None
+            _note(log, f"Could not download {model_uri}: {error}")
+            raise ServerError(f"Could not download the {what} {model_uri}: {error}") from None
         return Path(local)
 
-    def _forget_models(self, keep: Path) -> None:
+    def _download_dir(self, path: Path) -> Path:
+        """The directory under `<state dir>/models/` that `_download` put `path` in."""
+        models = (self.state_dir / "models").resolve()
+        return models / Path(path).resolve().relative_to(models).parts[0]
+
+    def _forget_models(self, keep: list[Path]) -> None:
         """Delete the downloaded models that no server uses any more."""
+        kept = {k for path in keep for k in (path, *path.parents)}
         for path in (self.state_dir / "models").iterdir():
-            if path not in (keep, *keep.parents):
+            if path not in kept:
                 shutil.rmtree(path, ignore_errors=True)
 
     def stop(self, timeout: float = 15.0) -> ServerState | None:
         """End the recorded server and its workers; return what was stopped."""
         state = self.state()
         if state is not None:
-            _signal_group(state.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(state.pid) and time.monotonic() < deadline:
-                _reap(state.pid)
-                time.sleep(0.1)
-            _signal_group(state.pid, signal.SIGKILL)
-            _reap(state.pid)
+            _end_group(state.pid, grace=timeout)
+            _remove_handoff(state.handoff, self.state_dir)
         self.state_file.unlink(missing_ok=True)
         return state
+
+
+def _end_group(pid: int, grace: float = 15.0) -> None:
+    """SIGTERM the process group of `pid` (a server draining), SIGKILL it after `grace`;
+    return once no process of the group is left."""
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _group_alive(pid: int) -> bool:
+    _reap(pid)  # the leader, when this process started it
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_handoff(handoff: str | None, state_dir: Path) -> None:
+    """Delete a server's handoff socket (and its directory, when it is not `state_dir`)."""
+    if not handoff:
+        return
+    path = Path(handoff)
+    path.unlink(missing_ok=True)
+    if path.parent.resolve() != state_dir.resolve():
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+def _note(log: Path, line: str) -> None:
+    with open(log, "a") as output:
+        output.write(line + "\n")
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -275,3 +275,29 @@ def test_settings_take_effect_and_hyphenated_keys_still_load(tmp_path: Path) -> 
     with pytest.warns(FutureWarning, match=r"backend\.max-batch-size: write it as max_batch_size"):
         assert Local({"max-batch-size": 7}).max_batch_size == 7
     assert Local({}).settings == Local({"target": "http://127.0.0.1:8080/invocations"}).settings
+
+
+def test_a_port_held_by_another_process_is_refused_naming_it(tmp_path: Path) -> None:
+    """Nothing of this state directory serves there: the deployment says whose port it is
+    not, and how to get one, instead of a server that dies at start."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors: {}\n")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        backend = Local(
+            {
+                "target": f"http://127.0.0.1:{port}/invocations",
+                "state_dir": str(tmp_path / "serving"),
+                "database": str(tmp_path / "capture.db"),
+            }
+        )
+        with pytest.raises(
+            BackendError,
+            match=rf"Port {port} of 127\.0\.0\.1 is in use by another process, not by a model "
+            r"server of .*serving: stop that process, or set backend\.target to a free port",
+        ):
+            backend.deploy(str(model), "1")
+    assert not (tmp_path / "serving" / "server.json").exists()
