@@ -99,8 +99,9 @@ class Model(mlflow.pyfunc.PythonModel):
                 f"SERVING_SHADOW_BUDGET_MS must be a positive number of milliseconds, got "
                 f"{budget!r}."
             )
+        # Checked before the shadow's classifier loads: that may not even fit other input.
+        check_compatible(self.features, load_features(model_artifacts(path)), version)
         scorer = load_scorer(path)
-        check_compatible(self.features, scorer.features, version)
         logger.info("Scoring every request in shadow with version %s from %s.", version, path)
         return ShadowScorer(scorer.score, version, budget_ms)
 
@@ -110,8 +111,7 @@ class Model(mlflow.pyfunc.PythonModel):
         import keras
 
         self.model = keras.saving.load_model(artifacts["model"], compile=False)
-        with open(artifacts["features_transformer"], "rb") as file:
-            self.features = FeatureTransform.from_transformer(pickle.load(file))
+        self.features = load_features(artifacts)
         with open(artifacts["target_transformer"], "rb") as file:
             target_transformer = pickle.load(file)
         self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
@@ -194,6 +194,24 @@ class Model(mlflow.pyfunc.PythonModel):
         return predictions, confidences
 
 
+def model_artifacts(model_directory: str | os.PathLike[str]) -> dict[str, str]:
+    """The artifact paths, by name, of the model downloaded in `model_directory`."""
+    import yaml
+
+    directory = Path(model_directory)
+    try:
+        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
+        return {name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()}
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise ValueError(f"{directory} is not a model this project registered: {error}") from None
+
+
+def load_features(artifacts: dict[str, str]) -> FeatureTransform:
+    """The input a model's artifacts expect (without loading the classifier)."""
+    with open(artifacts["features_transformer"], "rb") as file:
+        return FeatureTransform.from_transformer(pickle.load(file))
+
+
 def load_scorer(model_directory: str | os.PathLike[str]) -> Model:
     """The model downloaded in `model_directory`, loaded in this process to score rows.
 
@@ -201,18 +219,8 @@ def load_scorer(model_directory: str | os.PathLike[str]) -> Model:
     without capture, ids or row limit. The code is this process's `inference` package,
     which is the one every model of this checkout ships.
     """
-    import yaml
-
-    directory = Path(model_directory)
-    try:
-        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
-        artifacts = {
-            name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()
-        }
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ValueError(f"{directory} is not a model this project registered: {error}") from None
     scorer = Model()
-    scorer.load_artifacts(artifacts)
+    scorer.load_artifacts(model_artifacts(model_directory))
     return scorer
 
 

@@ -9,19 +9,26 @@ a real `mlflow models serve` with a registered shadow and talk to it over HTTP.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
 import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+from support.paths import PENGUINS_CSV
+from support.places import ModelServer
 from support.toy_models import (
     HABITATS,
     features_of,
@@ -358,3 +365,134 @@ def test_a_non_finite_confidence_is_a_failure() -> None:
 def test_the_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         ShadowScorer(lambda columns: ([], []), "3", budget_ms=0)
+
+
+# --- end to end: a real server over HTTP --------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ShadowServer(ModelServer):
+    """A real model server that also scores every request with the model in `shadow_path`."""
+
+    shadow_path: Path
+    shadow_version: str
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **super().environment(),
+            "SERVING_SHADOW_MODEL_PATH": str(self.shadow_path),
+            "SERVING_SHADOW_VERSION": self.shadow_version,
+        }
+
+
+def download(serving_models: Any, version: str, tracking_uri: str, directory: Path) -> Path:
+    import mlflow.artifacts
+
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=serving_models.uri(version),
+            dst_path=str(directory),
+            tracking_uri=tracking_uri,
+        )
+    )
+
+
+def post(url: str, rows: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, json.dumps({"inputs": rows}).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.e2e
+def test_a_served_shadow_is_captured_and_labelled_over_http(
+    serving_models: Any, tracking_uri: str, tmp_path: Path
+) -> None:
+    from inference.model import load_scorer
+
+    champion, shadow = serving_models.good[0], serving_models.good[1]
+    shadow_path = download(serving_models, shadow, tracking_uri, tmp_path / "shadow")
+    server = ShadowServer(
+        tmp_path / "place",
+        model_name=serving_models.name,
+        model_uri=serving_models.uri(champion),
+        version=champion,
+        shadow_path=shadow_path,
+        shadow_version=shadow,
+    )
+    data = pd.read_csv(PENGUINS_CSV).sample(n=25, random_state=3)
+    truth = data.pop("species").tolist()
+    rows = json.loads(data.to_json(orient="records"))
+    server.start()
+    try:
+        answers = [post(server.url, [row]) for row in rows[:5]]
+        answers.append(post(server.url, rows[5:]))
+        refused = post(server.url, [{"island": "Atlantis"}])
+    finally:
+        server.stop()
+
+    assert [status for status, _ in answers] == [200] * 6, answers
+    assert refused[0] == 400  # refused before either model: nothing captured
+    predictions = [p for _, body in answers for p in body["predictions"]]
+    ids = [p["id"] for p in predictions]
+    stored = server.captured_rows()
+    assert sorted(stored) == sorted(ids)
+
+    scorer = load_scorer(shadow_path)
+    expected, confidences = scorer.score(scorer.features.validate(data))
+    for index, answer in enumerate(predictions):
+        row = stored[answer["id"]]
+        assert (row["model_version"], row["prediction"]) == (champion, answer["prediction"])
+        assert row["shadow_version"] == shadow
+        assert row["shadow_prediction"] == expected[index]
+        assert row["shadow_confidence"] == pytest.approx(confidences[index])
+
+    # One label per id labels both answers; `load` reads them back side by side.
+    backend = server.backend()
+    assert backend.label_by_id(dict(zip(ids, truth, strict=True))) == len(ids)
+    frame = backend.load(limit=100, labeled_only=True).set_index("id").loc[ids]
+    assert frame["ground_truth"].tolist() == truth
+    assert frame["shadow_version"].tolist() == [shadow] * len(ids)
+    assert frame["shadow_prediction"].tolist() == expected
+    assert frame["prediction"].tolist() == [p["prediction"] for p in predictions]
+
+
+@pytest.mark.e2e
+def test_a_server_with_an_incompatible_shadow_refuses_to_start(
+    serving_models: Any, tracking_uri: str, tmp_path: Path
+) -> None:
+    import pickle
+
+    from support.serving import train_small_model
+
+    from backends.local_server import ServerError
+    from common.features import fit_transform
+
+    champion = serving_models.good[0]
+    shadow_path = download(serving_models, champion, tracking_uri, tmp_path / "shadow")
+    schema, data, _ = train_small_model(epochs=1)
+    # A transformer that never saw one island: the shadow would not know that category.
+    features, *_ = fit_transform(data[data["island"] != "Torgersen"], schema)
+    with open(shadow_path / "artifacts" / "features.pkl", "wb") as file:
+        pickle.dump(features, file)
+    server = ShadowServer(
+        tmp_path / "place",
+        model_uri=serving_models.uri(champion),
+        version=champion,
+        workers=1,
+        shadow_path=shadow_path,
+        shadow_version="99",
+    )
+    try:
+        with pytest.raises(ServerError) as info:
+            server.start()
+    finally:
+        server.stop()
+    message = str(info.value)
+    assert "exited" in message
+    assert "does not take the champion's input" in message
+    assert "['Torgersen'] of 'island' only in the champion" in message
