@@ -141,6 +141,11 @@ class ShadowScorer:
         started = self.clock()
         try:
             predictions, confidences = self.score(columns)
+            if not len(predictions) == len(confidences) == rows:
+                raise ValueError(
+                    f"{len(predictions)} predictions and {len(confidences)} confidences "
+                    f"for {rows} rows"
+                )
             if not all(math.isfinite(value) for value in confidences):
                 raise FloatingPointError("non-finite confidence")
         except Exception as error:

@@ -362,6 +362,13 @@ def test_a_non_finite_confidence_is_a_failure() -> None:
     assert shadow.counts()["non_finite"] == 1
 
 
+def test_answers_for_other_rows_than_asked_are_a_failure() -> None:
+    # Captured as they are, they would fail the request's capture (rows must pair up).
+    shadow = ShadowScorer(lambda columns: (["a"], [0.5]), "3")
+    assert shadow.answer(COLUMNS, 2, 0.0).predictions == [None, None]
+    assert shadow.counts()["error"] == 2
+
+
 def test_the_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         ShadowScorer(lambda columns: ([], []), "3", budget_ms=0)
