@@ -316,7 +316,7 @@ def test_a_slow_answer_is_dropped_and_counted() -> None:
         clock.now += delay["seconds"]
         return ["a", "b"], [0.9, 0.8]
 
-    shadow = ShadowScorer(score, "3", budget_ms=2.0, clock=clock)
+    shadow = ShadowScorer(score, "3", budget_ms=2.0, clock=clock, cpu_clock=clock)
     assert shadow.answer(COLUMNS, 2, champion_seconds=0.0001).predictions == ["a", "b"]
     delay["seconds"] = 0.0015  # under the budget
     assert shadow.answer(COLUMNS, 2, champion_seconds=0.0001).predictions == ["a", "b"]
@@ -327,6 +327,23 @@ def test_a_slow_answer_is_dropped_and_counted() -> None:
     # A large batch may take twice what the champion took for it.
     assert shadow.answer(COLUMNS, 2, champion_seconds=0.003).predictions == ["a", "b"]
     assert shadow.counts() == {"scored": 6, "error": 0, "non_finite": 0, "slow": 2, "skipped": 0}
+
+
+def test_a_call_slowed_by_other_work_keeps_its_answer_unless_it_hangs() -> None:
+    wall, cpu = Clock(), Clock()
+    delay = {"seconds": 0.0}
+
+    def score(columns: Any) -> tuple[list[str], list[float]]:
+        wall.now += delay["seconds"]  # preempted: time passes, the shadow works little
+        cpu.now += 0.0001
+        return ["a", "b"], [0.9, 0.8]
+
+    shadow = ShadowScorer(score, "3", budget_ms=2.0, clock=wall, cpu_clock=cpu)
+    delay["seconds"] = 0.015
+    assert shadow.answer(COLUMNS, 2, champion_seconds=0.0001).predictions == ["a", "b"]
+    delay["seconds"] = 0.025  # over ten budgets: hung, whatever held it
+    assert shadow.answer(COLUMNS, 2, champion_seconds=0.0001).predictions == [None, None]
+    assert shadow.counts()["slow"] == 2
 
 
 def test_failures_in_a_row_suspend_the_shadow_for_longer_each_time() -> None:
