@@ -17,7 +17,8 @@ from common.data import DatasetSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-    from common.config import MonitoringSettings
+    from common.comparison import PairedComparison
+    from common.config import MonitoringSettings, PromotionSettings
 
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
@@ -357,3 +358,294 @@ def alerts(
     if accuracy is not None and accuracy < threshold:
         messages.append(f"Production accuracy {accuracy:.3f} is below the threshold {threshold}.")
     return messages
+
+
+# --- champion and shadow on the same labelled rows ---------------------------------------
+
+
+SHADOW_ARTIFACT = "shadow_comparison.json"  # in the MLflow monitoring run
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    """The served model and its shadow on the labelled rows both were asked about.
+
+    `rows` is every labelled row of the pair (`champion_version`, `shadow_version`);
+    `missing` those the shadow did not answer (it failed, or was suspended); the paired
+    figures (`comparison`) are on the others. Confusion matrices: rows are the true
+    class, columns the predicted one, in the order of `classes`.
+    """
+
+    champion_version: str | None
+    shadow_version: str
+    rows: int
+    missing: int
+    left_out: int  # labelled shadow rows of other pairs (an earlier shadow or champion)
+    comparison: PairedComparison | None
+    classes: list[str]
+    champion_confusion: list[list[int]]
+    shadow_confusion: list[list[int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data: the Metaflow artifact, the MLflow JSON artifact, the card's input."""
+        figures = {} if self.comparison is None else self.comparison.figures()
+        return {
+            "champion_version": self.champion_version,
+            "shadow_version": self.shadow_version,
+            "rows": self.rows,
+            "missing": self.missing,
+            "left_out": self.left_out,
+            "paired": figures,
+            "classes": self.classes,
+            "champion_confusion": self.champion_confusion,
+            "shadow_confusion": self.shadow_confusion,
+        }
+
+
+def _confusion(truth: list[str], predicted: list[str], classes: list[str]) -> list[list[int]]:
+    index = {name: position for position, name in enumerate(classes)}
+    matrix = [[0] * len(classes) for _ in classes]
+    for actual, guess in zip(truth, predicted, strict=True):
+        matrix[index[actual]][index[guess]] += 1
+    return matrix
+
+
+def shadow_comparison(captured: pd.DataFrame | None) -> ShadowComparison | None:
+    """Champion against shadow on the labelled captured rows the shadow scored too.
+
+    `captured` is what `Backend.load` returns, newest first. When the window holds
+    several (served version, shadow version) pairs, the newest row's pair is compared:
+    rows of another pair were answered by other models. None without shadow rows.
+    """
+    from common.comparison import compare_paired
+
+    if captured is None or "shadow_version" not in captured:
+        return None
+    labelled = captured[captured[GROUND_TRUTH].notna() & captured["shadow_version"].notna()]
+    if not len(labelled):
+        return None
+    labelled = labelled.sort_values("created_at", ascending=False, kind="stable")
+    newest = labelled.iloc[0]
+    champion_version = _version(newest["model_version"])
+    served = labelled["model_version"]
+    same_champion = (
+        served.isna() if champion_version is None else served.astype(str) == champion_version
+    )
+    pair = labelled[same_champion & (labelled["shadow_version"] == newest["shadow_version"])]
+    answered = pair[pair["shadow_prediction"].notna()]
+    truth = answered[GROUND_TRUTH].astype(str).tolist()
+    champion = answered[PREDICTION].astype(str).tolist()
+    shadow = answered["shadow_prediction"].astype(str).tolist()
+    classes = sorted({*truth, *champion, *shadow})
+    return ShadowComparison(
+        champion_version=champion_version,
+        shadow_version=str(newest["shadow_version"]),
+        rows=len(pair),
+        missing=len(pair) - len(answered),
+        left_out=len(labelled) - len(pair),
+        comparison=compare_paired(truth, champion, shadow) if truth else None,
+        classes=classes,
+        champion_confusion=_confusion(truth, champion, classes),
+        shadow_confusion=_confusion(truth, shadow, classes),
+    )
+
+
+def _version(value: Any) -> str | None:
+    import pandas as pd
+
+    return None if pd.isna(value) else str(value)
+
+
+def challenger_finding(
+    comparison: ShadowComparison | None, promotion: PromotionSettings
+) -> dict[str, Any] | None:
+    """Whether the shadow beats the champion by the promotion rule, and why.
+
+    Kept apart from the alerts: a better challenger is news, not a failure. The rule
+    is the deployment pipeline's (`common.comparison.beats` with `promotion:`), on at
+    least `promotion.min_rows` paired labelled rows. None without shadow rows.
+    """
+    from common.comparison import beats
+
+    if comparison is None:
+        return None
+    finding: dict[str, Any] = {
+        "challenger_better": False,
+        "shadow_version": comparison.shadow_version,
+        "champion_version": comparison.champion_version,
+    }
+    paired = comparison.comparison
+    if paired is None:
+        return {
+            **finding,
+            "reason": f"the shadow answered none of the {comparison.rows} labelled rows "
+            "(see its failures in the server log)",
+            "summary": f"shadow v{comparison.shadow_version}: no answers to compare",
+        }
+    better, reason = beats(
+        paired.difference, paired.p_value, promotion.min_gain, promotion.max_p_value
+    )
+    if paired.rows < promotion.min_rows:
+        better = False
+        reason = (
+            f"only {paired.rows} paired labelled rows; promotion.min_rows is {promotion.min_rows}"
+        )
+    summary = (
+        f"challenger v{comparison.shadow_version} {paired.challenger_accuracy:.3f} vs "
+        f"champion v{comparison.champion_version} {paired.champion_accuracy:.3f} on "
+        f"{paired.rows} rows, p={paired.p_value:.2g}: "
+        + ("challenger is better" if better else "not better")
+        + f" ({reason})"
+    )
+    return {**finding, "challenger_better": better, "reason": reason, "summary": summary}
+
+
+def shadow_figures(comparison: ShadowComparison | None, finding: dict[str, Any] | None) -> dict:
+    """The comparison's figures as MLflow metrics of the monitoring run (none without)."""
+    if comparison is None:
+        return {}
+    metrics = {
+        "shadow_rows": float(comparison.rows),
+        "shadow_missing": float(comparison.missing),
+        "challenger_better": float(bool(finding and finding["challenger_better"])),
+    }
+    if comparison.comparison is not None:
+        paired = comparison.comparison
+        metrics.update(
+            {
+                "shadow_paired_rows": float(paired.rows),
+                "shadow_champion_accuracy": paired.champion_accuracy,
+                "shadow_accuracy": paired.challenger_accuracy,
+                "shadow_difference": paired.difference,
+                "shadow_p_value": paired.p_value,
+            }
+        )
+    return metrics
+
+
+def shadow_section(comparison: dict[str, Any] | None, finding: dict[str, Any] | None) -> list:
+    """Card components: both models' figures, the finding, the confusion matrices side
+    by side. `comparison` is `ShadowComparison.as_dict()`; nothing without one."""
+    from metaflow.cards import Markdown, Table
+
+    if comparison is None:
+        return []
+    champion, shadow = comparison["champion_version"], comparison["shadow_version"]
+    components: list[Any] = [
+        Markdown(
+            f"## Champion v{champion} and shadow v{shadow}\n"
+            f"{comparison['rows']} labelled rows answered by both; the shadow failed on "
+            f"{comparison['missing']} of them."
+            + (
+                f" {comparison['left_out']} labelled rows of earlier pairs are left out."
+                if comparison["left_out"]
+                else ""
+            )
+        )
+    ]
+    paired = comparison["paired"]
+    if paired:
+        components.append(
+            Table(
+                [
+                    [f"champion v{champion}", f"{paired['champion_accuracy']:.4f}",
+                     paired["champion_only"]],
+                    [f"shadow v{shadow}", f"{paired['challenger_accuracy']:.4f}",
+                     paired["challenger_only"]],
+                ],
+                headers=["model", "accuracy", "rows only this model got right"],
+            )
+        )  # fmt: skip
+        components.append(
+            Markdown(
+                f"Difference (shadow - champion) **{paired['difference']:+.4f}** on "
+                f"{paired['rows']} paired rows; McNemar's exact p-value "
+                f"**{paired['p_value']:.3g}**."
+            )
+        )
+    if finding is not None:
+        title = (
+            "### FINDING: the challenger is better"
+            if finding["challenger_better"]
+            else "### Finding: the challenger is not better"
+        )
+        components.append(Markdown(f"{title}\n{finding['summary']}"))
+    classes = comparison["classes"]
+    if classes:
+        rows = [
+            [name, *champion_counts, "|", *shadow_counts]
+            for name, champion_counts, shadow_counts in zip(
+                classes,
+                comparison["champion_confusion"],
+                comparison["shadow_confusion"],
+                strict=True,
+            )
+        ]
+        components += [
+            Markdown("### Confusion matrices (rows: actual; columns: predicted)"),
+            Table(
+                rows,
+                headers=[
+                    "actual",
+                    *(f"champion: {name}" for name in classes),
+                    "",
+                    *(f"shadow: {name}" for name in classes),
+                ],
+            ),
+        ]
+    return components
+
+
+# --- asking the deployment pipeline to promote the shadow ---------------------------------
+
+
+def promotion_decision(finding: dict[str, Any] | None, auto: bool) -> tuple[bool, str]:
+    """Whether to ask the deployment pipeline to promote the shadow, and why (for the log)."""
+    if finding is None:
+        return False, "no shadow answers among the labelled rows"
+    if not finding["challenger_better"]:
+        return False, f"shadow v{finding['shadow_version']} is not better: {finding['reason']}"
+    if not auto:
+        return False, (
+            f"shadow v{finding['shadow_version']} is better; set `promotion.auto: true` to "
+            "promote it from here, or run the deployment pipeline with --model-version "
+            f"{finding['shadow_version']}"
+        )
+    return True, f"shadow v{finding['shadow_version']} is better: asking to promote it"
+
+
+def promotion_command(
+    deployment_flow: str,
+    config_file: str,
+    version: str,
+    parameters: dict[str, str],
+    python: str | None = None,
+) -> list[str]:
+    """The command that runs the deployment pipeline on `version`, with this run's
+    configuration file and the shared parameters (`--backend`, `--dataset`, ...)."""
+    import sys
+
+    command = [python or sys.executable, deployment_flow, "--config", "project", config_file]
+    command += ["run", "--model-version", str(version)]
+    for name, value in parameters.items():
+        if value not in (None, ""):
+            command += [f"--{name}", str(value)]
+    return command
+
+
+def run_promotion(command: list[str], timeout: float = 900.0) -> dict[str, Any]:
+    """Run `command` (from `promotion_command`) to its end; what happened, as data.
+
+    The deployment pipeline decides for itself: it compares the versions again and
+    may refuse. Its failure does not fail the monitoring run, whose figures stand.
+    """
+    import subprocess
+
+    try:
+        process = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return {"command": command, "returncode": None, "output": str(error)}
+    output = f"{process.stdout}\n{process.stderr}".strip()
+    return {"command": command, "returncode": process.returncode, "output": output[-4000:]}

@@ -102,7 +102,7 @@ class ShadowAnswers:
 
     version: str | None
     predictions: Sequence[Any]
-    confidences: Sequence[float]
+    confidences: Sequence[float | None]  # None where the shadow failed
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -188,8 +188,13 @@ class CaptureStore:
         if shadow is None:
             shadows: Iterable[tuple[Any, Any, Any]] = [(None, None, None)] * count
         else:
+            # No prediction where the shadow failed: NULL, which monitoring counts.
             shadows = (
-                (shadow.version, str(prediction), float(confidence))
+                (
+                    shadow.version,
+                    None if prediction is None else str(prediction),
+                    None if confidence is None else float(confidence),
+                )
                 for prediction, confidence in zip(
                     shadow.predictions, shadow.confidences, strict=True
                 )

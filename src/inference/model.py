@@ -21,7 +21,13 @@ Local backend does):
 - `SERVING_MAX_BATCH_SIZE`: most rows accepted per request (default 1000).
 - `SERVING_SHADOW_MODEL_PATH`: directory of a downloaded registered model that
   scores every request too, in shadow: its answers are captured, never returned.
-- `SERVING_SHADOW_VERSION`: the registry version of that shadow model.
+- `SERVING_SHADOW_VERSION`: the registry version of that shadow model (required
+  with the path: it marks the capture rows the shadow answered, or failed to).
+- `SERVING_SHADOW_BUDGET_MS`: the shadow's time budget per request (default 2 ms;
+  see inference/shadow.py for how it is kept).
+
+A shadow whose input features (columns, categories) differ from the champion's stops
+the server at load, naming the difference.
 
 Outside a server, `load_scorer(directory)` loads a downloaded model in process with
 the same validation, transform and forward pass, and neither captures nor touches
@@ -31,9 +37,12 @@ an HTTP server: the pipelines that compare or batch-score models use it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
+import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +57,7 @@ from inference.capture import CaptureStore
 from inference.features import Columns, FeatureTransform, InvalidInput
 from inference.forward import build_forward
 from inference.server import install_request_guard
+from inference.shadow import DEFAULT_BUDGET_MS, ShadowScorer, check_compatible
 
 DEFAULT_MAX_BATCH_SIZE = 1000
 OUTPUT_COLUMNS = ["prediction", "confidence", "id"]
@@ -63,9 +73,37 @@ class Model(mlflow.pyfunc.PythonModel):
         self.load_artifacts(context.artifacts)
         self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
         self.model_version = os.environ.get("SERVING_MODEL_VERSION")
+        self.shadow = self.load_shadow(os.environ)
         database = os.environ.get("SERVING_CAPTURE_DATABASE")
         self.capture = CaptureStore(database) if database else None
         install_request_guard(self.features, self.max_rows, self.answer)
+
+    def load_shadow(self, environment: Mapping[str, str]) -> ShadowScorer | None:
+        """The shadow model the environment names, checked against this one; or None."""
+        path = environment.get("SERVING_SHADOW_MODEL_PATH")
+        if not path:
+            return None
+        version = environment.get("SERVING_SHADOW_VERSION")
+        if not version:
+            raise ValueError(
+                f"SERVING_SHADOW_MODEL_PATH is set ({path}) but SERVING_SHADOW_VERSION is not: "
+                "set it to the shadow's registry version, which its captures are marked with."
+            )
+        budget = environment.get("SERVING_SHADOW_BUDGET_MS", str(DEFAULT_BUDGET_MS))
+        try:
+            budget_ms = float(budget)
+        except ValueError:
+            budget_ms = math.nan
+        if not (budget_ms > 0 and math.isfinite(budget_ms)):
+            raise ValueError(
+                f"SERVING_SHADOW_BUDGET_MS must be a positive number of milliseconds, got "
+                f"{budget!r}."
+            )
+        # Checked before the shadow's classifier loads: that may not even fit other input.
+        check_compatible(self.features, load_features(model_artifacts(path)), version)
+        scorer = load_scorer(path)
+        logger.info("Scoring every request in shadow with version %s from %s.", version, path)
+        return ShadowScorer(scorer.score, version, budget_ms)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
         """Load the classifier and transformers from their files; capture nothing."""
@@ -73,8 +111,7 @@ class Model(mlflow.pyfunc.PythonModel):
         import keras
 
         self.model = keras.saving.load_model(artifacts["model"], compile=False)
-        with open(artifacts["features_transformer"], "rb") as file:
-            self.features = FeatureTransform.from_transformer(pickle.load(file))
+        self.features = load_features(artifacts)
         with open(artifacts["target_transformer"], "rb") as file:
             target_transformer = pickle.load(file)
         self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
@@ -85,6 +122,7 @@ class Model(mlflow.pyfunc.PythonModel):
         self.max_rows = None
         self.model_version = None
         self.capture = None
+        self.shadow = None
 
     def _sample(self) -> pd.DataFrame:
         """Rows exercising every category and an all-missing row, for self-checks."""
@@ -118,13 +156,25 @@ class Model(mlflow.pyfunc.PythonModel):
     def answer(self, columns: Columns) -> tuple[list[str], list[float], list[str]]:
         """Classify validated rows and capture them: (predictions, confidences, ids).
 
+        With a shadow, it scores the same columns and its answers are captured in the
+        same rows; whatever happens to it, the champion's answers are returned.
         Safe to call from several threads at once, as the scoring server does.
         """
+        started = time.perf_counter()
         predictions, confidences = self.score(columns)
+        shadow = None
+        if self.shadow is not None:
+            took = time.perf_counter() - started
+            shadow = self.shadow.answer(columns, len(predictions), took)
         ids = [uuid.uuid4().hex for _ in range(len(predictions))]
         if self.capture is not None:
             self.capture.save(
-                ids, self.features.records(columns), predictions, confidences, self.model_version
+                ids,
+                self.features.records(columns),
+                predictions,
+                confidences,
+                self.model_version,
+                shadow=shadow,
             )
         return predictions, confidences, ids
 
@@ -144,6 +194,24 @@ class Model(mlflow.pyfunc.PythonModel):
         return predictions, confidences
 
 
+def model_artifacts(model_directory: str | os.PathLike[str]) -> dict[str, str]:
+    """The artifact paths, by name, of the model downloaded in `model_directory`."""
+    import yaml
+
+    directory = Path(model_directory)
+    try:
+        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
+        return {name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()}
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise ValueError(f"{directory} is not a model this project registered: {error}") from None
+
+
+def load_features(artifacts: dict[str, str]) -> FeatureTransform:
+    """The input a model's artifacts expect (without loading the classifier)."""
+    with open(artifacts["features_transformer"], "rb") as file:
+        return FeatureTransform.from_transformer(pickle.load(file))
+
+
 def load_scorer(model_directory: str | os.PathLike[str]) -> Model:
     """The model downloaded in `model_directory`, loaded in this process to score rows.
 
@@ -151,18 +219,8 @@ def load_scorer(model_directory: str | os.PathLike[str]) -> Model:
     without capture, ids or row limit. The code is this process's `inference` package,
     which is the one every model of this checkout ships.
     """
-    import yaml
-
-    directory = Path(model_directory)
-    try:
-        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
-        artifacts = {
-            name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()
-        }
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ValueError(f"{directory} is not a model this project registered: {error}") from None
     scorer = Model()
-    scorer.load_artifacts(artifacts)
+    scorer.load_artifacts(model_artifacts(model_directory))
     return scorer
 
 

@@ -19,11 +19,22 @@ card is rendered from its page there; a process forked at the start of `start`
 imports Evidently while the step loads the data (common.monitoring.ReportWorker).
 `end` shows the verdict and the history.
 
+When the labelled captures include a shadow model's answers (deployment.py run
+--shadow ...), `start` also compares the two on those same rows: accuracy of each,
+the difference and McNemar's p-value, confusion matrices side by side on the `end`
+card, the figures in MLflow (and `shadow_comparison.json` in the run). When the
+promotion rule (`promotion:` settings) holds it records a "challenger is better"
+finding (`challenger_finding`), apart from the alerts; with `promotion.auto: true` the
+`end` step then runs the deployment pipeline on the shadow version, with this run's
+configuration, and waits for it (`promotion` holds its outcome).
+
 Deployed to a production scheduler (`argo-workflows create`, `step-functions create`)
 it runs on `monitoring.schedule` from the config (hourly by default). On Argo
 Workflows, an alert publishes the `retraining.event` the training deployment listens
 to, when one is configured (see common/retraining.py).
 """
+
+from typing import Any
 
 from metaflow import Parameter, card, config_expr, current, schedule, step
 
@@ -73,11 +84,17 @@ class Monitoring(Pipeline):
         self.model_name = self.settings.model.name
         # Evidently is imported by the worker while this process loads the data.
         with ReportWorker() as worker:
-            self.load_data(settings.max_rows)
+            comparison = self.load_data(settings.max_rows)
             reports = worker.run(self.reference, self.current, self.schema, settings)
 
         from common.cards import history_chart
-        from common.monitoring import alerts, conclusions, figures
+        from common.monitoring import (
+            alerts,
+            challenger_finding,
+            conclusions,
+            figures,
+            shadow_figures,
+        )
         from common.tracking import log_monitoring, monitoring_history
 
         for name, artifact in PAGES.items():
@@ -87,31 +104,47 @@ class Monitoring(Pipeline):
         self.alerts = alerts(
             self.drift_detected, self.drifted_columns, self.accuracy, settings.accuracy_threshold
         )
+        self.challenger_finding = challenger_finding(comparison, self.settings.promotion)
         self.metrics = figures(
             self.rows, self.tests, self.drift_detected, self.drifted_columns, self.accuracy
         )
+        self.metrics.update(shadow_figures(comparison, self.challenger_finding))
         tags = {
             "alert": str(bool(self.alerts)),
             "metaflow_run": f"{current.flow_name}/{current.run_id}",
         }
+        # Plain data, not the dataclass: readable from any client.
+        self.shadow_comparison = None if comparison is None else comparison.as_dict()
+        if self.shadow_comparison is not None:
+            tags["shadow_version"] = self.shadow_comparison["shadow_version"]
+            tags["challenger_better"] = str(self.challenger_finding["challenger_better"])
         self.mlflow_monitoring_run_id = log_monitoring(
             settings.experiment, self.model_name, self.monitored_version, self.metrics, tags
         )
+        if self.shadow_comparison is not None:
+            import mlflow
+
+            from common.monitoring import SHADOW_ARTIFACT
+
+            record = {**self.shadow_comparison, "finding": self.challenger_finding}
+            mlflow.log_dict(record, SHADOW_ARTIFACT, run_id=self.mlflow_monitoring_run_id)
+            self.logger.info("Shadow: %s.", self.challenger_finding["summary"])
         self.history = monitoring_history(settings.experiment, self.model_name)
         self.history_chart = history_chart(self.history, settings)
         for message in self.alerts:
             self.logger.warning("ALERT: %s", message)
         self.next(self.end)
 
-    def load_data(self, max_rows: int) -> None:
-        """Set the monitored version, the reference and the current (production) data.
+    def load_data(self, max_rows: int) -> Any:
+        """Set the monitored version, the reference and the current (production) data;
+        return the champion-shadow comparison on the labelled rows (None without).
 
         The reference is the training data of the monitored version (the dataset file
         for a model without it); the current data the newest labelled predictions.
         """
         import mlflow
 
-        from common.monitoring import production_frame, sample_rows
+        from common.monitoring import production_frame, sample_rows, shadow_comparison
         from common.registry import CHAMPION, resolve_version
         from common.tracking import training_data
 
@@ -131,6 +164,8 @@ class Monitoring(Pipeline):
             reference = self.data
         self.reference = sample_rows(reference[schema.features], max_rows)
         captured = self.backend_impl.load(limit=self.samples, labeled_only=True)
+        # On every labelled row loaded, not the sample the reports get: it is cheap.
+        comparison = shadow_comparison(captured)
         self.current = None if captured is None else production_frame(captured, schema)
         self.current = sample_rows(self.current, max_rows)
         self.rows = 0 if self.current is None else len(self.current)
@@ -138,6 +173,7 @@ class Monitoring(Pipeline):
             "Monitoring %s version %s on %d labelled production rows.",
             self.model_name, self.monitored_version, self.rows,
         )  # fmt: skip
+        return comparison
 
     # The default card lists the task's artifacts; the pages are start's cards already.
     @card(options={"max_artifact_size": MAX_LISTED_ARTIFACT_BYTES})
@@ -145,9 +181,11 @@ class Monitoring(Pipeline):
     def end(self):
         """Show the alerts and the history of the figures; fail on alert if asked."""
         from common.cards import monitoring_summary
+        from common.monitoring import shadow_section
         from common.retraining import request_retraining
 
         current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
+        current.card.extend(shadow_section(self.shadow_comparison, self.challenger_finding))
         # Before failing on alert: a scheduled run that fails must still ask for retraining.
         self.retraining_event_id = request_retraining(
             self.alerts,
@@ -157,10 +195,51 @@ class Monitoring(Pipeline):
             f"{current.flow_name}/{current.run_id}",
             self.logger,
         )
+        self.promotion = self.promote_if_better()
         if not self.alerts:
             self.logger.info("No alerts: %d rows, accuracy %s.", self.rows, self.accuracy)
         elif self.fail_on_alert:
             raise PipelineError("Monitoring raised alerts: " + " ".join(self.alerts))
+
+    def promote_if_better(self) -> dict | None:
+        """Run the deployment pipeline on a better shadow when `promotion.auto` is on."""
+        from common.monitoring import promotion_decision
+
+        promote, reason = promotion_decision(self.challenger_finding, self.settings.promotion.auto)
+        self.logger.info("Promotion: %s.", reason)
+        if not promote:
+            return None
+        import tempfile
+        from pathlib import Path
+
+        import yaml
+
+        from common.monitoring import promotion_command, run_promotion
+
+        version = self.challenger_finding["shadow_version"]
+        with tempfile.TemporaryDirectory() as directory:
+            # This run's configuration as parsed (placeholders expanded), for the child.
+            config_file = Path(directory) / "project.yml"
+            config_file.write_text(yaml.safe_dump(self.project.to_dict()))
+            command = promotion_command(
+                str(Path(__file__).with_name("deployment.py")),
+                str(config_file),
+                version,
+                {
+                    "backend": self.backend,
+                    "dataset": self.dataset,
+                    "mlflow-tracking-uri": self.mlflow_tracking_uri,
+                },
+            )
+            outcome = run_promotion(command)
+        if outcome["returncode"] == 0:
+            self.logger.info("The deployment pipeline deployed version %s.", version)
+        else:
+            self.logger.warning(
+                "The deployment pipeline did not deploy version %s (exit %s):\n%s",
+                version, outcome["returncode"], outcome["output"][-2000:],
+            )  # fmt: skip
+        return outcome
 
 
 if __name__ == "__main__":

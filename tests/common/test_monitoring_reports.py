@@ -8,13 +8,14 @@ The thresholds are the configuration's defaults (`common.config.MonitoringSettin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from common.config import MonitoringSettings, load_project_configuration
+from common.config import MonitoringSettings, PromotionSettings, load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.monitoring import (
     GROUND_TRUTH,
@@ -407,7 +408,7 @@ def test_the_worker_reports_what_run_reports_does_without_evidently_here(
 import sys
 sys.path.insert(0, {str(REPO_ROOT / "src")!r})
 import pandas as pd
-from common.config import MonitoringSettings, load_project_configuration
+from common.config import MonitoringSettings, PromotionSettings, load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.monitoring import ReportWorker, run_reports
 schema = DatasetSchema.from_config(
@@ -461,3 +462,220 @@ def test_without_rows_the_worker_is_not_asked_and_is_stopped(reference: pd.DataF
     worker.close()
     assert all(NO_DATA in report.html for report in reports.values())
     assert process is not None and not process.is_alive()
+
+
+# --- champion and shadow --------------------------------------------------------------------
+
+
+SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def wrong(name: str) -> str:
+    return SPECIES[(SPECIES.index(name) + 1) % len(SPECIES)]
+
+
+def shadow_store(
+    path: Path,
+    data: pd.DataFrame,
+    rows: int,
+    champion_wrong: int,
+    shadow_wrong: int,
+    shadow_failed: int = 0,
+    champion: str = "6",
+    shadow: str = "7",
+) -> pd.DataFrame:
+    """`rows` labelled predictions captured with a shadow's, read back as monitoring does.
+
+    The champion is wrong on its first `champion_wrong` rows, the shadow on its last
+    `shadow_wrong`; the shadow did not answer its first `shadow_failed` rows.
+    """
+    import uuid
+
+    from backends.local import Local
+    from inference.capture import CaptureStore, ShadowAnswers
+
+    sample = data.head(rows)
+    truth = sample[SCHEMA.target].tolist()
+    champion_answers = [wrong(t) if i < champion_wrong else t for i, t in enumerate(truth)]
+    shadow_answers = [wrong(t) if i >= rows - shadow_wrong else t for i, t in enumerate(truth)]
+    shadow_answers = [None if i < shadow_failed else a for i, a in enumerate(shadow_answers)]
+    ids = [uuid.uuid4().hex for _ in range(rows)]
+    store = CaptureStore(str(path))
+    try:
+        store.save(
+            ids,
+            json.loads(sample[SCHEMA.features].to_json(orient="records")),
+            champion_answers,
+            [0.9] * rows,
+            champion,
+            shadow=ShadowAnswers(
+                shadow, shadow_answers, [None if a is None else 0.8 for a in shadow_answers]
+            ),
+        )
+        store.label(dict(zip(ids, truth, strict=True)))
+    finally:
+        store.close()
+    return Local(config={"database": str(path)}).load(limit=10_000, labeled_only=True)
+
+
+def test_the_shadow_is_compared_on_the_rows_it_answered(data: pd.DataFrame, tmp_path: Path) -> None:
+    from common.monitoring import shadow_comparison
+
+    captured = shadow_store(tmp_path / "c.db", data, 250, 30, 10, shadow_failed=5)
+    comparison = shadow_comparison(captured)
+    assert comparison is not None
+    assert (comparison.champion_version, comparison.shadow_version) == ("6", "7")
+    assert (comparison.rows, comparison.missing, comparison.left_out) == (250, 5, 0)
+    paired = comparison.comparison
+    # Of the 245 answered rows the champion is wrong on 25 (its first 30 less the 5
+    # unanswered), the shadow on 10, never the same ones.
+    assert paired.rows == 245
+    assert paired.champion_accuracy == pytest.approx(220 / 245)
+    assert paired.challenger_accuracy == pytest.approx(235 / 245)
+    assert (paired.champion_only, paired.challenger_only) == (10, 25)
+    assert comparison.classes == SPECIES
+    assert sum(map(sum, comparison.champion_confusion)) == 245
+    diagonal = sum(comparison.shadow_confusion[i][i] for i in range(3))
+    assert diagonal == 235
+    assert comparison.as_dict()["paired"]["p_value"] == pytest.approx(paired.p_value)
+
+
+def test_rows_without_a_shadow_give_no_comparison(data: pd.DataFrame, tmp_path: Path) -> None:
+    from backends.local import Local
+    from common.monitoring import challenger_finding, shadow_comparison, shadow_figures
+    from inference.capture import CaptureStore
+
+    path = tmp_path / "plain.db"
+    store = CaptureStore(str(path))
+    store.save(["a"], [{"island": "Dream"}], ["Adelie"], [0.9], "6")
+    store.label({"a": "Adelie"})
+    store.close()
+    captured = Local(config={"database": str(path)}).load(labeled_only=True)
+    assert shadow_comparison(captured) is None
+    assert shadow_comparison(None) is None
+    assert challenger_finding(None, PromotionSettings()) is None
+    assert shadow_figures(None, None) == {}
+
+
+def test_only_the_newest_pair_of_versions_is_compared(data: pd.DataFrame, tmp_path: Path) -> None:
+    from common.monitoring import shadow_comparison
+
+    path = tmp_path / "c.db"
+    shadow_store(path, data, 40, 0, 40, shadow="5")  # an earlier shadow
+    captured = shadow_store(path, data.iloc[40:], 60, 6, 0, shadow="7")
+    comparison = shadow_comparison(captured)
+    assert comparison.shadow_version == "7"
+    assert (comparison.rows, comparison.left_out) == (60, 40)
+    assert comparison.comparison.challenger_accuracy == 1.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "better", "reason"),
+    [
+        ({}, True, "gain +0.060 meets"),
+        ({"min_gain": 0.1}, False, "under the required +0.100"),
+        ({"max_p_value": 0.05}, True, "meets"),
+        ({"max_p_value": 0.0001}, False, "not under max_p_value"),
+        ({"min_rows": 500}, False, "only 250 paired labelled rows; promotion.min_rows is 500"),
+    ],
+)
+def test_the_finding_follows_the_promotion_rule(
+    data: pd.DataFrame, tmp_path: Path, settings: dict, better: bool, reason: str
+) -> None:
+    from common.monitoring import challenger_finding, shadow_comparison, shadow_figures
+
+    # Champion wrong on 20 rows, shadow on 5: 0.92 against 0.98, p ~ 0.004.
+    comparison = shadow_comparison(shadow_store(tmp_path / "c.db", data, 250, 20, 5))
+    finding = challenger_finding(comparison, PromotionSettings(**settings))
+    assert finding["challenger_better"] is better
+    assert reason in finding["reason"]
+    assert finding["summary"].startswith("challenger v7 0.980 vs champion v6 0.920 on 250 rows")
+    assert ("challenger is better" in finding["summary"]) is better
+    metrics = shadow_figures(comparison, finding)
+    assert metrics["challenger_better"] == float(better)
+    assert metrics["shadow_accuracy"] == pytest.approx(0.98)
+    assert metrics["shadow_difference"] == pytest.approx(0.06)
+
+
+def test_a_shadow_that_answered_nothing_is_not_better(data: pd.DataFrame, tmp_path: Path) -> None:
+    from common.monitoring import challenger_finding, shadow_comparison, shadow_figures
+
+    comparison = shadow_comparison(shadow_store(tmp_path / "c.db", data, 20, 5, 0, 20))
+    assert comparison.comparison is None and comparison.missing == 20
+    finding = challenger_finding(comparison, PromotionSettings())
+    assert finding["challenger_better"] is False
+    assert "answered none of the 20" in finding["reason"]
+    assert shadow_figures(comparison, finding) == {
+        "shadow_rows": 20.0,
+        "shadow_missing": 20.0,
+        "challenger_better": 0.0,
+    }
+
+
+def test_the_card_section_shows_both_models_the_finding_and_the_matrices(
+    data: pd.DataFrame, tmp_path: Path
+) -> None:
+    from metaflow.cards import Markdown, Table
+
+    from common.monitoring import challenger_finding, shadow_comparison, shadow_section
+
+    comparison = shadow_comparison(shadow_store(tmp_path / "c.db", data, 250, 20, 5))
+    finding = challenger_finding(comparison, PromotionSettings())
+    components = shadow_section(comparison.as_dict(), finding)
+    text = "\n".join(c._text for c in components if isinstance(c, Markdown))
+    assert "Champion v6 and shadow v7" in text
+    assert "FINDING: the challenger is better" in text
+    assert "McNemar" in text
+    tables = [c for c in components if isinstance(c, Table)]
+    assert len(tables) == 2
+    assert shadow_section(None, None) == []
+
+
+def test_promotion_is_asked_only_for_a_better_shadow_with_auto_on() -> None:
+    from common.monitoring import promotion_decision
+
+    better = {"challenger_better": True, "shadow_version": "7", "reason": "gain"}
+    worse = {**better, "challenger_better": False, "reason": "gain -0.1 is under"}
+    assert promotion_decision(better, auto=True) == (
+        True,
+        "shadow v7 is better: asking to promote it",
+    )
+    promote, reason = promotion_decision(better, auto=False)
+    assert not promote and "promotion.auto: true" in reason and "--model-version 7" in reason
+    promote, reason = promotion_decision(worse, auto=True)
+    assert not promote and "not better: gain -0.1 is under" in reason
+    assert promotion_decision(None, auto=True)[0] is False
+
+
+def test_the_promotion_command_runs_the_deployment_pipeline_on_the_shadow() -> None:
+    import sys
+
+    from common.monitoring import promotion_command, run_promotion
+
+    command = promotion_command(
+        "src/pipelines/deployment.py",
+        "/tmp/project.yml",
+        "7",
+        {"backend": "backend.Local", "dataset": "", "mlflow-tracking-uri": "sqlite:///m.db"},
+    )
+    assert command == [
+        sys.executable,
+        "src/pipelines/deployment.py",
+        "--config",
+        "project",
+        "/tmp/project.yml",
+        "run",
+        "--model-version",
+        "7",
+        "--backend",
+        "backend.Local",
+        "--mlflow-tracking-uri",
+        "sqlite:///m.db",
+    ]
+    # What `run_promotion` reports, on real processes standing in for the pipeline.
+    done = run_promotion([sys.executable, "-c", "print('deployed')"])
+    assert (done["returncode"], done["output"]) == (0, "deployed")
+    refused = run_promotion([sys.executable, "-c", "import sys; sys.exit('not promoted')"])
+    assert refused["returncode"] == 1 and "not promoted" in refused["output"]
+    missing = run_promotion(["/nonexistent/python"])
+    assert missing["returncode"] is None and "nonexistent" in missing["output"]

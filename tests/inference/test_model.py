@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import re
@@ -19,69 +18,17 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from mlflow.exceptions import MlflowException
 from support.paths import PENGUINS_CSV
-
-from common.data import DatasetSchema
-from common.features import fit_transform
-from common.modeling import train_model
-from common.registry import save_artifacts
-
-SCHEMA = DatasetSchema(
-    target="kind",
-    numeric_features=("length", "mass"),
-    categorical_features=("habitat",),
-    extraneous_values={},
-)
-CLASSES = ["feline", "lizard", "sparrow"]
-HABITATS = ["desert", "forest", "town"]
-SERVING_VARIABLES = (
-    "SERVING_CAPTURE_DATABASE",
-    "SERVING_MODEL_VERSION",
-    "SERVING_MAX_BATCH_SIZE",
-)
-
-
-def make_data(rows: int, seed: int) -> pd.DataFrame:
-    """Three well separated classes; the habitat follows the class most of the time."""
-    rng = np.random.default_rng(seed)
-    kind = rng.integers(0, 3, rows)
-    habitat = np.where(rng.random(rows) < 0.8, kind, rng.integers(0, 3, rows))
-    return pd.DataFrame(
-        {
-            "length": kind * 10.0 + rng.normal(0, 1, rows),
-            "mass": kind * -5.0 + rng.normal(0, 1, rows),
-            "habitat": np.asarray(HABITATS, dtype=object)[habitat],
-            "kind": np.asarray(CLASSES, dtype=object)[kind],
-        }
-    )
-
-
-def features_of(rows: int, seed: int) -> pd.DataFrame:
-    return make_data(rows, seed).drop(columns=["kind"])
+from support.toy_models import CLASSES, SCHEMA, features_of, serve, train_toy
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    data = make_data(90, seed=0)
-    features, target, x, y = fit_transform(data, SCHEMA)
-    model, history = train_model(x, y, classes=len(CLASSES), epochs=3, batch_size=16, seed=1)
-    directory = tmp_path_factory.mktemp("artifacts")
-    paths = save_artifacts(str(directory), model, features, target)
-    return SimpleNamespace(
-        model=model, features=features, target=target, paths=paths, history=history
-    )
+    return train_toy(tmp_path_factory.mktemp("artifacts"))
 
 
 def load(trained: SimpleNamespace, **environment: str):
     """A loaded pyfunc, with exactly the given serving settings in the environment."""
-    module = importlib.import_module("inference.model")
-    instance = module.Model()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in SERVING_VARIABLES:
-            patch.delenv(name, raising=False)
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        instance.load_context(SimpleNamespace(artifacts=dict(trained.paths)))
-    return instance
+    return serve(trained.paths, **environment)
 
 
 @pytest.fixture(scope="module")

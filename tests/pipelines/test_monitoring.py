@@ -309,3 +309,87 @@ def test_the_end_card_draws_the_history_with_the_alert(second: mf.MonitoringRuns
     assert "History" in content
     assert "data:image/png;base64," in content
     assert "ALERTS" in content and "accuracy" in content
+
+
+# --- a shadow beside the champion ----------------------------------------------------------------
+
+
+def test_the_shadow_is_compared_with_the_champion_on_the_same_rows(
+    first: mf.MonitoringRuns,
+) -> None:
+    from common.comparison import compare_paired
+
+    scenario = successful(first["shadow"])
+    data = scenario.data()
+    stored = [r for r in scenario.place.captured_rows().values() if r["shadow_prediction"]]
+    expected = compare_paired(
+        [r["ground_truth"] for r in stored],
+        [r["prediction"] for r in stored],
+        [r["shadow_prediction"] for r in stored],
+    )
+    comparison = data.shadow_comparison
+    assert comparison["shadow_version"] == mf.SHADOW_VERSION
+    assert comparison["champion_version"] == first.model.version
+    assert (comparison["rows"], comparison["missing"]) == (mf.SHADOW_ROWS, mf.SHADOW_FAILED)
+    assert comparison["paired"] == pytest.approx(expected.figures())
+    assert expected.rows == mf.SHADOW_ROWS - mf.SHADOW_FAILED
+    assert expected.challenger_accuracy > expected.champion_accuracy
+    # The served model's own figures are the reports' as ever: every labelled row.
+    assert data.rows == mf.SHADOW_ROWS
+    assert data.accuracy == pytest.approx(scenario.place.accuracy(mf.SHADOW_ROWS))
+
+
+def test_a_better_shadow_is_a_finding_not_an_alert(first: mf.MonitoringRuns) -> None:
+    scenario = successful(first["shadow"])
+    data = scenario.data()
+    assert data.alerts == []
+    finding = data.challenger_finding
+    assert finding["challenger_better"] is True, finding
+    assert finding["shadow_version"] == mf.SHADOW_VERSION
+    assert finding["summary"].startswith(f"challenger v{mf.SHADOW_VERSION} ")
+    assert "challenger is better" in finding["summary"]
+    assert "ALERT" not in scenario.result.output
+    content = end_card(scenario)
+    assert f"and shadow v{mf.SHADOW_VERSION}" in content
+    assert "FINDING: the challenger is better" in content
+    assert "champion: Adelie" in content and "shadow: Gentoo" in content  # the matrices
+    # Without shadow captures, neither is there.
+    normal = successful(first["normal"]).data()
+    assert normal.shadow_comparison is None and normal.challenger_finding is None
+    assert "shadow v" not in end_card(first["normal"])
+
+
+def test_the_comparison_is_recorded_in_mlflow(first: mf.MonitoringRuns, mlflow_client: Any) -> None:
+    import json
+
+    data = successful(first["shadow"]).data()
+    run = mlflow_client.get_run(data.mlflow_monitoring_run_id)
+    paired = data.shadow_comparison["paired"]
+    assert run.data.tags["shadow_version"] == mf.SHADOW_VERSION
+    assert run.data.tags["challenger_better"] == "True"
+    metrics = run.data.metrics
+    assert metrics["shadow_accuracy"] == pytest.approx(paired["challenger_accuracy"])
+    assert metrics["shadow_champion_accuracy"] == pytest.approx(paired["champion_accuracy"])
+    assert metrics["shadow_p_value"] == pytest.approx(paired["p_value"])
+    assert metrics["shadow_missing"] == mf.SHADOW_FAILED
+    assert metrics["challenger_better"] == 1
+    path = mlflow_client.download_artifacts(run.info.run_id, "shadow_comparison.json")
+    with open(path) as file:
+        recorded = json.load(file)
+    assert recorded["finding"] == data.challenger_finding
+    assert recorded["shadow_confusion"] == data.shadow_comparison["shadow_confusion"]
+
+
+def test_with_auto_promotion_the_deployment_pipeline_is_asked(first: mf.MonitoringRuns) -> None:
+    # promotion.auto is on: the end step ran the deployment pipeline on the shadow's
+    # version, which is not registered, so that run refused and changed nothing, and
+    # monitoring still succeeded.
+    scenario = successful(first["shadow"])
+    promotion = scenario.data().promotion
+    command = promotion["command"]
+    assert command[command.index("--model-version") + 1] == mf.SHADOW_VERSION
+    assert command[command.index("project") + 1] != str(scenario.place.config)  # a copy
+    assert promotion["returncode"] not in (0, None), promotion
+    assert mf.SHADOW_VERSION in promotion["output"] and mf.MODEL_NAME in promotion["output"]
+    assert "did not deploy version" in scenario.result.output
+    assert successful(first["normal"]).data().promotion is None

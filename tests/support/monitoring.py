@@ -43,8 +43,14 @@ LABELLED_ROWS = 300
 GOOD_LABELS = 0.9
 BAD_LABELS = 0.3
 
+# The shadow scenario: its champion is wrong on one row in five, the shadow on one in
+# fifty, and the shadow failed (no answer) on a few rows; `promotion.auto` is on.
+SHADOW_VERSION = "9001"  # not registered: the promotion it asks for must be refused
+SHADOW_ROWS = 300
+SHADOW_FAILED = 10
+
 # Scenarios run in two batches: the second one's history must follow the first's.
-FIRST_BATCH = ("empty", "normal", "drifted")
+FIRST_BATCH = ("empty", "normal", "drifted", "shadow")
 SECOND_BATCH = ("low_accuracy", "fail_on_alert")
 
 
@@ -169,7 +175,11 @@ def _prepare(root: Path) -> MonitoringRuns:
     low.capture(data, schema, LABELLED_ROWS, drift=False, seed=15, version=model.version)
     assert low.label(BAD_LABELS) == LABELLED_ROWS
 
+    shadow = Place(root / "shadow", model_name=MODEL_NAME)
+    capture_with_shadow(shadow, data, schema, model.version)
+
     scenarios = {
+        "shadow": Scenario("shadow", shadow, {}),
         "empty": Scenario("empty", empty, {}),
         # --fail-on-alert on healthy data: no alert, so the run must succeed.
         "normal": Scenario("normal", normal, {"fail_on_alert": True}),
@@ -179,7 +189,48 @@ def _prepare(root: Path) -> MonitoringRuns:
     }
     for scenario in scenarios.values():
         scenario.place.write_config()
+    _configure(shadow.config, promotion={"auto": True})
     return MonitoringRuns(model, data, scenarios)
+
+
+def _configure(config: Path, **sections: Any) -> None:
+    import yaml
+
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, **sections}, sort_keys=False))
+
+
+def capture_with_shadow(place: Place, data: Any, schema: Any, version: str) -> dict[str, str]:
+    """Store and label `SHADOW_ROWS` predictions of normal traffic with a shadow's answers
+    (see `SHADOW_VERSION`), as the server stores them; return id -> true species."""
+    import uuid
+
+    from common.traffic import sample_requests
+    from inference.capture import CaptureStore, ShadowAnswers
+
+    rows = SHADOW_ROWS
+    requests = sample_requests(data, schema, rows, drift=False, seed=16)
+    truth = data.sample(n=rows, replace=rows > len(data), random_state=16)[schema.target]
+    classes = sorted(data[schema.target].unique())
+
+    def wrong(name: str) -> str:
+        return classes[(classes.index(name) + 1) % len(classes)]
+
+    champion = [wrong(t) if i % 5 == 0 else t for i, t in enumerate(truth)]
+    shadow = [
+        None if i < SHADOW_FAILED else wrong(t) if i % 50 == 1 else t for i, t in enumerate(truth)
+    ]
+    ids = [uuid.uuid4().hex for _ in range(rows)]
+    labels = dict(zip(ids, truth, strict=True))
+    store = CaptureStore(str(place.database))
+    try:
+        confidences = [None if answer is None else 0.8 for answer in shadow]
+        answers = ShadowAnswers(SHADOW_VERSION, shadow, confidences)
+        store.save(ids, requests, champion, [0.9] * rows, version, shadow=answers)
+    finally:
+        store.close()
+    assert place.backend().label_by_id(labels) == rows
+    return labels
 
 
 def monitoring_runs(
