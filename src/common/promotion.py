@@ -246,14 +246,29 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def prepare_scoring() -> None:
+    """Import Keras as the pipelines do, with JAX's compiled programs kept on disk.
+
+    Loading a model compiles its layers' initialisers, the same programs for the same
+    shapes every time: with the persistent cache the training tasks fill, a comparison
+    reads them back instead of compiling (seconds on a busy machine).
+    """
+    from common.modeling import enable_compilation_cache, import_keras
+
+    if import_keras().backend.backend() == "jax":
+        enable_compilation_cache()
+
+
 def download_model(model_uri: str, directory: str | Path) -> Path:
     """A registered model's files, copied into `directory`; the model's own directory."""
     import mlflow
 
+    from common.registry import quiet_downloads
+
     Path(directory).mkdir(parents=True, exist_ok=True)
-    return Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(directory))
-    )
+    with quiet_downloads():
+        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(directory))
+    return Path(path)
 
 
 def predict_captures(scorer: Scorer, captures: pd.DataFrame) -> list[str]:

@@ -318,3 +318,8 @@ def deployment_history(client: Any, name: str, limit: int | None = None) -> list
             event["figures"] = json.loads(event.get("figures") or "{}")
     history = sorted(events.values(), key=lambda event: event["id"], reverse=True)
     return history if limit is None else history[:limit]
+
+
+def quiet_downloads() -> contextlib.AbstractContextManager[None]:
+    """No tqdm progress bars while MLflow downloads a model (they would fill the logs)."""
+    return _quiet_model_loading()

@@ -309,7 +309,10 @@ class Deployment(Pipeline):
             raise PipelineError(f"Reading the labelled captures failed: {error}") from None
         rows = 0 if captures is None else len(captures)
         if rows >= settings.min_rows:
+            from common.promotion import prepare_scoring
             from inference.model import load_scorer
+
+            prepare_scoring()
 
             champion_uri = f"models:/{self.model_name}/{self.champion}"
             try:
