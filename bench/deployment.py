@@ -90,6 +90,7 @@ def run_deployment(workdir: Path, config: Path, version: str, index: int) -> dic
     command = [
         sys.executable, PIPELINE, "--config", "project", str(config),
         "run", "--model-version", version, "--run-id-file", str(workdir / f"run-{index}"),
+        "--force",  # the swap is measured: these versions have nothing to compare them on
     ]  # fmt: skip
     launched = datetime.now()
     start = time.perf_counter()
