@@ -323,3 +323,15 @@ def deployment_history(client: Any, name: str, limit: int | None = None) -> list
 def quiet_downloads() -> contextlib.AbstractContextManager[None]:
     """No tqdm progress bars while MLflow downloads a model (they would fill the logs)."""
     return _quiet_model_loading()
+
+
+def retire_challenger(client: Any, name: str, version: str) -> bool:
+    """Drop the `challenger` alias from `version` once it is the champion; True if it had it.
+
+    A challenger is a candidate for the champion's place: left on the champion, the
+    alias would make `--shadow challenger` name the model that serves.
+    """
+    if alias_version(client, name, CHALLENGER) != version:
+        return False
+    client.delete_registered_model_alias(name, CHALLENGER)
+    return True

@@ -155,17 +155,19 @@ class Deployment(Pipeline):
         import mlflow
 
         from common.promotion import SHADOW, Decision
-        from common.registry import promote
+        from common.registry import promote, retire_challenger
 
         self.previous = None
+        client = mlflow.MlflowClient()
         if self.deployed or self.champion != self.version:
             self.previous = promote(
-                mlflow.MlflowClient(),
+                client,
                 self.model_name,
                 self.version,
                 target=self.target,
                 when=self.now().isoformat(timespec="seconds"),
             )
+            retire_challenger(client, self.model_name, self.version)
             self.logger.info("Version %s is now the champion.", self.version)
             replaced = {self.previous: "replaced"} if self.previous != self.version else {}
             role = {"rollback": "restored", "redeployed": "champion"}

@@ -35,7 +35,13 @@ from common.promotion import (
     schema_differences,
     without_comparison,
 )
-from common.registry import DeploymentEvent, deployment_history, model_signature, record_event
+from common.registry import (
+    DeploymentEvent,
+    deployment_history,
+    model_signature,
+    record_event,
+    retire_challenger,
+)
 
 DEFAULTS = PromotionSettings()
 
@@ -291,3 +297,11 @@ def test_every_event_is_kept_newest_first(client: Any) -> None:
     ]
     assert deployment_history(client, "m", limit=1) == history[:1]
     assert deployment_history(client, "no-such-model") == []
+
+
+def test_a_promoted_challenger_is_no_longer_the_challenger(client: Any) -> None:
+    client.set_registered_model_alias("m", "challenger", "3")
+    assert retire_challenger(client, "m", "2") is False
+    assert str(client.get_model_version_by_alias("m", "challenger").version) == "3"
+    assert retire_challenger(client, "m", "3") is True
+    assert "challenger" not in client.get_registered_model("m").aliases
