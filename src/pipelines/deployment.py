@@ -292,6 +292,8 @@ class Deployment(Pipeline):
         """Challenger against champion: paired on labelled captures, else cross-validated."""
         import tempfile
 
+        from mlflow.exceptions import MlflowException
+
         from backends.base import BackendError
         from common.promotion import (
             EVIDENCE_ROWS,
@@ -322,7 +324,7 @@ class Deployment(Pipeline):
                     paired = compare_on_captures(
                         load_scorer, champion_uri, self.model_uri, captures, directory
                     )
-            except (ValueError, OSError) as error:
+            except (ValueError, OSError, MlflowException) as error:
                 raise PipelineError(
                     f"Comparing version {self.version} with champion {self.champion} on "
                     f"{rows} labelled captures failed: {error}. Nothing serving was changed."
