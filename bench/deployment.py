@@ -105,6 +105,7 @@ def run_deployment(
     command = [
         sys.executable, PIPELINE, "--config", "project", str(config),
         "run", "--model-version", version, "--run-id-file", str(workdir / f"run-{index}"),
+        "--force",  # the swap is measured: these versions have nothing to compare them on
     ]  # fmt: skip
     if clients is not None:
         clients.__enter__()

@@ -26,6 +26,7 @@ from support.serving import ServingModels
 
 from backends.local import Local
 from backends.local_server import LocalServer
+from common.registry import deployment_history
 
 
 @dataclass
@@ -167,6 +168,10 @@ def test_deploying_another_version_promotes_it(setup: Setup, mlflow_client: Any)
     assert alias(mlflow_client, setup.name, "champion") == new
     assert alias(mlflow_client, setup.name, "previous") == old
     assert artifact(result, "promote", "previous") == old
+    # No labelled captures here: the versions' cross-validated scores (equal) decided.
+    decision = artifact(result, "start", "decision")
+    assert (decision.decision, decision.evidence) == ("promoted", "cross-validation")
+    assert "cross-validated scores were compared" in result.output
     tags = mlflow_client.get_model_version(setup.name, new).tags
     assert {"deployed_at", "deployment_target"} <= set(tags)
 
@@ -176,7 +181,8 @@ def test_a_broken_version_is_rolled_back(setup: Setup, mlflow_client: Any) -> No
     broken = setup.models.broken
     ensure_history(setup, previous, champion)
 
-    result = setup.deploy(model_version=broken)
+    # Forced: the broken version has no cross-validated scores to compare.
+    result = setup.deploy(model_version=broken, force=True)
 
     assert not result.successful
     assert result.status == "failed", result.describe()
@@ -192,6 +198,11 @@ def test_a_broken_version_is_rolled_back(setup: Setup, mlflow_client: Any) -> No
     assert alias(mlflow_client, setup.name, "champion") == champion
     assert alias(mlflow_client, setup.name, "previous") == previous
     assert "deployed_at" not in mlflow_client.get_model_version(setup.name, broken).tags
+    # The audit trail says it was forced, failed and rolled back.
+    (event, *_) = deployment_history(mlflow_client, setup.name)
+    assert event["decision"] == "rollback"
+    assert event["roles"] == {broken: "failed", champion: "restored"}
+    assert "deployed with --force" in event["reason"] and "smoke test" in event["reason"]
 
 
 def test_rollback_to_the_previous_version(setup: Setup, mlflow_client: Any) -> None:
@@ -206,3 +217,6 @@ def test_rollback_to_the_previous_version(setup: Setup, mlflow_client: Any) -> N
     assert served_prediction(setup)[1] == previous
     assert alias(mlflow_client, setup.name, "champion") == previous
     assert alias(mlflow_client, setup.name, "previous") == champion
+    (event, *_) = deployment_history(mlflow_client, setup.name)
+    assert event["decision"] == "rollback" and event["evidence"] == "none"
+    assert event["roles"] == {previous: "restored", champion: "replaced"}

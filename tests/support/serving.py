@@ -88,6 +88,11 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
 
     broken = log(BROKEN_MODEL)
     good = tuple(log() for _ in range(2))
+    # One model registered twice: the same cross-validated scores, tagged as the training
+    # pipeline tags them, so that the deployment pipeline may promote either over the other.
+    for version in good:
+        client.set_model_version_tag(MODEL_NAME, version, "cv_accuracy", "0.95")
+        client.set_model_version_tag(MODEL_NAME, version, "cv_accuracy_std", "0.02")
     return ServingModels(MODEL_NAME, good, broken)
 
 
