@@ -20,6 +20,15 @@ retried task never leaves duplicate metrics behind.
 model: the scores measure what will be served, and the task never imports Keras.
 `start` sends `transform` first: that branch (transform, train) is the longest chain
 of tasks, so it runs beside the folds instead of after them.
+
+Champion and challenger: a registered version gets the alias `challenger` and the tags
+`cv_accuracy`, `cv_accuracy_std`, `cv_fold_accuracies` (JSON list), `training_rows` and
+`training_data_digest`, which the deployment pipeline reads to compare it with the
+champion. Its model card (common/model_card.py) is `model_card.md` on its MLflow run
+and the `register` step's card (`card view register --id model_card`). The card's
+slices and permutation importances come from the folds: `evaluate_fold` permutes each
+feature of its unseen rows through the same forward pass, `average_scores` slices the
+out-of-fold predictions, so no step scores a model again.
 """
 
 import os
@@ -296,7 +305,9 @@ class Training(Pipeline):
         self.next(self.register)
 
     @environment(vars=environment_variables)
-    @card
+    # Blank: the default card would unpickle every artifact, the Keras model included,
+    # in its own process (seconds of imports) to list them.
+    @card(type="blank", id="model_card")
     @step
     def register(self, inputs):
         """Register the final model if the cross-validated accuracy is good enough.

@@ -526,6 +526,8 @@ dataset:
 
 model:
   name: colors
+  intended_use: Name the color of a sample from its brightness and saturation.
+  limitations: Only red, green and blue; shapes are unreliable.
 """
 
 COLOR_CENTERS = {
@@ -601,6 +603,24 @@ def test_second_dataset_registers_its_own_model(colors_run: FlowResult, mlflow_c
     data = task(colors_run.run, "start")["data"].data
     assert set(data.columns) == {"color", "brightness", "saturation", "shape"}
     assert "?" not in set(data["shape"].dropna())
+
+
+def test_second_dataset_model_card_has_its_configured_text_and_features(
+    colors_run: FlowResult, mlflow_client, tmp_path: Path
+) -> None:
+    from common.registry import CHALLENGER
+
+    version = task(colors_run.run, "register")["model_version"].data
+    assert str(mlflow_client.get_model_version_by_alias("colors", CHALLENGER).version) == version
+    run_id = mlflow_client.get_model_version("colors", version).run_id
+    text = Path(mlflow_client.download_artifacts(run_id, "model_card.md", str(tmp_path)))
+    card = text.read_text(encoding="utf-8")
+    assert f"# Model card: colors version {version}" in card
+    assert "Name the color of a sample from its brightness and saturation." in card
+    assert "Only red, green and blue; shapes are unreliable." in card
+    for row in ("| shape | circle |", "| brightness | Q1 [", "| saturation | Q4 ("):
+        assert row in card, row
+    assert "| culmen" not in card and "island" not in card
 
 
 def test_second_dataset_model_predicts_in_a_fresh_process(colors_run: FlowResult) -> None:
