@@ -33,19 +33,57 @@ CARD_ARTIFACT = "model_card.md"
 
 
 def training_data_digest(data: pd.DataFrame) -> str:
-    """sha256 (hex) of the rows as CSV, columns in name order and rows sorted.
+    """sha256 (hex) of the data's values, whatever the order of its rows and columns.
 
-    The same rows give the same digest whatever their order (production runs shuffle
-    without a seed) and whatever the column order; a changed value, row or column
-    gives another. Values are written as pandas writes CSV (floats at full precision).
+    Each column, in name order, is reduced to arrays: a numeric one to its values as
+    little-endian float64 (181 and 181.0 are one value, every NaN is one NaN); any
+    other to its distinct values as text, sorted, and each row's index among them
+    (int64, -1 where missing). The rows are put in one canonical order first, sorted by
+    a 64-bit mix of each row's values, so a shuffle (production runs shuffle without a
+    seed) leaves the digest alone while a changed value, row or column changes it.
+    Numpy work throughout: a fraction of a second at a million rows, where sorting by
+    every column in turn (np.lexsort) takes seconds.
     """
     columns = sorted(data.columns, key=str)
-    header = ",".join(str(column) for column in columns)
-    lines = data[columns].to_csv(index=False, header=False, lineterminator="\n").split("\n")
-    digest = hashlib.sha256(header.encode("utf-8"))
-    for line in sorted(line for line in lines if line):
-        digest.update(b"\n" + line.encode("utf-8"))
+    encoded = [_digest_arrays(data[column]) for column in columns]
+    order = np.argsort(_row_keys([values for _, values in encoded], len(data)), kind="stable")
+    digest = hashlib.sha256(f"{len(data)} rows\n".encode())
+    for column, (distinct, values) in zip(columns, encoded, strict=True):
+        digest.update(f"\ncolumn {column}\n".encode())
+        if distinct is not None:
+            digest.update(("\n".join(distinct) + "\n").encode("utf-8"))
+        digest.update(values[order].tobytes())
     return digest.hexdigest()
+
+
+def _row_keys(columns: Sequence[np.ndarray], rows: int) -> np.ndarray:
+    """One uint64 per row mixing the bits of its values (splitmix64's finaliser).
+
+    Equal rows get equal keys; distinct rows collide with odds of about 2**-64 a pair,
+    and only then could two orders of the same rows give two digests.
+    """
+    keys = np.zeros(rows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for values in columns:
+            keys = (keys ^ values.view(np.uint64)) + np.uint64(0x9E3779B97F4A7C15)
+            keys = (keys ^ (keys >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            keys = (keys ^ (keys >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            keys ^= keys >> np.uint64(31)
+    return keys
+
+
+def _digest_arrays(values: pd.Series) -> tuple[list[str] | None, np.ndarray]:
+    """A column as (sorted distinct texts, int64 codes) or (None, float64 values)."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype="<f8", na_value=np.nan)
+        return None, np.where(np.isnan(numbers), np.nan, numbers).astype("<f8")
+    present = values.notna().to_numpy()
+    codes = np.full(len(values), -1, dtype="<i8")
+    found, distinct = pd.factorize(values[present].astype(str), sort=True)
+    codes[present] = found
+    return [str(text) for text in distinct], codes
 
 
 def class_balance(labels: pd.Series) -> dict[str, int]:
@@ -128,13 +166,12 @@ def summarize_importance(per_fold: Sequence[Mapping[str, Sequence[float]]]) -> l
     return sorted(summary, key=lambda row: -row["accuracy_drop"])
 
 
+def _counted(feature: str, name: str, rows: int, hits: float) -> dict[str, Any]:
+    return {"feature": feature, "slice": name, "rows": int(rows), "accuracy": float(hits / rows)}
+
+
 def _slice(feature: str, name: str, correct: np.ndarray) -> dict[str, Any]:
-    return {
-        "feature": feature,
-        "slice": name,
-        "rows": len(correct),
-        "accuracy": float(correct.mean()),
-    }
+    return _counted(feature, name, len(correct), correct.sum())
 
 
 def _quartile_slices(feature: str, values: np.ndarray, correct: np.ndarray) -> list[dict]:
@@ -169,6 +206,8 @@ def slice_accuracy(
     `correct[i]` says whether row `i` of `data` was predicted right (by a model that
     did not train on it). Missing values are a slice of their own.
     """
+    import pandas as pd
+
     correct = np.asarray(correct, dtype=bool).reshape(-1)
     if len(correct) != len(data):
         raise ValueError(
@@ -176,13 +215,16 @@ def slice_accuracy(
         )
     slices: list[dict[str, Any]] = []
     for feature in schema.categorical_features:
-        values = data[feature]
-        missing = values.isna().to_numpy()
-        labels = values.astype(str).to_numpy()
-        for value in sorted(set(labels[~missing].tolist())):
-            slices.append(_slice(feature, value, correct[~missing & (labels == value)]))
-        if missing.any():
-            slices.append(_slice(feature, MISSING, correct[missing]))
+        # Codes and counts, not one comparison of every row per value: 50 levels of a
+        # million rows would take seconds.
+        codes, values = pd.factorize(data[feature].astype(object), use_na_sentinel=True)
+        names = [str(value) for value in values]
+        rows = np.bincount(codes + 1, minlength=len(values) + 1)
+        hits = np.bincount(codes + 1, weights=correct, minlength=len(values) + 1)
+        for code in sorted(range(len(values)), key=names.__getitem__):
+            slices.append(_counted(feature, names[code], rows[code + 1], hits[code + 1]))
+        if rows[0]:
+            slices.append(_counted(feature, MISSING, rows[0], hits[0]))
     for feature in schema.numeric_features:
         values = data[feature].to_numpy(dtype=float, na_value=np.nan)
         slices.extend(_quartile_slices(feature, values, correct))

@@ -8,6 +8,7 @@ softmax regression fitted here by gradient descent.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -92,10 +93,24 @@ def out_of_fold_correct(data: pd.DataFrame, folds: int = 4) -> np.ndarray:
 # --- training data digest --------------------------------------------------------------------
 
 
-def test_digest_is_sha256_of_the_sorted_csv_rows_with_columns_by_name() -> None:
-    data = pd.DataFrame({"b": [2.5, 1.0], "a": ["x", "y"]})
-    expected = hashlib.sha256(b"a,b\nx,2.5\ny,1.0").hexdigest()
-    assert training_data_digest(data) == expected
+def test_digest_is_sha256_of_each_column_with_rows_in_one_order() -> None:
+    data = pd.DataFrame({"b": [2.5, 1.0, 1.0], "a": ["y", None, "x"]})
+    a_codes, b_values = [1, -1, 0], [2.5, 1.0, 1.0]  # a's distinct values: x, y
+    candidates = {
+        hashlib.sha256(
+            b"3 rows\n"
+            + b"\ncolumn a\nx\ny\n"
+            + np.array([a_codes[i] for i in order], "<i8").tobytes()
+            + b"\ncolumn b\n"
+            + np.array([b_values[i] for i in order], "<f8").tobytes()
+        ).hexdigest()
+        for order in itertools.permutations(range(3))
+    }
+    assert training_data_digest(data) in candidates
+    with_nan = pd.DataFrame({"b": [2.5, 1.0, 1.0], "a": ["y", np.nan, "x"]})
+    assert training_data_digest(with_nan) == training_data_digest(data), "None, NaN: missing"
+    integers, floats = pd.DataFrame({"n": [181, 190]}), pd.DataFrame({"n": [181.0, 190.0]})
+    assert training_data_digest(integers) == training_data_digest(floats)
 
 
 def test_digest_ignores_row_and_column_order_but_not_values() -> None:
@@ -107,6 +122,9 @@ def test_digest_ignores_row_and_column_order_but_not_values() -> None:
     changed.loc[7, "length"] += 1e-9
     assert training_data_digest(changed) != digest
     assert training_data_digest(data.iloc[1:]) != digest
+    duplicated = pd.concat([data, data.iloc[[3]]])
+    assert training_data_digest(duplicated) != digest
+    assert training_data_digest(duplicated.iloc[::-1]) == training_data_digest(duplicated)
 
 
 def test_class_balance_counts_rows_per_class_largest_first() -> None:
