@@ -31,12 +31,18 @@ feature of its unseen rows through the same forward pass, `average_scores` slice
 out-of-fold predictions, so no step scores a model again.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from metaflow import Parameter, card, current, environment, step
 
 from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
+
+if TYPE_CHECKING:
+    from common.model_card import ModelCard
 
 environment_variables = {
     "KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax"),
@@ -350,14 +356,15 @@ class Training(Pipeline):
                 self.logger.info(
                     "Registered model %s version %s.", self.project.model["name"], logged.version
                 )
+            if self.registered:  # The tags first: the deployment pipeline reads them.
+                self.tag_challenger()
             self.model_card = render_markdown(self.build_model_card())
             if self.registered:
                 mlflow.log_text(self.model_card, CARD_ARTIFACT)
-                self.tag_challenger()
         current.card.append(Markdown(self.model_card))
         self.next(self.end)
 
-    def build_model_card(self):
+    def build_model_card(self) -> ModelCard:
         """The model card's contents, from the artifacts of the steps before `register`."""
         from datetime import UTC, datetime
 
@@ -383,7 +390,7 @@ class Training(Pipeline):
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )
 
-    def tag_challenger(self):
+    def tag_challenger(self) -> None:
         """Point the alias `challenger` at the new version; tag it with its evidence.
 
         The deployment pipeline compares the challenger with the champion, and falls back
