@@ -20,14 +20,29 @@ retried task never leaves duplicate metrics behind.
 model: the scores measure what will be served, and the task never imports Keras.
 `start` sends `transform` first: that branch (transform, train) is the longest chain
 of tasks, so it runs beside the folds instead of after them.
+
+Champion and challenger: a registered version gets the alias `challenger` and the tags
+`cv_accuracy`, `cv_accuracy_std`, `cv_fold_accuracies` (JSON list), `training_rows` and
+`training_data_digest`, which the deployment pipeline reads to compare it with the
+champion. Its model card (common/model_card.py) is `model_card.md` on its MLflow run
+and the `register` step's card (`card view register --id model_card`). The card's
+slices and permutation importances come from the folds: `evaluate_fold` permutes each
+feature of its unseen rows through the same forward pass, `average_scores` slices the
+out-of-fold predictions, so no step scores a model again.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from metaflow import Parameter, card, current, environment, step
 
 from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
+
+if TYPE_CHECKING:
+    from common.model_card import ModelCard
 
 environment_variables = {
     "KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax"),
@@ -134,6 +149,7 @@ class Training(Pipeline):
     def transform_fold(self):
         """Fit the features transformer on this fold's training rows; transform both sides."""
         from common.features import fit_features_transformer, fit_target_transformer, transform
+        from common.model_card import feature_columns
 
         self.fold, (self.train_indices, self.test_indices) = self.input
         self.mlflow_fold_run_id = self.mlflow_fold_run_ids[self.fold]
@@ -151,6 +167,8 @@ class Training(Pipeline):
         )
         self.x_test, self.y_test = transform(test, schema, features_transformer, target_transformer)
         self.class_names = [str(name) for name in target_transformer.categories_[0]]
+        # Which columns of x each raw feature became, for permutation importance later.
+        self.feature_columns = feature_columns(features_transformer, schema)
         self.next(self.train_fold)
 
     @environment(vars=environment_variables)
@@ -176,7 +194,12 @@ class Training(Pipeline):
     @environment(vars=environment_variables)
     @step
     def evaluate_fold(self):
-        """Score this fold's model on the rows it never saw, as the model server would."""
+        """Score this fold's model on the rows it never saw, as the model server would.
+
+        The same forward pass measures each feature's permutation importance on those
+        rows (one batched call), for the model card.
+        """
+        from common.model_card import permutation_importance
         from common.validation import classification_scores
         from inference.forward import dense_forward
 
@@ -190,6 +213,13 @@ class Training(Pipeline):
         self.test_loss, self.test_accuracy, self.test_predictions = classification_scores(
             forward(self.x_test), self.y_test
         )
+        self.permutation_importance = permutation_importance(
+            forward,
+            self.x_test,
+            self.y_test,
+            self.feature_columns,
+            seed=development_seed(current.is_production, self.fold),
+        )
         self.logger.info(
             "Fold %d: accuracy %.4f, loss %.4f", self.fold + 1, self.test_accuracy, self.test_loss
         )
@@ -198,10 +228,15 @@ class Training(Pipeline):
     @card
     @step
     def average_scores(self, inputs):
-        """Average the folds' scores; write every fold's metrics to MLflow."""
+        """Average the folds' scores; write every fold's metrics to MLflow.
+
+        Also the model card's evidence, from the out-of-fold predictions: accuracy per
+        slice of the data, and the folds' permutation importances combined.
+        """
         import numpy as np
 
         from common.cards import confusion_table, fold_scores
+        from common.model_card import slice_accuracy, summarize_importance
         from common.tracking import log_cross_validation
         from common.validation import confusion_matrix, summarize_folds
 
@@ -229,23 +264,29 @@ class Training(Pipeline):
             summary,
         )
         classes = folds[0].class_names
-        self.cross_validation_confusion = confusion_matrix(
-            np.concatenate([t.y_test for t in folds]),
-            np.concatenate([t.test_predictions for t in folds]),
-            len(classes),
-        )
+        truth = np.concatenate([t.y_test for t in folds]).reshape(-1)
+        predicted = np.concatenate([t.test_predictions for t in folds])
+        self.cross_validation_confusion = confusion_matrix(truth, predicted, len(classes))
+        tested_rows = inputs[0].data.iloc[np.concatenate([t.test_indices for t in folds])]
+        self.slice_accuracy = slice_accuracy(tested_rows, self.schema, truth == predicted)
+        self.feature_importance = summarize_importance([t.permutation_importance for t in folds])
         current.card.extend(fold_scores(self.fold_scores, summary))
         current.card.extend(confusion_table(self.cross_validation_confusion, classes))
         self.next(self.register)
 
     @step
     def transform(self):
-        """Fit the transformers on the whole dataset for the final model."""
+        """Fit the transformers on the whole dataset for the final model; digest the data.
+
+        The digest is computed here, beside the folds, rather than in a step they wait for.
+        """
         from common.features import fit_transform
+        from common.model_card import training_data_digest
 
         self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
             self.data, self.schema
         )
+        self.training_data_digest = training_data_digest(self.data)
         self.class_names = [str(name) for name in self.target_transformer.categories_[0]]
         self.next(self.train)
 
@@ -270,11 +311,21 @@ class Training(Pipeline):
         self.next(self.register)
 
     @environment(vars=environment_variables)
+    # Blank: the default card would unpickle every artifact, the Keras model included,
+    # in its own process (seconds of imports) to list them.
+    @card(type="blank", id="model_card")
     @step
     def register(self, inputs):
-        """Register the final model if the cross-validated accuracy is good enough."""
-        import mlflow
+        """Register the final model if the cross-validated accuracy is good enough.
 
+        A registered version gets the alias `challenger`, its cross-validated scores and
+        training data digest as tags, and its model card (`model_card.md`) on its run;
+        the same card is this step's Metaflow card, registered or not.
+        """
+        import mlflow
+        from metaflow.cards import Markdown
+
+        from common.model_card import CARD_ARTIFACT, render_markdown
         from common.modeling import import_keras
         from common.registry import log_servable_model
 
@@ -305,7 +356,64 @@ class Training(Pipeline):
                 self.logger.info(
                     "Registered model %s version %s.", self.project.model["name"], logged.version
                 )
+            if self.registered:  # The tags first: the deployment pipeline reads them.
+                self.tag_challenger()
+            self.model_card = render_markdown(self.build_model_card())
+            if self.registered:
+                mlflow.log_text(self.model_card, CARD_ARTIFACT)
+        current.card.append(Markdown(self.model_card))
         self.next(self.end)
+
+    def build_model_card(self) -> ModelCard:
+        """The model card's contents, from the artifacts of the steps before `register`."""
+        from datetime import UTC, datetime
+
+        from common.model_card import ModelCard, class_balance
+
+        return ModelCard(
+            model_name=self.project.model["name"],
+            version=self.model_version,
+            metaflow_run=f"{current.flow_name}/{current.run_id}",
+            mlflow_run_id=self.mlflow_run_id,
+            dataset=str(self.dataset),
+            training_rows=len(self.data),
+            class_balance=class_balance(self.data[self.schema.target]),
+            training_data_digest=self.training_data_digest,
+            folds=self.fold_scores,
+            accuracy=self.test_accuracy,
+            accuracy_std=self.test_accuracy_std,
+            accuracy_threshold=self.accuracy_threshold,
+            slices=self.slice_accuracy,
+            importance=self.feature_importance,
+            intended_use=self.settings.model.intended_use,
+            limitations=self.settings.model.limitations,
+            created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
+
+    def tag_challenger(self) -> None:
+        """Point the alias `challenger` at the new version; tag it with its evidence.
+
+        The deployment pipeline compares the challenger with the champion, and falls back
+        to these cross-validated scores when production has too few labelled rows.
+        """
+        import json
+
+        import mlflow
+
+        from common.registry import CHALLENGER
+
+        client, name = mlflow.MlflowClient(), self.project.model["name"]
+        tags = {
+            "cv_accuracy": self.test_accuracy,
+            "cv_accuracy_std": self.test_accuracy_std,
+            "cv_fold_accuracies": json.dumps([fold["accuracy"] for fold in self.fold_scores]),
+            "training_rows": len(self.data),
+            "training_data_digest": self.training_data_digest,
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(name, self.model_version, key, str(value))
+        client.set_registered_model_alias(name, CHALLENGER, self.model_version)
+        self.logger.info("Version %s is the %s.", self.model_version, CHALLENGER)
 
     @step
     def end(self):

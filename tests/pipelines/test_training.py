@@ -338,6 +338,101 @@ def test_registered_pyfunc_gives_the_pipelines_evaluation_probabilities(
     assert [p["prediction"] for p in served] == [CLASSES[i] for i in probabilities.argmax(axis=1)]
 
 
+# --- the shared run: challenger and model card ---------------------------------------------
+
+
+def test_registered_version_is_the_challenger_tagged_with_its_evidence(
+    training_run: Any, mlflow_client: Any
+) -> None:
+    from common.model_card import training_data_digest
+    from common.registry import CHALLENGER
+
+    version = task(training_run, "register")["model_version"].data
+    average = task(training_run, "average_scores")
+    data = task(training_run, "start")["data"].data
+    assert str(mlflow_client.get_model_version_by_alias("penguins", CHALLENGER).version) == version
+    tags = mlflow_client.get_model_version("penguins", version).tags
+    assert float(tags["cv_accuracy"]) == pytest.approx(average["test_accuracy"].data)
+    assert float(tags["cv_accuracy_std"]) == pytest.approx(average["test_accuracy_std"].data)
+    fold_accuracies = [
+        t["test_accuracy"].data for t in foreach_tasks(training_run, "evaluate_fold")
+    ]
+    assert json.loads(tags["cv_fold_accuracies"]) == pytest.approx(fold_accuracies)
+    assert int(tags["training_rows"]) == len(data) == len(pd.read_csv(PENGUINS_CSV))
+    # Recomputed from the rows in another order: the digest names the rows, not the run.
+    assert tags["training_data_digest"] == training_data_digest(data.iloc[::-1])
+    assert len(tags["training_data_digest"]) == 64
+
+
+def test_slices_partition_the_out_of_fold_predictions(training_run: Any) -> None:
+    """Each feature's slices hold every row once, and their accuracies add up to the
+    accuracy of the out-of-fold predictions (the confusion matrix's diagonal)."""
+    average = task(training_run, "average_scores")
+    schema = load_project_configuration(LOCAL_CONFIG)["dataset"]
+    rows = len(task(training_run, "start")["data"].data)
+    confusion = average["cross_validation_confusion"].data
+    out_of_fold_accuracy = np.trace(confusion) / confusion.sum()
+    slices = average["slice_accuracy"].data
+    features = [*schema["categorical_features"], *schema["numeric_features"]]
+    assert [s["feature"] for s in slices] == sorted(
+        (s["feature"] for s in slices), key=features.index
+    )
+    for feature in features:
+        mine = [s for s in slices if s["feature"] == feature]
+        assert sum(s["rows"] for s in mine) == rows, feature
+        correct = sum(s["rows"] * s["accuracy"] for s in mine)
+        assert correct / rows == pytest.approx(out_of_fold_accuracy), feature
+    islands = {s["slice"] for s in slices if s["feature"] == "island"}
+    assert islands == {"Biscoe", "Dream", "Torgersen"}
+    quartiles = [s["slice"] for s in slices if s["feature"] == "body_mass_g"]
+    assert [name[:2] for name in quartiles if name.startswith("Q")] == ["Q1", "Q2", "Q3", "Q4"]
+
+
+def test_permutation_importance_covers_every_feature(training_run: Any) -> None:
+    schema = load_project_configuration(LOCAL_CONFIG)["dataset"]
+    features = {*schema["numeric_features"], *schema["categorical_features"]}
+    for evaluation in foreach_tasks(training_run, "evaluate_fold"):
+        drops = evaluation["permutation_importance"].data
+        assert set(drops) == features
+        assert all(-1.0 <= d <= 1.0 for fold in drops.values() for d in fold)
+    importance = task(training_run, "average_scores")["feature_importance"].data
+    assert {row["feature"] for row in importance} == features
+    drops = [row["accuracy_drop"] for row in importance]
+    assert drops == sorted(drops, reverse=True)
+    assert drops[0] > 0, "a model above the threshold relies on some feature"
+
+
+def test_model_card_is_an_artifact_of_the_versions_run(
+    training_run: Any, mlflow_client: Any, tmp_path: Path
+) -> None:
+    from common.config import ModelSettings
+
+    register = task(training_run, "register")
+    version = register["model_version"].data
+    run_id = mlflow_client.get_model_version("penguins", version).run_id
+    path = mlflow_client.download_artifacts(run_id, "model_card.md", str(tmp_path))
+    text = Path(path).read_text(encoding="utf-8")
+    assert text == register["model_card"].data
+    tags = mlflow_client.get_model_version("penguins", version).tags
+    for expected in (
+        f"# Model card: penguins version {version}",
+        "## Intended use",
+        ModelSettings.intended_use,
+        "## Limitations",
+        ModelSettings.limitations,
+        f"{tags['training_rows']} rows from `data/penguins.csv`",
+        tags["training_data_digest"],
+        "## Cross-validation",
+        "## Accuracy per slice",
+        "| island | Torgersen |",
+        "| body_mass_g | Q4 (",
+        "## Permutation feature importance",
+    ):
+        assert expected in text, expected
+    for fold in task(training_run, "average_scores")["fold_scores"].data:
+        assert f"| {fold['fold']} | {fold['accuracy']:.4f} | {fold['loss']:.4f} |" in text
+
+
 @pytest.fixture(scope="module")
 def penguin_predictions(training_run: Any) -> dict[str, Any]:
     """The registered model, loaded in a fresh process, on typical penguins."""
@@ -371,6 +466,7 @@ def test_registered_model_accepts_integer_measurements(penguin_predictions) -> N
         ("start", ["Dataset", "Class balance", "Missing values"]),
         ("average_scores", ["Cross-validation", "Confusion matrix"]),
         ("train", ["Training curves"]),
+        ("register", ["Model card", "Accuracy per slice", "Permutation feature importance"]),
     ],
 )
 def test_cards(training_run: Any, step: str, texts: list[str]) -> None:
@@ -397,6 +493,7 @@ def test_threshold_not_reached_registers_nothing(side_runs: SimpleNamespace, mlf
     assert register["registered"].data is False
     assert register["model_version"].data is None
     assert "Not registering" in result.output
+    assert "**Not registered**" in register["model_card"].data
     # The registry gained no version, from this run or otherwise.
     assert registered_versions(mlflow_client)["penguins"] == side_runs.penguins_versions_before
     parent = task(result.run, "start")["mlflow_run_id"].data
@@ -429,6 +526,8 @@ dataset:
 
 model:
   name: colors
+  intended_use: Name the color of a sample from its brightness and saturation.
+  limitations: Only red, green and blue; shapes are unreliable.
 """
 
 COLOR_CENTERS = {
@@ -504,6 +603,24 @@ def test_second_dataset_registers_its_own_model(colors_run: FlowResult, mlflow_c
     data = task(colors_run.run, "start")["data"].data
     assert set(data.columns) == {"color", "brightness", "saturation", "shape"}
     assert "?" not in set(data["shape"].dropna())
+
+
+def test_second_dataset_model_card_has_its_configured_text_and_features(
+    colors_run: FlowResult, mlflow_client, tmp_path: Path
+) -> None:
+    from common.registry import CHALLENGER
+
+    version = task(colors_run.run, "register")["model_version"].data
+    assert str(mlflow_client.get_model_version_by_alias("colors", CHALLENGER).version) == version
+    run_id = mlflow_client.get_model_version("colors", version).run_id
+    text = Path(mlflow_client.download_artifacts(run_id, "model_card.md", str(tmp_path)))
+    card = text.read_text(encoding="utf-8")
+    assert f"# Model card: colors version {version}" in card
+    assert "Name the color of a sample from its brightness and saturation." in card
+    assert "Only red, green and blue; shapes are unreliable." in card
+    for row in ("| shape | circle |", "| brightness | Q1 [", "| saturation | Q4 ("):
+        assert row in card, row
+    assert "| culmen" not in card and "island" not in card
 
 
 def test_second_dataset_model_predicts_in_a_fresh_process(colors_run: FlowResult) -> None:
