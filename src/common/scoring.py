@@ -500,7 +500,7 @@ def invalid_fraction_error(rejected: int, rows: int, max_fraction: float) -> str
     return (
         f"{rejected} of {rows} rows ({rejected / rows:.2%}) were refused, more than "
         f"--max-invalid-fraction {max_fraction} allows; nothing was written to the output. "
-        "See the reasons in the logs and the card, fix the input or raise the fraction."
+        "The log lists the refused rows by reason: fix the input or raise the fraction."
     )
 
 

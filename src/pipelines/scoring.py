@@ -81,6 +81,7 @@ class Scoring(Pipeline):
         rows, drift with --fail-on-drift) happen here, before anything is scored.
         """
         import time
+        from dataclasses import replace
 
         from common.scoring import (
             ScoringError,
@@ -111,7 +112,8 @@ class Scoring(Pipeline):
             except BaseException:
                 remove_staging(self.staging)
                 raise
-        self.drift_page = self.gate.page
+        # The page is a card of its own, megabytes: stored once.
+        self.drift_page, self.gate = self.gate.page, replace(self.gate, page="")
         self.logger.info("Quality gate: %s", self.gate.describe())
         problem = invalid_fraction_error(self.rejected_rows, self.rows, self.max_invalid_fraction)
         if problem is None and self.fail_on_drift and self.gate.drift_detected:
@@ -206,6 +208,8 @@ class Scoring(Pipeline):
             self.rejected_rows += len(problems)
         if not self.chunks:  # an empty input: one task, which has nothing to score
             self.chunks = [{"index": 0, "rows": 0, "location": None}]
+        for (name, kind), count in sorted(self.reject_reasons.items()):
+            self.logger.warning("Refused %d row(s): %s in field %r.", count, kind, name)
         for example in examples[:5]:
             self.logger.warning("Refused %s", example)
         self.sample = sample.rows
