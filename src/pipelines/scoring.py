@@ -149,7 +149,8 @@ class Scoring(Pipeline):
             local = fetch(self.input_location, directory)
             if local is None:
                 raise ScoringError(f"--input {self.input_location!r}: no such file or object.")
-            self.input_columns = read_columns(local, self.file_format)
+            # A CSV of zero bytes has no header either: an empty input all the same.
+            self.input_columns = read_columns(local, self.file_format) or self.schema.features
             check_columns(self.input_columns, self.schema, self.input_location)
             self.write_chunks(local, directory)
         self.reference, self.training_classes = self.training_reference()
