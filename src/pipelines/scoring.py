@@ -38,6 +38,9 @@ from common.pipeline import Pipeline, backend
 
 environment_variables = {"KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax")}
 DRIFT_CARD = "data_drift"
+# Rows per capture transaction: the Local store's JSON records of 100,000 rows take
+# ~150 MB beside the chunk's own rows.
+CAPTURE_ROWS_PER_CALL = 25_000
 
 
 @schedule(cron=config_expr("project.scoring.schedule"))
@@ -331,12 +334,13 @@ class Scoring(Pipeline):
             self.scored_part = join_location(self.staging, f"scored-{index:05d}.parquet")
             store(local, self.scored_part)
         if not self.no_capture and answered:
-            features = scorer.features.frame({n: v[answered] for n, v in columns.items()})
-            self.backend_impl.save(
-                features,
-                output[["prediction", "confidence", "id", "model_version"]],
-                source="batch",
-            )
+            # In slices: the records a capture builds cost more memory than the rows.
+            outputs = output[["prediction", "confidence", "id", "model_version"]]
+            for start in range(0, len(answered), CAPTURE_ROWS_PER_CALL):
+                positions = answered[start : start + CAPTURE_ROWS_PER_CALL]
+                features = scorer.features.frame({n: v[positions] for n, v in columns.items()})
+                part = outputs.iloc[start : start + CAPTURE_ROWS_PER_CALL]
+                self.backend_impl.save(features, part.reset_index(drop=True), source="batch")
         self.scored_rows = len(answered)
         self.class_counts = dict(Counter(predictions))
 
