@@ -28,6 +28,25 @@ class InvalidInput(ValueError):
     """A request the model cannot answer; the message names the row and field."""
 
 
+# What is wrong with a refused row, as `RowProblem.kind`.
+NOT_A_NUMBER = "not a number"
+NOT_FINITE = "not a finite number"
+UNKNOWN_CATEGORY = "unknown category"
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row is refused: its position, the field, what kind of problem, the message.
+
+    `reason` is what the server says after "Row N, " when it refuses that row.
+    """
+
+    row: int
+    field: str
+    kind: str
+    reason: str
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -100,12 +119,49 @@ class FeatureTransform:
         if unknown:
             raise InvalidInput(f"Unknown field(s) {unknown}; expected some of {self.columns}.")
 
-        columns: Columns = {}
-        for name in self.numeric:
-            columns[name] = _numeric(raw.get(name), name, count)
-        for name, allowed in self.categorical.items():
-            columns[name] = _categorical(raw.get(name), name, count, allowed)
+        columns, problems = self._check(raw, count)
+        for column_problems in problems:
+            if column_problems:
+                row, problem = next(iter(column_problems.items()))
+                raise InvalidInput(f"Row {row}, {problem.reason}")
         return columns
+
+    def validate_rows(self, data: pd.DataFrame) -> tuple[Columns, np.ndarray, list[RowProblem]]:
+        """Check every row of a table; keep the valid ones instead of refusing them all.
+
+        Returns the valid rows as `Columns`, their positions in `data`, and one
+        `RowProblem` per refused row: the first one `validate` would report for that
+        row alone (the same checks, in the same order, with the same message).
+        Columns other than the features are ignored; a missing feature is all missing.
+        """
+        count = len(data)
+        raw = {name: data[name].to_numpy() for name in self.columns if name in data.columns}
+        columns, problems = self._check(raw, count)
+        first: dict[int, RowProblem] = {}
+        for column_problems in problems:
+            for row, problem in column_problems.items():
+                first.setdefault(row, problem)
+        if not first:
+            return columns, np.arange(count), []
+        valid = np.ones(count, dtype=bool)
+        valid[list(first)] = False
+        kept = np.flatnonzero(valid)
+        refused = [first[row] for row in sorted(first)]
+        return {name: values[kept] for name, values in columns.items()}, kept, refused
+
+    def _check(
+        self, raw: dict[str, Any], count: int
+    ) -> tuple[Columns, list[dict[int, RowProblem]]]:
+        """Every feature as an array, and per feature the problems found, by row."""
+        columns: Columns = {}
+        problems: list[dict[int, RowProblem]] = []
+        for name in self.numeric:
+            columns[name], found = _numeric(raw.get(name), name, count)
+            problems.append(found)
+        for name, allowed in self.categorical.items():
+            columns[name], found = _categorical(raw.get(name), name, count, allowed)
+            problems.append(found)
+        return columns, problems
 
     # -- transformation ---------------------------------------------------------------
 
@@ -144,48 +200,52 @@ class FeatureTransform:
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
 
-def _numeric(values: Any, name: str, count: int) -> np.ndarray:
-    """`values` as float64 (NaN where missing), or InvalidInput naming the bad row.
+def _numeric(values: Any, name: str, count: int) -> tuple[np.ndarray, dict[int, RowProblem]]:
+    """`values` as float64 (NaN where missing, and where refused), and the refused rows.
 
     `values` is a list when it comes from a JSON request: there every value is
     checked, and NaN (a non-standard JSON literal) is an error, not a missing value.
     """
+    problems: dict[int, RowProblem] = {}
     if values is None:
-        return np.full(count, np.nan)
+        return np.full(count, np.nan), problems
     if isinstance(values, list) or np.asarray(values).dtype.kind not in "fiu":
         from_json = isinstance(values, list)
         numbers = np.empty(count, dtype="float64")
         for row, value in enumerate(values.tolist() if hasattr(values, "tolist") else values):
-            numbers[row] = _number(value, row, name, from_json)
-        return numbers
+            numbers[row], problem = _number(value, row, name, from_json)
+            if problem is not None:
+                problems[row] = problem
+        return numbers, problems
     array = np.asarray(values).astype("float64")
-    infinite = np.isinf(array)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise InvalidInput(
-            f"Row {row}, field {name!r}: {float(array[row])!r} is not a finite number."
+    for row in np.flatnonzero(np.isinf(array)).tolist():
+        problems[row] = RowProblem(
+            row, name, NOT_FINITE, f"field {name!r}: {float(array[row])!r} is not a finite number."
         )
-    return array
+        array[row] = np.nan
+    return array, problems
 
 
-def _number(value: Any, row: int, name: str, nan_is_error: bool) -> float:
-    """One value as a finite float (NaN for missing), or InvalidInput."""
+def _number(value: Any, row: int, name: str, nan_is_error: bool) -> tuple[float, RowProblem | None]:
+    """One value as a finite float (NaN for missing), or NaN and the reason it is refused."""
     if value is None:
-        return math.nan
+        return math.nan, None
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise InvalidInput(f"Row {row}, field {name!r}: expected a number, got {value!r:.50}.")
+        reason = f"field {name!r}: expected a number, got {value!r:.50}."
+        return math.nan, RowProblem(row, name, NOT_A_NUMBER, reason)
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if math.isnan(number) and not nan_is_error:
-        return number
+        return number, None
     if not math.isfinite(number):
-        raise InvalidInput(
-            f"Row {row}, field {name!r}: {_spelled(number)} is not a finite number; "
+        reason = (
+            f"field {name!r}: {_spelled(number)} is not a finite number; "
             "send null for a missing value."
         )
-    return number
+        return math.nan, RowProblem(row, name, NOT_FINITE, reason)
+    return number, None
 
 
 def _spelled(number: float) -> str:
@@ -193,10 +253,13 @@ def _spelled(number: float) -> str:
     return json.dumps(number)
 
 
-def _categorical(values: Any, name: str, count: int, allowed: list[Any]) -> np.ndarray:
-    """`values` as an object array (NaN where missing), or InvalidInput for unknowns."""
+def _categorical(
+    values: Any, name: str, count: int, allowed: list[Any]
+) -> tuple[np.ndarray, dict[int, RowProblem]]:
+    """`values` as an object array (NaN where missing or refused), and the refused rows."""
+    problems: dict[int, RowProblem] = {}
     if values is None:
-        return np.full(count, np.nan, dtype=object)
+        return np.full(count, np.nan, dtype=object), problems
     allowed_set = set(allowed)
     array = np.empty(count, dtype=object)
     for row, value in enumerate(values):
@@ -205,11 +268,10 @@ def _categorical(values: Any, name: str, count: int, allowed: list[Any]) -> np.n
         elif isinstance(value, str | int | float | bool) and value in allowed_set:
             array[row] = value
         else:
-            raise InvalidInput(
-                f"Row {row}, field {name!r}: unknown value {value!r:.50}; "
-                f"allowed values are {allowed}."
-            )
-    return array
+            array[row] = np.nan
+            reason = f"field {name!r}: unknown value {value!r:.50}; allowed values are {allowed}."
+            problems[row] = RowProblem(row, name, UNKNOWN_CATEGORY, reason)
+    return array, problems
 
 
 def _compile(parts: list[Any], columns: list[str]) -> Callable[[Columns, int], np.ndarray] | None:

@@ -3,9 +3,9 @@
 Argo Workflows: `--with kubernetes argo-workflows create --only-json` prints the
 WorkflowTemplate (offline: the S3 datastore is moto). Step Functions:
 `--with batch step-functions create` reads the Batch job queue, IAM roles and DynamoDB
-table, which moto holds; `--only-json` prints the state machine, and the monitoring
-pipeline is deployed for real to moto's Step Functions and EventBridge, so its schedule
-can be read back. Every compile is a subprocess (Metaflow reads its settings when it
+table, which moto holds; `--only-json` prints the state machine, and the monitoring and
+scoring pipelines are deployed for real to moto's Step Functions and EventBridge, so
+their schedules can be read back. Every compile is a subprocess (Metaflow reads its settings when it
 is imported); they run once per module, three at a time.
 
 `--only-json` prints only the WorkflowTemplate, not the CronWorkflow or the Argo
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.e2e
 
 TRAINING = REPO_ROOT / "src" / "pipelines" / "training.py"
 MONITORING = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
+SCORING = REPO_ROOT / "src" / "pipelines" / "scoring.py"
 BUCKET = "scheduling-tests"
 PREFIX = "scheduling-tests"
 TRACKING_URI = "http://mlflow.penguins.internal:5000"
@@ -48,6 +49,15 @@ TRAINING_PARAMETERS = COMMON_PARAMETERS | {
     "folds",
 }
 MONITORING_PARAMETERS = COMMON_PARAMETERS | {"samples", "model-version", "fail-on-alert"}
+SCORING_PARAMETERS = COMMON_PARAMETERS | {
+    "input",
+    "output",
+    "model-version",
+    "chunk-rows",
+    "max-invalid-fraction",
+    "fail-on-drift",
+    "no-capture",
+}
 
 
 @dataclass
@@ -177,9 +187,11 @@ def compiled(compile_env: dict, retraining_config: Path) -> dict[str, Compiled]:
         "argo training": (TRAINING, "--environment", "uv", "--with", "retry", *argo),
         "argo training retraining": (TRAINING, *config, "--production", *argo),
         "argo monitoring": (MONITORING, "--with", "retry", *argo),
+        "argo scoring": (SCORING, "--with", "retry", *argo),
         "sfn training": (TRAINING, "--with", "retry", *sfn, "--only-json"),
         "sfn training retraining": (TRAINING, *config, *sfn, "--only-json"),
         "sfn monitoring deployed": (MONITORING, *config, "--production", *sfn),
+        "sfn scoring deployed": (SCORING, "--production", "--with", "retry", *sfn),
     }
 
     def run(command: tuple) -> Compiled:
@@ -206,7 +218,7 @@ def flow_steps(flow_file: Path) -> dict[str, str]:
     flow = next(
         getattr(value, "_flow_cls", value)
         for name, value in vars(module).items()
-        if name in {"Training", "Monitoring"}
+        if name in {"Training", "Monitoring", "Scoring"}
     )
     return {node.name: node.type for node in FlowGraph(flow)}
 
@@ -239,7 +251,7 @@ def step_templates(document: dict[str, Any], flow_file: Path) -> dict[str, dict[
 
 @pytest.mark.parametrize(
     ("name", "flow_file"),
-    [("argo training", TRAINING), ("argo monitoring", MONITORING)],
+    [("argo training", TRAINING), ("argo monitoring", MONITORING), ("argo scoring", SCORING)],
 )
 def test_argo_runs_every_step_as_a_dag_task_with_retries(
     compiled: dict[str, Compiled], name: str, flow_file: Path
@@ -274,7 +286,11 @@ def test_argo_fans_out_the_cross_validation_folds(compiled: dict[str, Compiled])
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("argo training", TRAINING_PARAMETERS), ("argo monitoring", MONITORING_PARAMETERS)],
+    [
+        ("argo training", TRAINING_PARAMETERS),
+        ("argo monitoring", MONITORING_PARAMETERS),
+        ("argo scoring", SCORING_PARAMETERS),
+    ],
 )
 def test_argo_parameters_default_from_the_config(
     compiled: dict[str, Compiled], name: str, expected: set[str]
@@ -323,6 +339,24 @@ def test_argo_training_is_triggered_by_the_branch_scoped_retraining_event(
     triggers = json.loads(annotations["metaflow/triggers"])
     assert triggers == [{"name": f"mfns.penguins.prod.{RETRAINING_EVENT}", "type": "event"}]
     assert annotations["metaflow/sensor_name"] == "penguins-prod-training"
+
+
+def test_argo_scoring_fans_out_the_chunks_and_runs_daily(compiled: dict[str, Compiled]) -> None:
+    document = compiled_document(compiled, "argo scoring")
+    assert flow_steps(SCORING)["start"] == "foreach"
+    templates = argo_templates(document)
+    [fan_out] = [
+        task
+        for template in templates.values()
+        for task in template.get("dag", {}).get("tasks", [])
+        if "withParam" in task
+    ]
+    assert "start.outputs.parameters.num-splits" in fan_out["withParam"]
+    inner = {task["template"] for task in templates[fan_out["template"]]["dag"]["tasks"]}
+    assert inner == {"score-chunk"}
+    annotations = document["metadata"]["annotations"]
+    # `scoring.schedule` defaults to daily: midnight UTC.
+    assert json.loads(annotations["metaflow/cron"])["schedule"] == "0 0 * * ?"
 
 
 def test_argo_monitoring_runs_hourly(compiled: dict[str, Compiled]) -> None:
@@ -415,3 +449,24 @@ def test_sfn_monitoring_deploys_on_the_configured_schedule(
     [target] = events.list_targets_by_rule(Rule=name)["Targets"]
     assert target["Arn"] == machine["stateMachineArn"]
     assert target["RoleArn"].endswith(f"role/{PREFIX}-events")
+
+
+def test_sfn_scoring_deploys_with_its_chunks_in_a_map_on_the_daily_schedule(
+    compiled: dict[str, Compiled], moto_server: MotoServer
+) -> None:
+    result = compiled["sfn scoring deployed"]
+    assert result.returncode == 0, result.describe()
+    name = "penguins.prod.Scoring"
+    machine = deployed_state_machine(moto_server, name)
+    document = json.loads(machine["definition"])
+    for step, state in sfn_step_states(document, SCORING).items():
+        assert state["Parameters"]["RetryStrategy"] == {"Attempts": 4}, step
+    [chunk_map] = [state for _, state in sfn_states(document["States"]) if state["Type"] == "Map"]
+    assert {name for name, _ in sfn_states(chunk_map["Iterator"]["States"])} == {"score_chunk"}
+    defaults = json.loads(
+        sfn_environment(sfn_step_states(document, SCORING)["start"])["METAFLOW_DEFAULT_PARAMETERS"]
+    )
+    assert set(defaults) == SCORING_PARAMETERS
+    assert defaults["model-version"] == "champion" and defaults["chunk-rows"] == 100_000
+    rule = boto3.client("events", endpoint_url=moto_server.url).describe_rule(Name=name)
+    assert rule["ScheduleExpression"] == "cron(0 0 * * ? *)"
