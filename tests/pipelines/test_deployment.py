@@ -220,3 +220,38 @@ def test_rollback_to_the_previous_version(setup: Setup, mlflow_client: Any) -> N
     (event, *_) = deployment_history(mlflow_client, setup.name)
     assert event["decision"] == "rollback" and event["evidence"] == "none"
     assert event["roles"] == {previous: "restored", champion: "replaced"}
+
+
+def test_a_shadow_scores_every_request_and_one_label_serves_both(
+    setup: Setup, mlflow_client: Any
+) -> None:
+    """`--shadow` end to end: the pipeline, the Local server, capture, labels, `load`."""
+    champion, shadow = setup.models.good[0], setup.models.good[-1]
+    ensure_history(setup, shadow, champion)
+    try:
+        result = setup.deploy(shadow=shadow)
+
+        assert result.successful, result.describe()
+        assert setup.backend.deployed_version() == champion
+        assert setup.backend.deployed_shadow_version() == shadow
+        assert alias(mlflow_client, setup.name, "champion") == champion  # nothing promoted
+        answered = setup.backend.invoke([SPEC_ROW, {**SPEC_ROW, "island": "Dream"}])
+        ids = [row["id"] for row in answered["predictions"]]
+        assert set(answered["predictions"][0]) == {"prediction", "confidence", "id"}
+
+        truth = {ids[0]: "Gentoo", ids[1]: "Adelie"}
+        assert setup.backend.label_by_id(truth) == 2
+        frame = setup.backend.load(limit=1000, labeled_only=True)
+        rows = frame[frame["id"].isin(ids)].set_index("id")
+        assert (rows["model_version"] == champion).all()
+        assert (rows["shadow_version"] == shadow).all()
+        assert rows["shadow_prediction"].isin(CLASSES).all()
+        assert rows["shadow_confidence"].between(0, 1).all()
+        assert rows["ground_truth"].to_dict() == truth
+        (event, *_) = deployment_history(mlflow_client, setup.name)
+        assert event["decision"] == "shadow"
+    finally:  # the other tests expect no shadow
+        removed = setup.deploy(model_version=champion)
+    assert removed.successful, removed.describe()
+    assert setup.backend.deployed_shadow_version() is None
+    assert setup.backend.deployed_version() == champion
