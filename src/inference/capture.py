@@ -181,6 +181,26 @@ class CaptureStore:
         shadow: ShadowAnswers | None = None,
     ) -> None:
         """Store one request's predictions (and its shadow's) in a single transaction."""
+        encoded = [json.dumps({k: _json_value(v) for k, v in row.items()}) for row in inputs]
+        self.save_encoded(
+            ids, encoded, predictions, confidences, model_version, source=source, shadow=shadow
+        )
+
+    def save_encoded(
+        self,
+        ids: Sequence[str],
+        inputs_json: Sequence[str],
+        predictions: Sequence[Any],
+        confidences: Sequence[float],
+        model_version: str | None,
+        source: str = "online",
+        shadow: ShadowAnswers | None = None,
+    ) -> None:
+        """`save`, with each row's inputs already encoded as a JSON object.
+
+        Batch captures encode a whole frame at once (pandas' JSON writer), several
+        times cheaper than a `json.dumps` per row.
+        """
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
         now = time.time()
@@ -204,14 +224,14 @@ class CaptureStore:
                 id_,
                 now,
                 model_version,
-                json.dumps({k: _json_value(v) for k, v in row.items()}),
+                row,
                 str(prediction),
                 float(confidence),
                 source,
                 *shadow_answer,
             )
             for id_, row, prediction, confidence, shadow_answer in zip(
-                ids, inputs, predictions, confidences, shadows, strict=True
+                ids, inputs_json, predictions, confidences, shadows, strict=True
             )
         ]
         try:

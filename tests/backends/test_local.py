@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import sqlite3
@@ -228,6 +229,38 @@ def test_save_captures_frames_made_elsewhere(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", generated["id"])
     assert generated["model_version"] is None
     assert frame["ground_truth"].isna().all()
+
+
+def test_batch_saves_capture_inputs_as_the_server_does(tmp_path: Path) -> None:
+    """Frames are encoded at once (pandas), rows by the server one by one (json.dumps):
+    the stored inputs must read back the same, missing values as null."""
+    from inference.capture import CaptureStore
+
+    database = str(tmp_path / "batch.db")
+    model_input = pd.DataFrame(
+        {
+            "island": ["Biscoe", None, 'Dr"eam\n'],
+            "culmen_length_mm": [48.6, np.nan, 1234.5678901234],
+            "body_mass_g": [3750, 4000, 5000],
+        }
+    )
+    ids = ["c" * 32, "d" * 32, "e" * 32]
+    outputs = pd.DataFrame(
+        {"prediction": ["Gentoo"] * 3, "confidence": [0.5] * 3, "id": ids, "model_version": "2"}
+    )
+    Local({"database": database}).save(model_input, outputs, source="batch")
+    reference = CaptureStore(str(tmp_path / "online.db"))
+    reference.save(ids, model_input.to_dict("records"), ["Gentoo"] * 3, [0.5] * 3, "2")
+    batch = CaptureStore(database)
+    try:
+        stored = {row[0]: row for row in batch.recent(10)}
+        expected = {row[0]: row for row in reference.recent(10)}
+        for id_ in ids:
+            assert json.loads(stored[id_][3]) == pytest.approx(json.loads(expected[id_][3]))
+            assert stored[id_][7] == "batch"
+    finally:
+        batch.close()
+        reference.close()
 
 
 # --- settings ------------------------------------------------------------------------
