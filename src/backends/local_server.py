@@ -323,15 +323,19 @@ class LocalServer:
 
     def _server_environment(self, prepared: Prepared, environment: dict[str, str]) -> dict:
         bin_dir = str(Path(sys.executable).parent)
+        # A shadow is only what this deployment asks for (`shadow`, or `environment`
+        # explicitly), never one inherited from the caller's environment.
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in (SHADOW_PATH_VARIABLE, SHADOW_VERSION_VARIABLE)
+        }
         env = {
-            **os.environ,
+            **inherited,
             **prepared.environment,
             **environment,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        # A shadow is only what this deployment asks for, never one inherited.
-        env.pop(SHADOW_PATH_VARIABLE, None)
-        env.pop(SHADOW_VERSION_VARIABLE, None)
         if prepared.shadow_path:
             env[SHADOW_PATH_VARIABLE] = prepared.shadow_path
             env[SHADOW_VERSION_VARIABLE] = str(prepared.shadow_version)
