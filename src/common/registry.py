@@ -7,7 +7,7 @@ import importlib.util
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -45,15 +45,27 @@ def pinned_requirements(keras_backend: str) -> list[str]:
 
 
 def save_artifacts(
-    directory: str, model: Any, features_transformer: Any, target_transformer: Any
+    directory: str,
+    model: Any,
+    features_transformer: Any,
+    target_transformer: Any,
+    export_forward: Callable[[Any, str], bool] | None = None,
 ) -> dict[str, str]:
-    """Write the model's three artifacts into `directory`; return their paths by name."""
+    """Write the model's artifacts into `directory`; return their paths by name.
+
+    `export_forward` (`inference.forward.export_dense`, passed in because `common`
+    does not import `inference`) adds `forward`: the weights as numpy, so the server
+    and the pipelines that score can skip importing Keras (seconds per process).
+    """
     paths = {
         "model": os.path.join(directory, "model.keras"),
         "features_transformer": os.path.join(directory, "features.pkl"),
         "target_transformer": os.path.join(directory, "target.pkl"),
     }
     model.save(paths["model"])
+    forward = os.path.join(directory, "forward.npz")
+    if export_forward is not None and export_forward(model, forward):
+        paths["forward"] = forward
     transformers = {
         "features_transformer": features_transformer,
         "target_transformer": target_transformer,
@@ -133,6 +145,7 @@ def log_servable_model(
     registered_model_name: str | None,
     input_example: pd.DataFrame | None = None,
     python_model: str | os.PathLike[str] | None = None,
+    export_forward: Callable[[Any, str], bool] | None = None,
 ) -> ServableModel:
     """Log the model with its transformers and serving code to the active MLflow run.
 
@@ -140,7 +153,8 @@ def log_servable_model(
     benchmarks all call this. `python_model` replaces src/inference/model.py (tests log
     a deliberately broken model this way); `registered_model_name` None logs without
     registering. `input_example`: a few feature rows, stored with the model for users
-    to read (MLflow also checks that the model answers them).
+    to read (MLflow also checks that the model answers them). `export_forward`: see
+    `save_artifacts`.
     """
     import mlflow
 
@@ -151,7 +165,9 @@ def log_servable_model(
     code_paths = [package.as_posix()]
     requirements = pinned_requirements(import_keras().backend.backend())
     with tempfile.TemporaryDirectory() as directory, _quiet_model_loading():
-        paths = save_artifacts(directory, model, features_transformer, target_transformer)
+        paths = save_artifacts(
+            directory, model, features_transformer, target_transformer, export_forward
+        )
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=Path(python_model) if python_model else package / "model.py",

@@ -133,6 +133,61 @@ def locked_forward(model: Any) -> Forward:
     return forward
 
 
+# --- the `forward` artifact: the Dense weights, so a server need not import Keras ------
+# An .npz of `kernel_<i>`, `bias_<i>` (absent without bias), `activations` (one name per
+# layer) and a check: `check_inputs` with the probabilities Keras gave for them when
+# the model was logged. A loader that cannot reproduce them uses Keras instead.
+CHECK_ROWS = 16
+
+
+def export_dense(model: Any, path: str) -> bool:
+    """Write `model`'s Dense weights to `path` (.npz); False if it is not a Dense stack."""
+    weights = dense_weights(model)
+    if weights is None:
+        return False
+    rng = np.random.default_rng(0)
+    check_inputs = rng.normal(size=(CHECK_ROWS, weights[0][0].shape[0])).astype("float32")
+    check_outputs = np.asarray(model(check_inputs, training=False), dtype="float32")
+    if not np.allclose(dense_forward(weights)(check_inputs), check_outputs, atol=1e-5):
+        return False
+    arrays: dict[str, np.ndarray] = {
+        "activations": np.array([name for _, _, name in weights]),
+        "check_inputs": check_inputs,
+        "check_outputs": check_outputs,
+    }
+    for index, (kernel, bias, _) in enumerate(weights):
+        arrays[f"kernel_{index}"] = kernel
+        if bias is not None:
+            arrays[f"bias_{index}"] = bias
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+    return True
+
+
+def load_dense(path: str) -> Forward | None:
+    """The forward pass `export_dense` wrote, checked on its own rows; None if unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            names = [str(name) for name in arrays["activations"]]
+            weights: list[DenseLayer] = [
+                (
+                    arrays[f"kernel_{index}"].astype("float32"),
+                    arrays[f"bias_{index}"].astype("float32")
+                    if f"bias_{index}" in arrays
+                    else None,
+                    name,
+                )
+                for index, name in enumerate(names)
+            ]
+            check_inputs, check_outputs = arrays["check_inputs"], arrays["check_outputs"]
+    except (OSError, KeyError, ValueError):
+        return None
+    if not weights or any(name not in ACTIVATIONS for name in names):
+        return None
+    forward = dense_forward(weights)
+    return forward if np.allclose(forward(check_inputs), check_outputs, atol=1e-5) else None
+
+
 def build_forward(model: Any, sample: np.ndarray) -> Forward:
     """The fastest safe forward pass for `model`, checked against Keras on `sample`."""
     import keras

@@ -55,7 +55,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from inference.capture import CaptureStore
 from inference.features import Columns, FeatureTransform, InvalidInput
-from inference.forward import build_forward
+from inference.forward import build_forward, load_dense
 from inference.server import install_request_guard
 from inference.shadow import DEFAULT_BUDGET_MS, ShadowScorer, check_compatible
 
@@ -106,11 +106,12 @@ class Model(mlflow.pyfunc.PythonModel):
         return ShadowScorer(scorer.score, version, budget_ms)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
-        """Load the classifier and transformers from their files; capture nothing."""
-        os.environ.setdefault("KERAS_BACKEND", "jax")
-        import keras
+        """Load the classifier and transformers from their files; capture nothing.
 
-        self.model = keras.saving.load_model(artifacts["model"], compile=False)
+        A model logged with its `forward` artifact (the Dense weights as numpy, checked
+        on rows Keras scored when it was logged) loads without importing Keras or JAX;
+        any other, or one whose check fails, loads the Keras model.
+        """
         self.features = load_features(artifacts)
         with open(artifacts["target_transformer"], "rb") as file:
             target_transformer = pickle.load(file)
@@ -118,7 +119,16 @@ class Model(mlflow.pyfunc.PythonModel):
         sample = self.features.validate(self._sample())
         if not self.features.verify(sample):
             logger.warning("Feature transformer not compiled; using scikit-learn (slower).")
-        self.forward = build_forward(self.model, self.features.transform(sample))
+        forward = load_dense(artifacts["forward"]) if "forward" in artifacts else None
+        if forward is not None:
+            self.model = None
+            self.forward = forward
+        else:
+            os.environ.setdefault("KERAS_BACKEND", "jax")
+            import keras
+
+            self.model = keras.saving.load_model(artifacts["model"], compile=False)
+            self.forward = build_forward(self.model, self.features.transform(sample))
         self.max_rows = None
         self.model_version = None
         self.capture = None

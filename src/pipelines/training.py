@@ -328,6 +328,7 @@ class Training(Pipeline):
         from common.model_card import CARD_ARTIFACT, render_markdown
         from common.modeling import import_keras
         from common.registry import log_servable_model
+        from inference.forward import export_dense
 
         import_keras()  # Before unpickling the model, which would import Keras slowly.
         self.merge_artifacts(inputs)
@@ -349,6 +350,7 @@ class Training(Pipeline):
                     self.schema,
                     registered_model_name=self.project.model["name"],
                     input_example=self.data[self.schema.features].head(3),
+                    export_forward=export_dense,
                 )
                 self.artifacts, self.code_paths = logged.artifacts, logged.code_paths
                 self.pip_requirements = logged.pip_requirements

@@ -320,3 +320,48 @@ def test_load_scorer_refuses_a_directory_without_a_model(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="not a model this project registered"):
         load_scorer(tmp_path)
+
+
+def test_the_forward_artifact_loads_the_same_model_without_keras(
+    trained: SimpleNamespace, tmp_path: Path
+) -> None:
+    from common.registry import save_artifacts
+    from inference.forward import export_dense, load_dense
+    from inference.model import Model
+
+    paths = save_artifacts(
+        str(tmp_path), trained.model, trained.features, trained.target, export_dense
+    )
+    assert set(paths) == {"model", "features_transformer", "target_transformer", "forward"}
+    instance = Model()
+    instance.load_artifacts(paths)
+    assert instance.model is None  # no Keras model was loaded
+    rows = features_of(50, seed=9)
+    names, confidences = keras_reference(trained, rows)
+    predictions, scored = instance.score(instance.features.validate(rows))
+    assert predictions == names
+    assert scored == pytest.approx(confidences.tolist(), abs=1e-5)
+
+    # Weights that no longer reproduce what Keras answered are not trusted.
+    with np.load(paths["forward"]) as arrays:
+        tampered = dict(arrays)
+    tampered["kernel_0"] = tampered["kernel_0"] * 2
+    np.savez(paths["forward"], **tampered)
+    assert load_dense(paths["forward"]) is None
+    fallback = Model()
+    fallback.load_artifacts(paths)
+    assert fallback.model is not None
+    assert fallback.score(fallback.features.validate(rows))[0] == names
+
+
+def test_a_model_keras_cannot_describe_as_dense_layers_gets_no_forward_artifact(
+    tmp_path: Path,
+) -> None:
+    import keras
+
+    from inference.forward import export_dense
+
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    assert export_dense(model, str(tmp_path / "forward.npz")) is False
+    assert not (tmp_path / "forward.npz").exists()

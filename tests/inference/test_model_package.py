@@ -56,6 +56,7 @@ print("RESULT" + json.dumps({
     "importable_before_load": importable,
     "loaded": loaded,
     "predictions": json.loads(answer.to_json(orient="records")),
+    "keras_imported": "keras" in sys.modules or "jax" in sys.modules,
 }))
 """
 
@@ -131,6 +132,9 @@ def test_a_registered_model_predicts_with_nothing_of_the_project_but_its_code(
     # inference.model: it is the same file.
     assert (model_dir / "model.py").read_bytes() == (code / "inference" / "model.py").read_bytes()
     assert set(loaded) == shipped - {"inference.model"}
+
+    # Its `forward` artifact (numpy weights) spared the server Keras and JAX.
+    assert result["keras_imported"] is False
 
     predictions = result["predictions"]
     assert len(predictions) == len(ROWS)

@@ -79,9 +79,11 @@ def register(trained: tuple[Any, Any, Any], schema: Any, experiment_id: str) -> 
     import mlflow
 
     from common.registry import log_servable_model
+    from inference.forward import export_dense
 
     with mlflow.start_run(experiment_id=experiment_id):
-        return str(log_servable_model(*trained, schema, MODEL_NAME).version)
+        logged = log_servable_model(*trained, schema, MODEL_NAME, export_forward=export_dense)
+    return str(logged.version)
 
 
 def server_pid(place: Place) -> int | None:

@@ -67,6 +67,7 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
     import mlflow
 
     from common.registry import log_servable_model
+    from inference.forward import export_dense
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
@@ -83,7 +84,9 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
     def log(python_model: Path | None = None) -> str:
         # As src/pipelines/training.py's `register` step does.
         with mlflow.start_run(experiment_id=experiment_id):
-            logged = log_servable_model(*trained, schema, MODEL_NAME, python_model=python_model)
+            logged = log_servable_model(
+                *trained, schema, MODEL_NAME, python_model=python_model, export_forward=export_dense
+            )
         return str(logged.version)
 
     broken = log(BROKEN_MODEL)
