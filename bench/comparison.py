@@ -11,7 +11,7 @@ Everything happens in a temporary directory:
    every one labelled with its true species, as the server and `label_by_id` write them.
 3. `--runs` times, in a fresh process (as the pipeline's `start` task is one), the
    comparison exactly as `src/pipelines/deployment.py` runs it: import the serving code
-   (`inference.model`, and Keras by `common.promotion.prepare_scoring`), read the
+   (`inference.model`, and scikit-learn by `common.promotion.prepare_scoring`), read the
    newest labelled captures through the Local backend, then
    `common.promotion.compare_on_captures`: download both versions, load both scorers,
    score every row with each, compare pair by pair (McNemar).

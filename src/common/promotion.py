@@ -247,22 +247,15 @@ def _number(value: Any) -> float | None:
 
 
 def prepare_scoring() -> None:
-    """Import Keras (as the pipelines do) and scikit-learn, JAX's compiled programs on disk.
+    """Import what unpickling a features transformer needs (scikit-learn), timed apart.
 
-    Loading a model compiles its layers' initialisers, the same programs for the same
-    shapes every time: with the persistent cache the training tasks fill, a comparison
-    reads them back instead of compiling (seconds on a busy machine).
+    Models logged with their `forward` artifact load without Keras; an older one
+    imports Keras itself when `load_scorer` loads it.
     """
-    # What unpickling a features transformer imports: an import, not a model load.
     import sklearn.compose
     import sklearn.impute
     import sklearn.pipeline
     import sklearn.preprocessing  # noqa: F401
-
-    from common.modeling import enable_compilation_cache, import_keras
-
-    if import_keras().backend.backend() == "jax":
-        enable_compilation_cache()
 
 
 def download_model(model_uri: str, directory: str | Path) -> Path:
