@@ -149,7 +149,7 @@ def test_project_config_reaches_the_steps(template_run: FlowResult) -> None:
     assert seen["project"] == "penguins"
     assert seen["backend"] == expected["backend"]
     assert seen["dataset"] == expected["dataset"]
-    assert seen["model"] == {"name": "penguins"}
+    assert seen["model"]["name"] == "penguins"
     # @project(name=config_expr("project.project")) on the base class.
     assert any(tag == "project:penguins" for tag in template_run.run.system_tags)
 
