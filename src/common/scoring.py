@@ -200,18 +200,6 @@ def download_model(name: str, version: str, directory: str) -> str:
     )
 
 
-def model_artifacts(model_directory: str) -> dict[str, str]:
-    """The local paths of a downloaded model's artifacts, by name (from its MLmodel)."""
-    import yaml
-
-    directory = Path(model_directory)
-    try:
-        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
-        return {name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()}
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ScoringError(f"{directory} is not a model this project registered: {error}") from None
-
-
 # --- reading the input --------------------------------------------------------------------
 
 

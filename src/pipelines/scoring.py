@@ -224,14 +224,14 @@ class Scoring(Pipeline):
         The features transformer is all validation needs: the Keras model, whose import
         costs seconds, is loaded by the chunk tasks only.
         """
-        import pickle
-
-        from common.scoring import download_model, model_artifacts
-        from inference.features import FeatureTransform
+        from common.scoring import ScoringError, download_model
+        from inference.model import load_features, model_artifacts
 
         model = download_model(self.model_name, self.scored_version, directory)
-        with open(model_artifacts(model)["features_transformer"], "rb") as file:
-            return FeatureTransform.from_transformer(pickle.load(file))
+        try:
+            return load_features(model_artifacts(model))
+        except ValueError as error:
+            raise ScoringError(str(error)) from None
 
     def training_reference(self):
         """The training rows of the version (the `--dataset` file without them) and their
