@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
             split = ", ".join(f"{phase} {seconds[phase]:.2f}" for phase in PHASES)
             print(
                 f"  run {run + 1}: comparison {seconds['total']:.2f} s ({split}); "
-                f"importing the serving code (Keras) before it {seconds['import']:.2f} s"
+                f"importing the serving code before it {seconds['import']:.2f} s"
             )
         best, worst = min(r["total"] for r in runs), max(r["total"] for r in runs)
         verdict = "ok" if worst <= TARGET_SECONDS else "MISSED"
