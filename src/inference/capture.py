@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -90,6 +91,29 @@ APPLY_LABELS_BY_WALK = (
 STORED_PER_LABEL_TO_WALK = 100
 
 BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def prediction_ids(count: int) -> list[str]:
+    """`count` new prediction ids: UUIDv7s (RFC 9562) as 32 hex digits, in increasing order.
+
+    The id is the store's primary key. Random ids (UUIDv4) land all over its index, and
+    at a million stored rows every batch of 100,000 touched pages the cache no longer
+    held (100,000 inserts: 1.4 s into an empty store, 3.7-4.4 s into one of 900,000).
+    These begin with the millisecond and, within a call, count up from a random start
+    (RFC 9562's monotonic random, method 2), so a batch lands at the index's end: ~1.2 s
+    whatever the store's size. 73 random bits per call keep two calls in the same
+    millisecond apart.
+    """
+    if count <= 0:
+        return []
+    milliseconds = time.time_ns() // 1_000_000
+    random_a = int.from_bytes(os.urandom(2)) & 0xFFF
+    # The top bit of rand_b left clear, so counting up never carries into the variant.
+    random_b = int.from_bytes(os.urandom(8)) & ((1 << 61) - 1)
+    first = (
+        (milliseconds & ((1 << 48) - 1)) << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62 | random_b
+    )
+    return [f"{value:032x}" for value in range(first, first + count)]
 
 
 class CaptureError(RuntimeError):

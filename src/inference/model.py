@@ -41,7 +41,6 @@ import math
 import os
 import pickle
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from inference.capture import CaptureStore
+from inference.capture import CaptureStore, prediction_ids
 from inference.features import Columns, FeatureTransform, InvalidInput
 from inference.forward import build_forward, load_dense
 from inference.server import install_request_guard
@@ -176,7 +175,7 @@ class Model(mlflow.pyfunc.PythonModel):
         if self.shadow is not None:
             took = time.perf_counter() - started
             shadow = self.shadow.answer(columns, len(predictions), took)
-        ids = [uuid.uuid4().hex for _ in range(len(predictions))]
+        ids = prediction_ids(len(predictions))
         if self.capture is not None:
             self.capture.save(
                 ids,

@@ -283,7 +283,6 @@ class Scoring(Pipeline):
         """Read the chunk, validate, score, write its part of the output, capture it."""
         import os
         import tempfile
-        import uuid
         from collections import Counter
 
         import pandas as pd
@@ -299,6 +298,7 @@ class Scoring(Pipeline):
             store,
             write_part,
         )
+        from inference.capture import prediction_ids
         from inference.model import load_scorer
 
         index = self.chunk["index"]
@@ -319,7 +319,7 @@ class Scoring(Pipeline):
                 )
                 store(local, self.unanswered_part)
                 self.unanswered_rows = len(refused)
-            ids = [uuid.uuid4().hex for _ in answered]
+            ids = prediction_ids(len(answered))
             inputs = rows.iloc[answered].drop(columns="__row__")
             output = scored_frame(
                 inputs,

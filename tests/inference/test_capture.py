@@ -392,3 +392,23 @@ def test_a_version_2_store_gains_the_new_columns_in_place(tmp_path: Path) -> Non
             assert connection.execute("PRAGMA user_version").fetchone()[0] == 3
     finally:
         store.close()
+
+
+def test_prediction_ids_are_unique_time_ordered_uuid7s() -> None:
+    import uuid
+
+    first = capture.prediction_ids(1000)
+    time.sleep(0.002)
+    second = capture.prediction_ids(1000)
+    ids = first + second
+    assert len(set(ids)) == 2000
+    assert first == sorted(first) and second == sorted(second)
+    assert max(first) < min(second)  # a later millisecond sorts after
+    for value in (ids[0], ids[-1]):
+        parsed = uuid.UUID(hex=value)
+        assert len(value) == 32 and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        milliseconds = int(value[:12], 16)
+        assert abs(milliseconds / 1000 - time.time()) < 60
+    assert capture.prediction_ids(0) == []
+    # Two calls in one millisecond start at random places: apart, not overlapping.
+    assert capture.prediction_ids(5)[0] != capture.prediction_ids(5)[0]

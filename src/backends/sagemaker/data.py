@@ -36,6 +36,7 @@ from backends.sagemaker.formats import (
     parse_ground_truth_record,
     variant_name,
 )
+from inference.capture import prediction_ids
 
 # Rows per capture record of saved predictions: a request of the server's largest
 # size, so a label rewrites at most this many labels of its record.
@@ -271,7 +272,7 @@ def save(
     ids = (
         model_output["id"].astype(str)
         if "id" in model_output
-        else pd.Series([uuid.uuid4().hex for _ in range(len(model_output))])
+        else pd.Series(prediction_ids(len(model_output)))
     )
     answers = pd.DataFrame({
         "prediction": model_output["prediction"].astype(str).to_numpy(),
