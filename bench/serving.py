@@ -141,6 +141,7 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
     from common.features import fit_transform
     from common.modeling import train_model
     from common.registry import log_servable_model
+    from inference.features import export_transform
     from inference.forward import export_dense
 
     started = time.perf_counter()
@@ -171,6 +172,7 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
             registered_model_name=project["model"]["name"],
             input_example=data[schema.features].head(3),
             export_forward=export_dense,
+            export_transform=export_transform,
         )
     version = str(logged.version)
     accuracy = history.get("accuracy", [math.nan])[-1]

@@ -50,12 +50,16 @@ def save_artifacts(
     features_transformer: Any,
     target_transformer: Any,
     export_forward: Callable[[Any, str], bool] | None = None,
+    export_transform: Callable[[Any, Any, str], bool] | None = None,
 ) -> dict[str, str]:
     """Write the model's artifacts into `directory`; return their paths by name.
 
     `export_forward` (`inference.forward.export_dense`, passed in because `common`
     does not import `inference`) adds `forward`: the weights as numpy, so the server
     and the pipelines that score can skip importing Keras (seconds per process).
+    `export_transform` (`inference.features.export_transform`) adds `transform`: the
+    features transformer compiled to numpy and the class names, as JSON, so they can
+    skip unpickling the transformers, which imports scikit-learn (seconds too).
     """
     paths = {
         "model": os.path.join(directory, "model.keras"),
@@ -66,6 +70,11 @@ def save_artifacts(
     forward = os.path.join(directory, "forward.npz")
     if export_forward is not None and export_forward(model, forward):
         paths["forward"] = forward
+    transform = os.path.join(directory, "transform.json")
+    if export_transform is not None and export_transform(
+        features_transformer, target_transformer, transform
+    ):
+        paths["transform"] = transform
     transformers = {
         "features_transformer": features_transformer,
         "target_transformer": target_transformer,
@@ -146,6 +155,7 @@ def log_servable_model(
     input_example: pd.DataFrame | None = None,
     python_model: str | os.PathLike[str] | None = None,
     export_forward: Callable[[Any, str], bool] | None = None,
+    export_transform: Callable[[Any, Any, str], bool] | None = None,
 ) -> ServableModel:
     """Log the model with its transformers and serving code to the active MLflow run.
 
@@ -153,8 +163,8 @@ def log_servable_model(
     benchmarks all call this. `python_model` replaces src/inference/model.py (tests log
     a deliberately broken model this way); `registered_model_name` None logs without
     registering. `input_example`: a few feature rows, stored with the model for users
-    to read (MLflow also checks that the model answers them). `export_forward`: see
-    `save_artifacts`.
+    to read (MLflow also checks that the model answers them). `export_forward` and
+    `export_transform`: see `save_artifacts`.
     """
     import mlflow
 
@@ -166,7 +176,12 @@ def log_servable_model(
     requirements = pinned_requirements(import_keras().backend.backend())
     with tempfile.TemporaryDirectory() as directory, _quiet_model_loading():
         paths = save_artifacts(
-            directory, model, features_transformer, target_transformer, export_forward
+            directory,
+            model,
+            features_transformer,
+            target_transformer,
+            export_forward,
+            export_transform,
         )
         info = mlflow.pyfunc.log_model(
             name="model",

@@ -7,6 +7,12 @@ we use (imputers, a scaler, a one-hot encoder) are a few array operations, so
 scikit-learn on sample rows, and falls back to scikit-learn for any transformer it
 does not know. Rows travel as `Columns`: one numpy array per feature.
 
+The compiled transform is also written beside the pickle when a model is logged
+(`export_transform`: its parameters and the class names as JSON, with rows and the
+output scikit-learn gave for them). A model that has it loads without unpickling
+anything, so without importing scikit-learn (~2-3 s a process: scipy.stats comes
+with it); a description whose rows no longer give that output is not used.
+
 This module runs inside the serving process: numpy and pandas only.
 """
 
@@ -55,14 +61,27 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+# The compiled transformer is a list of blocks, one per ColumnTransformer part, whose
+# outputs are stacked in order; each block is JSON-ready:
+#   {"kind": "scaled", "columns": [...], "fill": [...], "mean": [...], "scale": [...]}
+#   {"kind": "one_hot", "columns": [...], "fill": [...], "categories": [[...], ...]}
+Block = dict[str, Any]
+DESCRIPTION_FORMAT = 1
+
+
 @dataclass
 class FeatureTransform:
-    """The fitted ColumnTransformer as numpy operations, plus what valid input is."""
+    """The fitted ColumnTransformer as numpy operations, plus what valid input is.
+
+    `transformer` is None when it was loaded from its description (`from_description`):
+    then every part is compiled, and there is no scikit-learn object to fall back to.
+    """
 
     transformer: Any
     numeric: list[str] = field(default_factory=list)
     categorical: dict[str, list[Any]] = field(default_factory=dict)
     _steps: list[Callable[[Columns, int], np.ndarray]] | None = None
+    _blocks: list[Block] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -72,11 +91,11 @@ class FeatureTransform:
     def from_transformer(cls, transformer: Any) -> FeatureTransform:
         """Describe the fitted `transformer`; compile it to numpy where possible."""
         fast = cls(transformer=transformer)
-        steps: list[Callable[[Columns, int], np.ndarray]] | None = []
+        blocks: list[Block] | None = []
         for _, pipeline, columns in transformer.transformers_:
             if isinstance(pipeline, str) or len(columns) == 0:
                 if pipeline != "drop" and len(columns):
-                    steps = None  # "passthrough" columns: leave them to scikit-learn.
+                    blocks = None  # "passthrough" columns: leave them to scikit-learn.
                 continue
             parts = list(getattr(pipeline, "named_steps", {}).values()) or [pipeline]
             encoder = next((p for p in parts if type(p).__name__ == "OneHotEncoder"), None)
@@ -85,13 +104,60 @@ class FeatureTransform:
                     fast.categorical[column] = [_plain(value) for value in categories]
             else:
                 fast.numeric.extend(columns)
-            compiled = _compile(parts, list(columns))
-            if compiled is None or steps is None:
-                steps = None
+            block = _describe(parts, list(columns))
+            if block is None or blocks is None:
+                blocks = None
             else:
-                steps.append(compiled)
-        fast._steps = steps
+                blocks.append(block)
+        fast._blocks = blocks
+        fast._steps = None if blocks is None else [_compile(block) for block in blocks]
         return fast
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> FeatureTransform | None:
+        """The transform `describe` wrote, checked on its own rows; None if unusable."""
+        try:
+            if description.get("format") != DESCRIPTION_FORMAT:
+                return None
+            blocks: list[Block] = description["blocks"]
+            fast = cls(transformer=None, _blocks=blocks)
+            for block in blocks:
+                if block["kind"] == "one_hot":
+                    fast.categorical.update(zip(block["columns"], block["categories"], strict=True))
+                else:
+                    fast.numeric.extend(block["columns"])
+            fast._steps = [_compile(block) for block in blocks]
+            check = description["check"]
+            columns = fast.validate(pd.DataFrame(check["rows"], columns=fast.columns))
+            expected = np.asarray(check["expected"], dtype="float64")
+            if not np.allclose(fast._fast(columns), expected, atol=1e-6):
+                return None
+        except (KeyError, TypeError, ValueError):  # InvalidInput is a ValueError
+            return None
+        return fast
+
+    def describe(self) -> dict[str, Any] | None:
+        """The compiled transform as JSON-ready data, with rows to check it by; None if
+        some part is left to scikit-learn (or did not match it)."""
+        if self._steps is None or self._blocks is None:
+            return None
+        sample = self.validate(self.sample_rows())
+        return {
+            "format": DESCRIPTION_FORMAT,
+            "blocks": self._blocks,
+            "check": {"rows": self.records(sample), "expected": self._fast(sample).tolist()},
+        }
+
+    def sample_rows(self) -> pd.DataFrame:
+        """Rows exercising every category and an all-missing row, for self-checks."""
+        rows: list[dict[str, Any]] = [dict.fromkeys(self.columns, np.nan)]
+        longest = max((len(v) for v in self.categorical.values()), default=1)
+        for index in range(longest):
+            row: dict[str, Any] = {name: float(index) * 3.3 - 1 for name in self.numeric}
+            for name, categories in self.categorical.items():
+                row[name] = categories[index % len(categories)]
+            rows.append(row)
+        return pd.DataFrame(rows, columns=self.columns)
 
     # -- validation -------------------------------------------------------------------
 
@@ -189,6 +255,8 @@ class FeatureTransform:
         """Keep the numpy path only if it matches scikit-learn on validated `columns`."""
         if self._steps is None:
             return False
+        if self.transformer is None:  # loaded from a description: checked on its rows
+            return True
         expected = self.transformer.transform(self.frame(columns))
         if not np.allclose(self._fast(columns), expected, atol=1e-6):
             self._steps = None
@@ -260,9 +328,15 @@ def _categorical(
     problems: dict[int, RowProblem] = {}
     if values is None:
         return np.full(count, np.nan, dtype=object), problems
+    known = _known_strings(values, allowed)
+    if known is not None:  # the allowed rows at once; the others one by one, below
+        array = np.where(known, values, np.nan).astype(object)
+        checked: Any = ((row, values[row]) for row in np.flatnonzero(~known).tolist())
+    else:
+        array = np.empty(count, dtype=object)
+        checked = enumerate(values)
     allowed_set = set(allowed)
-    array = np.empty(count, dtype=object)
-    for row, value in enumerate(values):
+    for row, value in checked:
         if _missing(value):
             array[row] = np.nan
         elif isinstance(value, str | int | float | bool) and value in allowed_set:
@@ -274,14 +348,55 @@ def _categorical(
     return array, problems
 
 
-def _compile(parts: list[Any], columns: list[str]) -> Callable[[Columns, int], np.ndarray] | None:
-    """A numpy function equivalent to a known pipeline of fitted transformers, or None."""
+def _known_strings(values: Any, allowed: list[Any]) -> np.ndarray | None:
+    """Which values are among `allowed` (all strings), in one pandas lookup; None when
+    that lookup would not say what the per-value check says (other categories, a list
+    from JSON, unhashable values), and the values are checked one by one."""
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype != object:
+        return None
+    if not all(isinstance(value, str) for value in allowed):
+        return None
+    try:
+        # Only a string (or a subclass of str) equals a string, so a match passes the
+        # per-value check's type test too.
+        return pd.Index(allowed, dtype=object).get_indexer(values) >= 0
+    except TypeError:
+        return None
+
+
+def _describe(parts: list[Any], columns: list[str]) -> Block | None:
+    """The block for a known pipeline of fitted transformers, or None."""
     kinds = [type(part).__name__ for part in parts]
     if kinds == ["SimpleImputer", "StandardScaler"]:
         imputer, scaler = parts
-        fill = np.asarray(imputer.statistics_, dtype="float64")
-        mean = scaler.mean_ if scaler.with_mean else 0.0
-        scale = scaler.scale_ if scaler.with_std else 1.0
+        count = len(columns)
+        return {
+            "kind": "scaled",
+            "columns": columns,
+            "fill": [float(value) for value in imputer.statistics_],
+            "mean": [float(v) for v in scaler.mean_] if scaler.with_mean else [0.0] * count,
+            "scale": [float(v) for v in scaler.scale_] if scaler.with_std else [1.0] * count,
+        }
+    if kinds == ["SimpleImputer", "OneHotEncoder"]:
+        imputer, encoder = parts
+        if encoder.drop is not None or encoder.handle_unknown != "ignore":
+            return None
+        return {
+            "kind": "one_hot",
+            "columns": columns,
+            "fill": [_plain(value) for value in imputer.statistics_],
+            "categories": [[_plain(value) for value in c] for c in encoder.categories_],
+        }
+    return None
+
+
+def _compile(block: Block) -> Callable[[Columns, int], np.ndarray]:
+    """The numpy function a block describes."""
+    columns = list(block["columns"])
+    if block["kind"] == "scaled":
+        fill = np.asarray(block["fill"], dtype="float64")
+        mean = np.asarray(block["mean"], dtype="float64")
+        scale = np.asarray(block["scale"], dtype="float64")
 
         def numeric(data: Columns, count: int) -> np.ndarray:
             values = np.column_stack([data[name] for name in columns])
@@ -290,26 +405,64 @@ def _compile(parts: list[Any], columns: list[str]) -> Callable[[Columns, int], n
 
         return numeric
 
-    if kinds == ["SimpleImputer", "OneHotEncoder"]:
-        imputer, encoder = parts
-        if encoder.drop is not None or encoder.handle_unknown != "ignore":
-            return None
-        fills = [_plain(value) for value in imputer.statistics_]
-        lookups = [
-            {_plain(value): index for index, value in enumerate(categories)}
-            for categories in encoder.categories_
-        ]
-        offsets = np.cumsum([0] + [len(c) for c in encoder.categories_])
+    if block["kind"] != "one_hot":
+        raise ValueError(f"Unknown kind of transform block: {block['kind']!r}.")
+    fills = list(block["fill"])
+    categories = [list(values) for values in block["categories"]]
+    offsets = np.cumsum([0] + [len(c) for c in categories])
 
-        def categorical(data: Columns, count: int) -> np.ndarray:
-            output = np.zeros((count, offsets[-1]))
-            for position, name in enumerate(columns):
-                lookup, fill = lookups[position], fills[position]
-                for row, value in enumerate(data[name]):
-                    index = lookup.get(fill if _missing(value) else value)
-                    if index is not None:
-                        output[row, offsets[position] + index] = 1.0
-            return output
+    def categorical(data: Columns, count: int) -> np.ndarray:
+        output = np.zeros((count, offsets[-1]))
+        rows = np.arange(count)
+        for position, name in enumerate(columns):
+            codes = _codes(data[name], fills[position], categories[position])
+            known = codes >= 0  # unknown values encode as all zeros (handle_unknown="ignore")
+            output[rows[known], offsets[position] + codes[known]] = 1.0
+        return output
 
-        return categorical
-    return None
+    return categorical
+
+
+def _codes(values: np.ndarray, fill: Any, categories: list[Any]) -> np.ndarray:
+    """Each value's position among `categories`, missing ones imputed with `fill`; -1
+    for a value not among them. A dictionary lookup, as scikit-learn's encoder does."""
+    values = np.asarray(values, dtype=object)
+    if all(isinstance(value, str) for value in categories):
+        # One pandas lookup for the whole column. Validated values are a category or NaN,
+        # so pandas' idea of missing is the same as `_missing`'s here.
+        missing = pd.isna(values)
+        filled = np.where(missing, fill, values) if missing.any() else values
+        return pd.Index(categories, dtype=object).get_indexer(filled).astype("int64")
+    lookup = {value: index for index, value in enumerate(categories)}
+    return np.fromiter(
+        (lookup.get(fill if _missing(value) else value, -1) for value in values),
+        dtype="int64",
+        count=len(values),
+    )
+
+
+def export_transform(features_transformer: Any, target_transformer: Any, path: str) -> bool:
+    """Write the compiled transform and the class names to `path` (JSON), checked
+    against scikit-learn first; False, writing nothing, if some part is not compiled."""
+    fast = FeatureTransform.from_transformer(features_transformer)
+    if not fast.verify(fast.validate(fast.sample_rows())):
+        return False
+    description = fast.describe()
+    if description is None:
+        return False
+    description["classes"] = [_plain(value) for value in target_transformer.categories_[0]]
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(description, file)
+    return True
+
+
+def load_transform(path: str) -> tuple[FeatureTransform, list[Any]] | None:
+    """The transform and class names `export_transform` wrote; None if unusable."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            description = json.load(file)
+        classes = list(description["classes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    fast = FeatureTransform.from_description(description)
+    return None if fast is None or not classes else (fast, classes)

@@ -1,12 +1,18 @@
 """The MLflow pyfunc model served in production.
 
 MLflow logs this file as the model's code ("models from code") and ships the
-`inference` package beside it (`code_paths`). It bundles three artifacts, written by
-the training pipeline:
+`inference` package beside it (`code_paths`). Its artifacts, written by the training
+pipeline:
 
 - `model`: the Keras classifier (`.keras` file),
 - `features_transformer`: the fitted scikit-learn ColumnTransformer (pickle),
-- `target_transformer`: the fitted OrdinalEncoder that maps labels back to class names.
+- `target_transformer`: the fitted OrdinalEncoder that maps labels back to class names,
+- `forward` (optional): the classifier's Dense weights as numpy (`inference.forward`),
+- `transform` (optional): the features transformer compiled to numpy and the class
+  names, as JSON (`inference.features.export_transform`).
+
+With the last two the server loads neither Keras nor scikit-learn; each is checked at
+load on rows recorded when it was written, and is not used if that check fails.
 
 Input: rows with the feature columns; a missing value is imputed, a wrong type, a
 non-finite number or a category the model never saw is rejected, naming the row and
@@ -29,9 +35,10 @@ Local backend does):
 A shadow whose input features (columns, categories) differ from the champion's stops
 the server at load, naming the difference.
 
-Outside a server, `load_scorer(directory)` loads a downloaded model in process with
-the same validation, transform and forward pass, and neither captures nor touches
-an HTTP server: the pipelines that compare or batch-score models use it.
+Outside a server, `load_scorer(directory)` (inference/scorer.py, which holds the
+scoring path this class adds MLflow's interface, capture and the shadow to) loads a
+downloaded model in process with the same validation, transform and forward pass,
+without importing MLflow: the pipelines that compare or batch-score models use it.
 """
 
 from __future__ import annotations
@@ -39,22 +46,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from inference.capture import CaptureStore, prediction_ids
-from inference.features import Columns, FeatureTransform, InvalidInput
-from inference.forward import build_forward, load_dense
+from inference.features import Columns, InvalidInput
+from inference.scorer import Scorer, load_features, load_scorer, model_artifacts
 from inference.server import install_request_guard
 from inference.shadow import DEFAULT_BUDGET_MS, ShadowScorer, check_compatible
 
@@ -64,8 +68,13 @@ OUTPUT_COLUMNS = ["prediction", "confidence", "id"]
 logger = logging.getLogger(__name__)
 
 
-class Model(mlflow.pyfunc.PythonModel):
+class Model(Scorer, mlflow.pyfunc.PythonModel):
     """Validate rows, transform features, classify, capture, return named classes."""
+
+    max_rows: int | None = None
+    model_version: str | None = None
+    shadow: ShadowScorer | None = None
+    capture: CaptureStore | None = None
 
     def load_context(self, context: Any) -> None:
         """Load as the model server does: artifacts, then capture and the request guard."""
@@ -103,46 +112,6 @@ class Model(mlflow.pyfunc.PythonModel):
         scorer = load_scorer(path)
         logger.info("Scoring every request in shadow with version %s from %s.", version, path)
         return ShadowScorer(scorer.score, version, budget_ms)
-
-    def load_artifacts(self, artifacts: dict[str, str]) -> None:
-        """Load the classifier and transformers from their files; capture nothing.
-
-        A model logged with its `forward` artifact (the Dense weights as numpy, checked
-        on rows Keras scored when it was logged) loads without importing Keras or JAX;
-        any other, or one whose check fails, loads the Keras model.
-        """
-        self.features = load_features(artifacts)
-        with open(artifacts["target_transformer"], "rb") as file:
-            target_transformer = pickle.load(file)
-        self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
-        sample = self.features.validate(self._sample())
-        if not self.features.verify(sample):
-            logger.warning("Feature transformer not compiled; using scikit-learn (slower).")
-        forward = load_dense(artifacts["forward"]) if "forward" in artifacts else None
-        if forward is not None:
-            self.model = None
-            self.forward = forward
-        else:
-            os.environ.setdefault("KERAS_BACKEND", "jax")
-            import keras
-
-            self.model = keras.saving.load_model(artifacts["model"], compile=False)
-            self.forward = build_forward(self.model, self.features.transform(sample))
-        self.max_rows = None
-        self.model_version = None
-        self.capture = None
-        self.shadow = None
-
-    def _sample(self) -> pd.DataFrame:
-        """Rows exercising every category and an all-missing row, for self-checks."""
-        rows: list[dict[str, Any]] = [dict.fromkeys(self.features.columns, np.nan)]
-        longest = max((len(v) for v in self.features.categorical.values()), default=1)
-        for index in range(longest):
-            row: dict[str, Any] = {name: float(index) * 3.3 - 1 for name in self.features.numeric}
-            for name, categories in self.features.categorical.items():
-                row[name] = categories[index % len(categories)]
-            rows.append(row)
-        return pd.DataFrame(rows, columns=self.features.columns)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         """Predict rows of `model_input` (DataFrame or records); see the module docstring.
@@ -186,51 +155,6 @@ class Model(mlflow.pyfunc.PythonModel):
                 shadow=shadow,
             )
         return predictions, confidences, ids
-
-    def score(self, columns: Columns) -> tuple[list[str], list[float]]:
-        """Classify validated rows: (predictions, confidences); nothing is captured."""
-        probabilities = self.forward(self.features.transform(columns))
-        unanswerable = ~np.isfinite(probabilities).all(axis=1)
-        if unanswerable.any():  # e.g. 1e42 g: finite, but past float32 and the network
-            raise InvalidInput(
-                f"Row {int(np.flatnonzero(unanswerable)[0])}: the values are too far out of "
-                "range for the model to answer; check the units of the numbers."
-            )
-        count = len(probabilities)
-        indices = probabilities.argmax(axis=1)
-        predictions = self.classes[indices].tolist()
-        confidences = probabilities[np.arange(count), indices].astype(float).tolist()
-        return predictions, confidences
-
-
-def model_artifacts(model_directory: str | os.PathLike[str]) -> dict[str, str]:
-    """The artifact paths, by name, of the model downloaded in `model_directory`."""
-    import yaml
-
-    directory = Path(model_directory)
-    try:
-        flavor = yaml.safe_load((directory / "MLmodel").read_text())["flavors"]["python_function"]
-        return {name: str(directory / item["path"]) for name, item in flavor["artifacts"].items()}
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ValueError(f"{directory} is not a model this project registered: {error}") from None
-
-
-def load_features(artifacts: dict[str, str]) -> FeatureTransform:
-    """The input a model's artifacts expect (without loading the classifier)."""
-    with open(artifacts["features_transformer"], "rb") as file:
-        return FeatureTransform.from_transformer(pickle.load(file))
-
-
-def load_scorer(model_directory: str | os.PathLike[str]) -> Model:
-    """The model downloaded in `model_directory`, loaded in this process to score rows.
-
-    `scorer.features.validate(rows)` then `scorer.score(columns)`: what the server runs,
-    without capture, ids or row limit. The code is this process's `inference` package,
-    which is the one every model of this checkout ships.
-    """
-    scorer = Model()
-    scorer.load_artifacts(model_artifacts(model_directory))
-    return scorer
 
 
 set_model(Model())

@@ -314,7 +314,7 @@ class Deployment(Pipeline):
         rows = 0 if captures is None else len(captures)
         if rows >= settings.min_rows:
             from common.promotion import prepare_scoring
-            from inference.model import load_scorer
+            from inference.scorer import load_scorer
 
             prepare_scoring()
 

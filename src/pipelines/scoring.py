@@ -8,7 +8,7 @@
       ─ score_chunk (a task per chunk) ─ assemble (output, rejects, card) ─ end
 
 Every row goes through the model server's own validation, transform and forward pass,
-in process (`inference.model.load_scorer`): a row the server would refuse is written,
+in process (`inference.scorer.load_scorer`): a row the server would refuse is written,
 with the reason, to `<output>.rejects.parquet` instead. The output is Parquet: the
 input's columns plus `prediction`, `confidence`, `id`, `model_version`, `scored_at`.
 Input and output are local paths or s3:// URLs (Metaflow's S3 client); with s3:// ones
@@ -225,7 +225,7 @@ class Scoring(Pipeline):
         costs seconds, is loaded by the chunk tasks only.
         """
         from common.scoring import ScoringError, download_model
-        from inference.model import load_features, model_artifacts
+        from inference.scorer import load_features, model_artifacts
 
         model = download_model(self.model_name, self.scored_version, directory)
         try:
@@ -299,7 +299,7 @@ class Scoring(Pipeline):
             write_part,
         )
         from inference.capture import prediction_ids
-        from inference.model import load_scorer
+        from inference.scorer import load_scorer
 
         index = self.chunk["index"]
         with tempfile.TemporaryDirectory() as directory:

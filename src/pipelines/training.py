@@ -328,6 +328,7 @@ class Training(Pipeline):
         from common.model_card import CARD_ARTIFACT, render_markdown
         from common.modeling import import_keras
         from common.registry import log_servable_model
+        from inference.features import export_transform
         from inference.forward import export_dense
 
         import_keras()  # Before unpickling the model, which would import Keras slowly.
@@ -351,6 +352,7 @@ class Training(Pipeline):
                     registered_model_name=self.project.model["name"],
                     input_example=self.data[self.schema.features].head(3),
                     export_forward=export_dense,
+                    export_transform=export_transform,
                 )
                 self.artifacts, self.code_paths = logged.artifacts, logged.code_paths
                 self.pip_requirements = logged.pip_requirements

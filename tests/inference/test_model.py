@@ -312,7 +312,7 @@ def test_load_scorer_answers_as_the_served_model(serving_models, tracking_uri, t
     served = mlflow.pyfunc.load_model(directory).predict(rows)
     assert predictions == served["prediction"].tolist()
     assert confidences == pytest.approx(served["confidence"].tolist())
-    assert scorer.capture is None  # in process: nothing is captured
+    assert not hasattr(scorer, "capture")  # in process: nothing is captured
 
 
 def test_load_scorer_refuses_a_directory_without_a_model(tmp_path) -> None:
@@ -365,3 +365,44 @@ def test_a_model_keras_cannot_describe_as_dense_layers_gets_no_forward_artifact(
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
     assert export_dense(model, str(tmp_path / "forward.npz")) is False
     assert not (tmp_path / "forward.npz").exists()
+
+
+def test_the_transform_artifact_loads_the_same_features_without_scikit_learn(
+    trained: SimpleNamespace, tmp_path: Path
+) -> None:
+    import json
+
+    from common.registry import save_artifacts
+    from inference.features import export_transform, load_transform
+    from inference.forward import export_dense
+    from inference.scorer import Scorer
+
+    paths = save_artifacts(
+        str(tmp_path), trained.model, trained.features, trained.target, export_dense,
+        export_transform,
+    )  # fmt: skip
+    assert "transform" in paths
+    scorer = Scorer()
+    scorer.load_artifacts(paths)
+    assert scorer.features.transformer is None  # nothing was unpickled
+    assert scorer.classes.tolist() == CLASSES
+    rows = features_of(50, seed=10)
+    rows.loc[[0, 4], "length"] = np.nan
+    rows.loc[[1, 4], "habitat"] = np.nan
+    names, confidences = keras_reference(trained, rows)
+    predictions, scored = scorer.score(scorer.features.validate(rows))
+    assert predictions == names
+    assert scored == pytest.approx(confidences.tolist(), abs=1e-5)
+
+    # A description whose recorded rows no longer give the recorded output is not used:
+    # the scorer unpickles the transformers instead, and answers the same.
+    description = json.loads(Path(paths["transform"]).read_text())
+    description["blocks"][0]["mean"][0] += 1.0
+    Path(paths["transform"]).write_text(json.dumps(description))
+    assert load_transform(paths["transform"]) is None
+    fallback = Scorer()
+    fallback.load_artifacts(paths)
+    assert fallback.features.transformer is not None
+    assert fallback.score(fallback.features.validate(rows))[0] == names
+    Path(paths["transform"]).write_text("{not json")
+    assert load_transform(paths["transform"]) is None

@@ -57,6 +57,25 @@ print("RESULT" + json.dumps({
     "loaded": loaded,
     "predictions": json.loads(answer.to_json(orient="records")),
     "keras_imported": "keras" in sys.modules or "jax" in sys.modules,
+    "sklearn_imported": "sklearn" in sys.modules,
+}))
+"""
+
+# The pipelines' in-process path (batch scoring, the deployment comparison), run from
+# the model's code directory: `inference.scorer` alone, without MLflow.
+SCORER_CHILD = """
+import json, sys
+code, model_dir, rows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path.insert(0, code)
+import pandas as pd
+from inference.scorer import load_scorer
+
+scorer = load_scorer(model_dir)
+predictions, confidences = scorer.score(scorer.features.validate(pd.DataFrame(rows)))
+heavy = ("mlflow", "sklearn", "scipy", "keras", "jax")
+print("RESULT" + json.dumps({
+    "predictions": predictions,
+    "imported": sorted(name for name in heavy if name in sys.modules),
 }))
 """
 
@@ -133,8 +152,10 @@ def test_a_registered_model_predicts_with_nothing_of_the_project_but_its_code(
     assert (model_dir / "model.py").read_bytes() == (code / "inference" / "model.py").read_bytes()
     assert set(loaded) == shipped - {"inference.model"}
 
-    # Its `forward` artifact (numpy weights) spared the server Keras and JAX.
+    # Its `forward` artifact (numpy weights) spared the server Keras and JAX; its
+    # `transform` artifact (the compiled features transformer) spared scikit-learn.
     assert result["keras_imported"] is False
+    assert result["sklearn_imported"] is False
 
     predictions = result["predictions"]
     assert len(predictions) == len(ROWS)
@@ -143,3 +164,19 @@ def test_a_registered_model_predicts_with_nothing_of_the_project_but_its_code(
         assert 0 < row["confidence"] <= 1
         assert isinstance(row["id"], str) and row["id"]
     assert predictions[0]["prediction"] == "Gentoo"
+
+
+def test_the_scorer_loads_a_registered_model_without_mlflow_or_scikit_learn(
+    serving_models: Any, tmp_path: Path
+) -> None:
+    model_dir = download(serving_models, tmp_path / "model")
+    process = subprocess.run(
+        [sys.executable, "-c", SCORER_CHILD, str(model_dir / "code"), str(model_dir),
+         json.dumps(ROWS)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-4000:]
+    line = next(row for row in process.stdout.splitlines() if row.startswith("RESULT"))
+    result = json.loads(line.removeprefix("RESULT"))
+    assert result["imported"] == []
+    assert result["predictions"][0] == "Gentoo"

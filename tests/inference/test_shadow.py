@@ -115,7 +115,8 @@ def test_the_shadow_is_loaded_without_a_guard_or_capture_of_its_own(
     model = served(models, models.shadow, SERVING_CAPTURE_DATABASE=str(tmp_path / "c.db"))
     assert model.shadow is not None and model.shadow.version == SHADOW_VERSION
     [scorer] = loaded
-    assert scorer.capture is None and scorer.shadow is None
+    # A plain scorer: no capture, no shadow, no request guard (those are the server's).
+    assert not any(hasattr(scorer, name) for name in ("capture", "shadow", "max_rows"))
     assert model.capture is not None
     model.capture.close()
 
@@ -499,6 +500,7 @@ def test_a_server_with_an_incompatible_shadow_refuses_to_start(
 
     from backends.local_server import ServerError
     from common.features import fit_transform
+    from inference.features import export_transform
 
     champion = serving_models.good[0]
     shadow_path = download(serving_models, champion, tracking_uri, tmp_path / "shadow")
@@ -507,6 +509,10 @@ def test_a_server_with_an_incompatible_shadow_refuses_to_start(
     features, *_ = fit_transform(data[data["island"] != "Torgersen"], schema)
     with open(shadow_path / "artifacts" / "features.pkl", "wb") as file:
         pickle.dump(features, file)
+    # And its compiled copy, which the server reads first.
+    with open(shadow_path / "artifacts" / "target.pkl", "rb") as file:
+        target = pickle.load(file)
+    assert export_transform(features, target, str(shadow_path / "artifacts" / "transform.json"))
     server = ShadowServer(
         tmp_path / "place",
         model_uri=serving_models.uri(champion),

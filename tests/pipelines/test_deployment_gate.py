@@ -79,10 +79,17 @@ def register(trained: tuple[Any, Any, Any], schema: Any, experiment_id: str) -> 
     import mlflow
 
     from common.registry import log_servable_model
+    from inference.features import export_transform
     from inference.forward import export_dense
 
     with mlflow.start_run(experiment_id=experiment_id):
-        logged = log_servable_model(*trained, schema, MODEL_NAME, export_forward=export_dense)
+        logged = log_servable_model(
+            *trained,
+            schema,
+            MODEL_NAME,
+            export_forward=export_dense,
+            export_transform=export_transform,
+        )
     return str(logged.version)
 
 

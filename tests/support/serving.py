@@ -67,6 +67,7 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
     import mlflow
 
     from common.registry import log_servable_model
+    from inference.features import export_transform
     from inference.forward import export_dense
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -85,7 +86,12 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
         # As src/pipelines/training.py's `register` step does.
         with mlflow.start_run(experiment_id=experiment_id):
             logged = log_servable_model(
-                *trained, schema, MODEL_NAME, python_model=python_model, export_forward=export_dense
+                *trained,
+                schema,
+                MODEL_NAME,
+                python_model=python_model,
+                export_forward=export_dense,
+                export_transform=export_transform,
             )
         return str(logged.version)
 
