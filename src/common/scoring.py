@@ -200,6 +200,27 @@ def download_model(name: str, version: str, directory: str) -> str:
     )
 
 
+def model_files(model_directory: str, artifact_paths: Sequence[str]) -> dict[str, bytes]:
+    """The files scoring needs of a downloaded model (`MLmodel` and its artifacts), by
+    path relative to the directory: small (tens of kilobytes), so they travel as an
+    artifact of the run, and the chunk tasks need neither the registry nor MLflow."""
+    root = Path(model_directory)
+    paths = [root / "MLmodel", *(Path(path) for path in artifact_paths)]
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in paths}
+
+
+def unpack_model(files: dict[str, bytes], directory: str) -> str:
+    """Write `model_files`' files under `directory`/model; return that model directory."""
+    root = Path(directory) / "model"
+    for relative, content in files.items():
+        path = root / relative
+        if root.resolve() not in path.resolve().parents:
+            raise ScoringError(f"A staged model file lies outside its directory: {relative!r}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return str(root)
+
+
 # --- reading the input --------------------------------------------------------------------
 
 

@@ -219,19 +219,24 @@ class Scoring(Pipeline):
         self.sample = sample.rows
 
     def feature_checks(self, directory: str):
-        """The version's own feature checks (`inference.features`), without its network.
+        """The version's own feature checks (`inference.features`), without its network;
+        the model's files are kept as `model_files` for the chunk tasks.
 
-        The features transformer is all validation needs: the Keras model, whose import
-        costs seconds, is loaded by the chunk tasks only.
+        The chunk tasks load the model from those files (`inference.scorer`), so they
+        import neither MLflow nor, for a model with its `transform` and `forward`
+        artifacts, scikit-learn or Keras: seconds saved in every task.
         """
-        from common.scoring import ScoringError, download_model
+        from common.scoring import ScoringError, download_model, model_files
         from inference.scorer import load_features, model_artifacts
 
         model = download_model(self.model_name, self.scored_version, directory)
         try:
-            return load_features(model_artifacts(model))
+            artifacts = model_artifacts(model)
+            features = load_features(artifacts)
         except ValueError as error:
             raise ScoringError(str(error)) from None
+        self.model_files = model_files(model, list(artifacts.values()))
+        return features
 
     def training_reference(self):
         """The training rows of the version (the `--dataset` file without them) and their
@@ -289,13 +294,13 @@ class Scoring(Pipeline):
 
         from common.scoring import (
             ForwardProblem,
-            download_model,
             fetch,
             join_location,
             rejects_frame,
             score_rows,
             scored_frame,
             store,
+            unpack_model,
             write_part,
         )
         from inference.capture import prediction_ids
@@ -303,7 +308,7 @@ class Scoring(Pipeline):
 
         index = self.chunk["index"]
         with tempfile.TemporaryDirectory() as directory:
-            scorer = load_scorer(download_model(self.model_name, self.scored_version, directory))
+            scorer = load_scorer(unpack_model(self.model_files, directory))
             rows = pd.read_parquet(fetch(self.chunk["location"], directory))
             columns = scorer.features.validate(rows[self.schema.features])
             predictions, confidences, answered = score_rows(scorer, columns)

@@ -30,6 +30,7 @@ from common.scoring import (
     empty_output,
     fetch,
     invalid_fraction_error,
+    model_files,
     numbers_from_text,
     output_schema,
     publish,
@@ -41,6 +42,7 @@ from common.scoring import (
     score_rows,
     staging_location,
     store,
+    unpack_model,
     write_part,
 )
 
@@ -266,3 +268,22 @@ def test_a_local_file_is_fetched_in_place(tmp_path: Path) -> None:
     assert fetch(str(path), str(tmp_path / "elsewhere")) == str(path)
     assert fetch(str(tmp_path / "absent.csv"), str(tmp_path)) is None
     assert pd.read_csv(io.StringIO(path.read_text()))["x"].tolist() == [1]
+
+
+def test_a_models_files_travel_whole_and_stay_in_their_directory(tmp_path: Path) -> None:
+    model = tmp_path / "downloaded"
+    (model / "artifacts").mkdir(parents=True)
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (model / "artifacts" / "forward.npz").write_bytes(b"\x00weights")
+    (model / "code").mkdir()
+    (model / "code" / "big.py").write_text("not needed to score")
+    files = model_files(str(model), [str(model / "artifacts" / "forward.npz")])
+    assert files == {"MLmodel": b"flavors: {}\n", "artifacts/forward.npz": b"\x00weights"}
+
+    unpacked = Path(unpack_model(files, str(tmp_path / "task")))
+    assert unpacked == tmp_path / "task" / "model"
+    assert (unpacked / "artifacts" / "forward.npz").read_bytes() == b"\x00weights"
+    assert not (unpacked / "code").exists()
+    with pytest.raises(ScoringError, match="outside its directory"):
+        unpack_model({"../escaped": b"x"}, str(tmp_path / "other"))
+    assert not (tmp_path / "other" / "escaped").exists()
