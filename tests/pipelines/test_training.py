@@ -227,6 +227,7 @@ def test_register_artifacts(training_run: Any) -> None:
         "features_transformer",
         "target_transformer",
         "forward",  # the Dense weights as numpy: servers load without Keras
+        "transform",  # the compiled transformer as JSON: ... and without scikit-learn
     }
     code_paths = register["code_paths"].data
     assert code_paths and all(Path(path).exists() for path in code_paths)
