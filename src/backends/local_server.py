@@ -410,17 +410,20 @@ class LocalServer:
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
+        from common.registry import quiet_downloads
+
         models = self.state_dir / "models"
         models.mkdir(parents=True, exist_ok=True)
         target = Path(tempfile.mkdtemp(prefix="model-", dir=models))
         tracking_uri = environment.get("MLFLOW_TRACKING_URI") or None
         try:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=model_uri,
-                dst_path=str(target),
-                tracking_uri=tracking_uri,
-                registry_uri=environment.get("MLFLOW_REGISTRY_URI") or tracking_uri,
-            )
+            with quiet_downloads():  # a progress bar per file would fill the pipeline's log
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=model_uri,
+                    dst_path=str(target),
+                    tracking_uri=tracking_uri,
+                    registry_uri=environment.get("MLFLOW_REGISTRY_URI") or tracking_uri,
+                )
         except (MlflowException, OSError) as error:
             shutil.rmtree(target, ignore_errors=True)
             _note(log, f"Could not download {model_uri}: {error}")

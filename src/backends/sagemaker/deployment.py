@@ -172,10 +172,13 @@ def upload_model(aws: Connection, model_uri: str, version: str) -> str:
     """Package the MLflow model as SageMaker wants it (model.tar.gz) and upload it."""
     import mlflow
 
+    from common.registry import quiet_downloads
+
     bucket, prefix = aws.settings.artifacts_location
     key = join_key(prefix, aws.endpoint, version, "model.tar.gz")
     with tempfile.TemporaryDirectory() as directory:
-        local = mlflow.artifacts.download_artifacts(model_uri, dst_path=directory)
+        with quiet_downloads():
+            local = mlflow.artifacts.download_artifacts(model_uri, dst_path=directory)
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w:gz") as tar:
             for name in sorted(os.listdir(local)):
