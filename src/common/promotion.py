@@ -11,7 +11,7 @@ The deployment pipeline asks this before anything that serves changes:
 - with neither, nothing can be compared: the message says how to get evidence.
 
 Scoring needs the `inference` package, which `common` never imports: the caller hands
-in `load_scorer` (src/inference/model.py's), so this module stays plain and testable.
+in `load_scorer` (src/inference/scorer.py's), so this module stays plain and testable.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ SHADOW = "shadow"
 
 
 class Scorer(Protocol):
-    """What `inference.model.load_scorer` returns, as far as a comparison uses it."""
+    """What `inference.scorer.load_scorer` returns, as far as a comparison uses it."""
 
     features: Any  # has `columns` and `validate(rows) -> columns`
 

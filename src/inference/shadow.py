@@ -1,7 +1,7 @@
 """Shadow scoring: a second model answers every request, unseen, beside the champion.
 
 The server loads the shadow (`SERVING_SHADOW_MODEL_PATH`, `SERVING_SHADOW_VERSION`)
-with `inference.model.load_scorer`: it gets the champion's validated columns, never a
+with `inference.scorer.load_scorer`: it gets the champion's validated columns, never a
 request of its own, so it installs no request guard and opens no capture. Its answers
 go into the champion's capture row, under the same id.
 

@@ -3,7 +3,7 @@
 Used by tests/inference/test_model.py and test_shadow.py: three classes told apart by
 two numbers and a habitat. Training takes a second; the artifacts are the ones the
 training pipeline writes (`common.registry.save_artifacts`), and `model_directory`
-lays them out as a downloaded registered model, so `inference.model.load_scorer`
+lays them out as a downloaded registered model, so `inference.scorer.load_scorer`
 (the server's shadow loader) reads them.
 """
 
