@@ -473,6 +473,30 @@ def _group_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return not _only_zombies(pid)
+
+
+def _only_zombies(group: int) -> bool:
+    """Whether every process left in `group` has exited and only waits to be reaped
+    (read from Linux's /proc; False where there is none).
+
+    A server usually outlives the task that started it, so its parent is then the
+    machine's init process, which reaps it in its own time (here ~1.4 s after it
+    exited, the longest part of a deployment's wait for the old server). An exited
+    process holds no socket and answers nothing: it has stopped.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return False
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it ended while we looked
+            continue
+        # "pid (command) state ppid pgrp ...": the command may hold spaces or ")".
+        state, _, process_group = text[text.rindex(")") + 2 :].split()[:3]
+        if int(process_group) == group and state != "Z":
+            return False
     return True
 
 
