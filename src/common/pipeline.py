@@ -82,6 +82,28 @@ class PipelineError(MetaflowException):
     headline = "Pipeline error"
 
 
+# Card types whose cards these pipelines fill once, when the step ends.
+CARD_TYPES_RENDERED_ONCE = ("default", "blank", "html")
+
+
+def render_cards_once() -> None:
+    """Have Metaflow render each card of these pipelines once, after its task.
+
+    After a task Metaflow starts one process per card to render it and, for a type
+    that can change while the task runs, a second one to store its data for live
+    views: a new process importing Metaflow and the flow (~0.6 s here), one card after
+    another, on every task's path. No step of these pipelines updates a card while it
+    runs (nothing calls `current.card.refresh()`), so the second process would store
+    nothing a reader sees: `card view` and `card server` show the rendered card.
+    """
+    from metaflow.plugins.cards.component_serializer import get_card_class
+
+    for name in CARD_TYPES_RENDERED_ONCE:
+        card_class = get_card_class(name)
+        if card_class is not None:
+            card_class.RUNTIME_UPDATABLE = False
+
+
 def _configure_logging() -> None:
     root = std_logging.getLogger()
     if not any(getattr(h, "_pipeline_handler", False) for h in root.handlers):
@@ -342,3 +364,6 @@ class Pipeline(FlowSpec):
     def schema(self) -> DatasetSchema:
         """The dataset's columns, from the config's `dataset` section."""
         return self.settings.dataset.schema
+
+
+render_cards_once()

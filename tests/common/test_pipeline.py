@@ -254,3 +254,16 @@ def test_silent_server_fails_after_the_timeout() -> None:
         with pytest.raises(PipelineError, match="not reachable"):
             check_tracking_server(uri, timeout=0.5)
         assert time.monotonic() - started < 3
+
+
+def test_the_pipelines_cards_are_rendered_once_with_no_live_data_process() -> None:
+    from metaflow.plugins.cards.component_serializer import get_card_class
+
+    import common.pipeline
+
+    common.pipeline.render_cards_once()
+    for name in common.pipeline.CARD_TYPES_RENDERED_ONCE:
+        card_class = get_card_class(name)
+        assert card_class is not None, name
+        # Metaflow reads this to start a second, live-data process after the render.
+        assert card_class.RUNTIME_UPDATABLE is False, name
