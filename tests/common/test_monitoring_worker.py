@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,7 @@ def described(reports):
     return {{
         name: {{
             "page": hashlib.sha256(RANDOM_ID.sub("", report.html).encode()).hexdigest(),
+            "evidently page": "window.drawDashboard(" in report.html,
             "tests": report.outcome.tests,
             "values": report.outcome.values,
         }}
@@ -82,61 +82,68 @@ def rows() -> tuple[pd.DataFrame, pd.DataFrame]:
     return data[SCHEMA.features], current
 
 
-def run_python(code: str) -> dict[str, Any]:
-    """What `code`, run after `PREAMBLE` in a fresh Python process, prints last (JSON).
+WHOLE = """
+import evidently
+from common.monitoring import run_reports
+reports = run_reports(reference, current, schema, MonitoringSettings())
+print(json.dumps({"ui": "evidently.ui" in sys.modules, "reports": described(reports)}))
+"""
+IN_PART = """
+from common.monitoring import ReportWorker, build_report, import_evidently
+with ReportWorker() as worker:
+    by_worker = worker.run(reference, current, schema, MonitoringSettings())
+evidently_here = "evidently" in sys.modules
+lazy = import_evidently()
+here = {
+    name: build_report(name, reference, current, schema, MonitoringSettings())
+    for name in ("summary", "drift", "classification")
+}
+modules = sorted(name for name in sys.modules if name.startswith("evidently"))
+print(json.dumps({
+    "worker": described(by_worker), "evidently before": evidently_here,
+    "lazy": lazy, "modules": modules, "here": described(here),
+}))
+"""
 
-    Evidently orders some categories and classes by iterating over sets of strings,
-    so a page differs from one process to the next unless their hashes are seeded alike.
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict[str, Any]]:
+    """What fresh Python processes print (JSON, last line), each running its code after
+    `PREAMBLE`: `whole` imports Evidently as usual and runs the reports; `in_part` starts
+    a worker before anything imported Evidently, then imports it in part and runs the
+    reports itself. Both at once: they take seconds each.
+
+    Evidently orders some categories and classes by iterating over sets of strings, so
+    a page differs from one process to the next unless their hashes are seeded alike.
     """
-    result = subprocess.run(
-        [sys.executable, "-c", PREAMBLE + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.splitlines()[-1])
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", PREAMBLE + code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        for name, code in {"whole": WHOLE, "in_part": IN_PART}.items()
+    }
+    printed = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{name}:\n{stderr[-3000:]}"
+        printed[name] = json.loads(stdout.splitlines()[-1])
+    assert printed["whole"]["ui"] is True  # the usual import, whole
+    assert all(report["evidently page"] for report in printed["whole"]["reports"].values())
+    return printed
 
 
 @pytest.fixture(scope="module")
-def expected() -> dict[str, Any]:
-    """The reports of a process that imports Evidently as usual, whole."""
-    found = run_python(
-        """
-        import evidently
-        from common.monitoring import run_reports
-        reports = run_reports(reference, current, schema, MonitoringSettings())
-        print(json.dumps({"ui": "evidently.ui" in sys.modules, "reports": described(reports)}))
-        """
-    )
-    assert found["ui"] is True
-    return found["reports"]
+def expected(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return reports["whole"]["reports"]
 
 
 @pytest.fixture(scope="module")
-def in_part() -> dict[str, Any]:
-    """The reports of a worker started by a process without Evidently, then those of
-    that process after it imported Evidently in part."""
-    return run_python(
-        """
-        from common.monitoring import ReportWorker, build_report, import_evidently
-        with ReportWorker() as worker:
-            by_worker = worker.run(reference, current, schema, MonitoringSettings())
-        evidently_here = "evidently" in sys.modules
-        lazy = import_evidently()
-        here = {
-            name: build_report(name, reference, current, schema, MonitoringSettings())
-            for name in ("summary", "drift", "classification")
-        }
-        modules = sorted(name for name in sys.modules if name.startswith("evidently"))
-        print(json.dumps({
-            "worker": described(by_worker), "evidently before": evidently_here,
-            "lazy": lazy, "modules": modules, "here": described(here),
-        }))
-        """
-    )
+def in_part(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return reports["in_part"]
 
 
 # --- what the report process imports, and what it gives ------------------------------------
