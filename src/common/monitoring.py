@@ -2,7 +2,9 @@
 
 Functions take plain DataFrames and return Evidently snapshots or plain Python data,
 so the monitoring pipeline's steps stay thin and this logic is testable on its own.
-Evidently is imported inside the functions: it costs seconds per process.
+Evidently is imported inside the functions: it costs seconds per process. The
+pipeline runs the reports in a process of their own (`ReportWorker`), which imports
+only the part of Evidently they use (`import_evidently`).
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ Why two steps: every task is a new process, and importing Evidently costs second
 (MLflow a few more) while the three reports together take a second or two. So the
 reports run where their data is loaded, each library imported once per run, and each
 card is rendered from its page there; a process forked at the start of `start`
-imports Evidently while the step loads the data (common.monitoring.ReportWorker).
-`end` shows the verdict and the history.
+imports the part of Evidently the reports use while the step loads the data, then
+runs the reports two at a time (common.monitoring.ReportWorker). `end` shows the
+verdict and the history.
 
 When the labelled captures include a shadow model's answers (deployment.py run
 --shadow ...), `start` also compares the two on those same rows: accuracy of each,
