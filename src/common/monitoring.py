@@ -16,7 +16,6 @@ import os
 import pickle
 import sys
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -280,30 +279,39 @@ class ReportError(RuntimeError):
 
 # --- importing only the part of Evidently the reports use ---------------------------------
 #
-# `import evidently` takes ~5 s of CPU here: its package initialisers import every
+# `import evidently` takes ~4-5 s of CPU here: its package initialisers import every
 # metric, test, preset, descriptor (NLTK, LLM judges) and the UI server (Litestar), and
 # any `from evidently.x import y` runs them all first. Most of those initialisers only
 # re-export names of their submodules: in the report process they are skipped, and each
-# name is imported from its submodule when first used (common.reexports). The reports
-# then import ~100 of Evidently's ~430 modules, in ~1.5 s. Two things initialisers did
-# on the side are kept: the statistical tests register themselves by name when their
-# package is imported, and one UI module sets the colours of every Plotly figure. The
-# pages and conclusions are those of the usual import (tests/common/
-# test_monitoring_worker.py compares them); another release of Evidently than the one
-# compared is imported as usual.
+# name is imported from its submodule when first used (common.reexports). What the
+# reports use is then ~120 of Evidently's ~430 modules, ~2.3 s of CPU, imported by the
+# worker while its caller loads the data. Two things initialisers did on the side are
+# kept: the statistical tests register themselves by name when their package is
+# imported, and one UI module sets the colours of every Plotly figure. The pages and
+# conclusions are those of the usual import (tests/common/test_monitoring_worker.py
+# compares them); another release of Evidently than the one compared is imported whole.
 
 LAZY_EVIDENTLY_VERSION = "0.7.23"
 # Initialisers that fill a registry the reports look names up in: they run as usual.
 EVIDENTLY_REGISTRY_PACKAGES = frozenset({"evidently.legacy.calculations.stattests"})
 # Imported for its side effect: the colour sequence of every Plotly figure in a report.
 EVIDENTLY_STYLE_MODULE = "evidently.legacy.ui.dashboards.utils"
+# What the report functions above import from Evidently, by module: imported ahead,
+# they make the first report of a process cost what the next ones do.
+REPORT_IMPORTS = {
+    "evidently": ("DataDefinition", "Dataset", "MulticlassClassification", "Report"),
+    "evidently.metrics": ("DuplicatedRowCount",),
+    "evidently.presets": ("ClassificationPreset", "DataDriftPreset", "ValueStats"),
+    "evidently.tests": ("gte", "lte"),
+}
 
 
 def import_evidently() -> bool:
-    """Import what the reports use of Evidently; True if only that part was imported.
+    """Import what the report functions import from Evidently; True if only that part
+    of Evidently was imported.
 
-    For use in a process of its own (the report worker): the packages it creates stay
-    as they are for that process's life.
+    For use in a process of its own (the report worker), before the reports are asked
+    for: the packages it creates stay as they are for that process's life.
     """
     from importlib import metadata
 
@@ -313,13 +321,16 @@ def import_evidently() -> bool:
         lazy = metadata.version("evidently") == LAZY_EVIDENTLY_VERSION
     except metadata.PackageNotFoundError:
         lazy = False
-    if lazy and "evidently" not in sys.modules:
+    lazy = lazy and "evidently" not in sys.modules
+    if lazy:
         defer_reexports("evidently", EVIDENTLY_REGISTRY_PACKAGES)
         importlib.import_module(EVIDENTLY_STYLE_MODULE)
-        return True
-    import evidently  # noqa: F401
-
-    return False
+    else:
+        import evidently  # noqa: F401
+    for module, names in REPORT_IMPORTS.items():
+        for name in names:
+            getattr(importlib.import_module(module), name)
+    return lazy
 
 
 # --- the report process -------------------------------------------------------------------
@@ -387,43 +398,6 @@ def parallel_reports(
     return {name: {**mine, **payload}[name] for name in REPORTS}
 
 
-def warm_up(stop: Callable[[], bool] = lambda: False) -> None:
-    """Run each report once on a few made-up rows, and forget them; before each, give
-    up if `stop()` (the real request has arrived: it must not wait).
-
-    The first report of a kind costs a process twice what the next ones do: the rest
-    of Evidently's modules are imported, Plotly builds its validators, caches fill.
-    Done while the caller still loads the data, and before the reports split between
-    two processes (which would each pay it), that time leaves the run's critical path.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from common.config import MonitoringSettings
-
-    rows, labels = 40, ["a", "b", "c"]  # three classes: a multiclass report, as ours
-    random = np.random.default_rng(0)
-    schema = DatasetSchema(
-        target=GROUND_TRUTH,
-        numeric_features=("number",),
-        categorical_features=("category",),
-        extraneous_values={},
-    )
-    reference = pd.DataFrame(
-        {"number": random.normal(size=rows), "category": random.choice(labels, size=rows)}
-    )
-    current = reference.assign(
-        **{
-            PREDICTION: random.choice(labels, size=rows),
-            GROUND_TRUTH: random.choice(labels, size=rows),
-        }
-    )
-    for name in REPORTS:
-        if stop():
-            return
-        build_report(name, reference, current, schema, MonitoringSettings())
-
-
 def _serve_reports(connection: Any) -> None:
     """In the report process: import Evidently at once, then run the reports asked for."""
     try:
@@ -432,9 +406,6 @@ def _serve_reports(connection: Any) -> None:
             failure = None
         except Exception:
             failure = f"Importing Evidently failed:\n{traceback.format_exc()}"
-        if failure is None:
-            with contextlib.suppress(Exception):  # only ever a head start
-                warm_up(stop=connection.poll)
         request = connection.recv()
         if request is None:
             return

@@ -3,7 +3,7 @@ reports split between two processes, and the pages they give.
 
 The claim that matters is that the pages and conclusions are those of the usual
 `import evidently`: a process that imports Evidently only in part (and a worker that
-also warms up and splits the reports) must give the pages of a process that imports it
+also splits the reports with a child) must give the pages of a process that imports it
 whole, up to the random ids Evidently writes into every page. Those processes seed
 their string hashes alike, and the rows have no missing values: Evidently orders
 categories by iterating over sets, whose order follows the hashes (NaN's by identity).
@@ -94,6 +94,7 @@ with ReportWorker() as worker:
     by_worker = worker.run(reference, current, schema, MonitoringSettings())
 evidently_here = "evidently" in sys.modules
 lazy = import_evidently()
+ahead = sorted(name for name in sys.modules if name.startswith("evidently"))
 here = {
     name: build_report(name, reference, current, schema, MonitoringSettings())
     for name in ("summary", "drift", "classification")
@@ -101,7 +102,7 @@ here = {
 modules = sorted(name for name in sys.modules if name.startswith("evidently"))
 print(json.dumps({
     "worker": described(by_worker), "evidently before": evidently_here,
-    "lazy": lazy, "modules": modules, "here": described(here),
+    "lazy": lazy, "imported ahead": ahead, "modules": modules, "here": described(here),
 }))
 """
 
@@ -153,6 +154,7 @@ def test_importing_evidently_in_part_gives_the_same_reports(
     expected: dict[str, Any], in_part: dict[str, Any]
 ) -> None:
     assert in_part["lazy"] is True
+    assert in_part["imported ahead"] == in_part["modules"]  # the reports needed no more
     modules = in_part["modules"]
     # Neither the UI server, nor the LLM judges, nor the legacy test suites.
     assert not [m for m in modules if m.startswith(("evidently.ui", "evidently.llm"))]
@@ -164,8 +166,8 @@ def test_importing_evidently_in_part_gives_the_same_reports(
 def test_the_worker_gives_the_same_reports(
     expected: dict[str, Any], in_part: dict[str, Any]
 ) -> None:
-    # Started before anything imported Evidently: the worker imports it in part,
-    # warms up and splits the reports with a child of its own.
+    # Started before anything imported Evidently: the worker imports it in part and
+    # splits the reports with a child of its own.
     assert in_part["evidently before"] is False
     assert in_part["worker"] == expected
 
@@ -236,20 +238,6 @@ def test_without_rows_nothing_is_forked(monkeypatch: pytest.MonkeyPatch) -> None
     assert all(monitoring.NO_DATA in report.html for report in reports.values())
 
 
-def test_the_warm_up_stops_as_soon_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    built: list[str] = []
-
-    def fake(name: str, *args: Any) -> Report:
-        built.append(name)
-        return Report(name, monitoring.Outcome([], {}))
-
-    monkeypatch.setattr(monitoring, "build_report", fake)
-    monitoring.warm_up(stop=lambda: len(built) == 1)
-    assert built == ["summary"]
-    monitoring.warm_up(stop=lambda: True)
-    assert built == ["summary"]
-
-
 # --- the worker's requests ------------------------------------------------------------------
 
 
@@ -272,3 +260,14 @@ def test_a_worker_whose_answer_is_not_awaited_is_stopped() -> None:
     worker.submit(reference, current, SCHEMA, SETTINGS)
     worker.close()
     assert process is not None and not process.is_alive()
+
+
+def test_the_report_process_imports_ahead_what_the_report_functions_import() -> None:
+    import ast
+    import inspect
+
+    imported: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(inspect.getsource(monitoring))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("evidently"):
+            imported.setdefault(node.module, set()).update(a.name for a in node.names)
+    assert imported == {module: set(names) for module, names in monitoring.REPORT_IMPORTS.items()}
