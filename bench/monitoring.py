@@ -9,7 +9,8 @@
    where version 1 of `penguins` is the champion with its training data recorded, as
    the training pipeline leaves it (the version points at no servable model: monitoring
    only reads its training data). Then `src/pipelines/monitoring.py run --samples
-   <rows>` runs against it; the wall time and the time per step are printed.
+   <rows>` runs against it; the wall time, the seconds before Metaflow starts the
+   first task and the time per step are printed.
 2. With `--store-rows` (0 skips it), a store of that many predictions, the newest
    100,000 of them without ground truth, is timed through the Local backend: loading
    the newest 5,000 labelled rows as a DataFrame, labelling the 100,000 by id, then
@@ -32,12 +33,19 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from training import ROOT, pipeline_environment, task_durations
+from training import (
+    ROOT,
+    TIME_FORMAT,
+    WORKFLOW_LINE,
+    pipeline_environment,
+    task_durations,
+)
 
 CONFIG = """
 project: penguins
@@ -143,6 +151,7 @@ def run_pipeline(workdir: Path, database: Path, samples: int, verbose: bool) -> 
         sys.executable, "src/pipelines/monitoring.py", "--config", "project", str(config),
         "run", "--samples", str(samples),
     ]  # fmt: skip
+    launched = datetime.now()
     started, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(
         command, cwd=ROOT, env=pipeline_environment(workdir), capture_output=True, text=True
@@ -154,6 +163,11 @@ def run_pipeline(workdir: Path, database: Path, samples: int, verbose: bool) -> 
         print("\n".join(lines if verbose else lines[-30:]))
     if result.returncode != 0:
         raise SystemExit(f"monitoring failed with exit code {result.returncode}")
+    for line in lines:
+        if match := WORKFLOW_LINE.match(line):
+            first = (datetime.strptime(match["time"], TIME_FORMAT) - launched).total_seconds()
+            print(f"    {'before the first task':<24} {first:6.1f} s")
+            break
     for step, durations in task_durations(lines).items():
         print(f"    {step:<24} {max(durations):6.1f} s")
     print(f"    CPU, all processes       {cpu:6.1f} s")

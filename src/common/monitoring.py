@@ -2,12 +2,19 @@
 
 Functions take plain DataFrames and return Evidently snapshots or plain Python data,
 so the monitoring pipeline's steps stay thin and this logic is testable on its own.
-Evidently is imported inside the functions: it costs seconds per process.
+Evidently is imported inside the functions: it costs seconds per process. The
+pipeline runs the reports in a process of their own (`ReportWorker`), which imports
+only the part of Evidently they use (`import_evidently`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import multiprocessing
+import os
+import pickle
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,6 +204,25 @@ def no_data_page(title: str) -> str:
     return f"<html><body><h1>{title}</h1><p>{NO_DATA}</p></body></html>"
 
 
+def build_report(
+    name: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: DatasetSchema,
+    settings: MonitoringSettings,
+) -> Report:
+    """One report of `REPORTS` on rows that exist: its page and its conclusions."""
+    if name == "summary":
+        snapshot, outcome = summary_report(reference, current, schema)
+    elif name == "drift":
+        snapshot, outcome = drift_report(reference, current, schema, settings)
+    elif name == "classification":
+        snapshot, outcome = classification_report(current, schema)
+    else:
+        raise ValueError(f"Unknown report {name!r}: one of {', '.join(REPORTS)}.")
+    return Report(snapshot.get_html_str(as_iframe=False), outcome)
+
+
 def run_reports(
     reference: pd.DataFrame,
     current: pd.DataFrame | None,
@@ -213,15 +239,18 @@ def run_reports(
         return {
             name: Report(no_data_page(title), Outcome([], {})) for name, title in REPORTS.items()
         }
-    built = {
-        "summary": summary_report(reference, current, schema),
-        "drift": drift_report(reference, current, schema, settings),
-        "classification": classification_report(current, schema),
-    }
-    return {
-        name: Report(snapshot.get_html_str(as_iframe=False), outcome)
-        for name, (snapshot, outcome) in built.items()
-    }
+    return {name: build_report(name, reference, current, schema, settings) for name in REPORTS}
+
+
+def import_plotting() -> None:
+    """Import Matplotlib as the history chart (`common.cards.history_chart`) uses it.
+
+    Half a second, spent by the monitoring pipeline while its reports run elsewhere.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
 
 
 def conclusions(reports: dict[str, Report]) -> dict[str, Any]:
@@ -248,18 +277,147 @@ class ReportError(RuntimeError):
     """The reports failed in their process; the message holds that process's traceback."""
 
 
+# --- importing only the part of Evidently the reports use ---------------------------------
+#
+# `import evidently` takes ~4-5 s of CPU here: its package initialisers import every
+# metric, test, preset, descriptor (NLTK, LLM judges) and the UI server (Litestar), and
+# any `from evidently.x import y` runs them all first. Most of those initialisers only
+# re-export names of their submodules: in the report process they are skipped, and each
+# name is imported from its submodule when first used (common.reexports). What the
+# reports use is then ~120 of Evidently's ~430 modules, ~2.3 s of CPU, imported by the
+# worker while its caller loads the data. Two things initialisers did on the side are
+# kept: the statistical tests register themselves by name when their package is
+# imported, and one UI module sets the colours of every Plotly figure. The pages and
+# conclusions are those of the usual import (tests/common/test_monitoring_worker.py
+# compares them); another release of Evidently than the one compared is imported whole.
+
+LAZY_EVIDENTLY_VERSION = "0.7.23"
+# Initialisers that fill a registry the reports look names up in: they run as usual.
+EVIDENTLY_REGISTRY_PACKAGES = frozenset({"evidently.legacy.calculations.stattests"})
+# Imported for its side effect: the colour sequence of every Plotly figure in a report.
+EVIDENTLY_STYLE_MODULE = "evidently.legacy.ui.dashboards.utils"
+# What the report functions above import from Evidently, by module: imported ahead,
+# they make the first report of a process cost what the next ones do.
+REPORT_IMPORTS = {
+    "evidently": ("DataDefinition", "Dataset", "MulticlassClassification", "Report"),
+    "evidently.metrics": ("DuplicatedRowCount",),
+    "evidently.presets": ("ClassificationPreset", "DataDriftPreset", "ValueStats"),
+    "evidently.tests": ("gte", "lte"),
+}
+
+
+def import_evidently() -> bool:
+    """Import what the report functions import from Evidently; True if only that part
+    of Evidently was imported.
+
+    For use in a process of its own (the report worker), before the reports are asked
+    for: the packages it creates stay as they are for that process's life.
+    """
+    from importlib import metadata
+
+    from common.reexports import defer_reexports
+
+    try:
+        lazy = metadata.version("evidently") == LAZY_EVIDENTLY_VERSION
+    except metadata.PackageNotFoundError:
+        lazy = False
+    lazy = lazy and "evidently" not in sys.modules
+    if lazy:
+        defer_reexports("evidently", EVIDENTLY_REGISTRY_PACKAGES)
+        importlib.import_module(EVIDENTLY_STYLE_MODULE)
+    else:
+        import evidently  # noqa: F401
+    for module, names in REPORT_IMPORTS.items():
+        for name in names:
+            getattr(importlib.import_module(module), name)
+    return lazy
+
+
+# --- the report process -------------------------------------------------------------------
+
+# The reports split between the worker and one forked child, about even in time.
+CHILD_REPORTS = ("summary",)
+
+
+def parallel_reports(
+    reference: pd.DataFrame,
+    current: pd.DataFrame | None,
+    schema: DatasetSchema,
+    settings: MonitoringSettings,
+) -> dict[str, Report]:
+    """`run_reports`, with `CHILD_REPORTS` computed meanwhile by a forked process.
+
+    Plotly builds the figures, a second or more per report on one core; the process
+    that asked waits, so its core is free. Without rows, or without fork, as
+    `run_reports`.
+    """
+    if current is None or len(current) == 0 or not hasattr(os, "fork"):
+        return run_reports(reference, current, schema, settings)
+    import gc
+
+    gc.freeze()  # the child's collections would otherwise copy every page it shares
+    readable, writable = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child leaves by os._exit)
+        status = 1
+        try:
+            os.close(readable)
+            try:
+                built = {
+                    name: build_report(name, reference, current, schema, settings)
+                    for name in CHILD_REPORTS
+                }
+                answer: tuple[str, Any] = ("ok", built)
+            except BaseException:
+                answer = ("error", traceback.format_exc())
+            with os.fdopen(writable, "wb") as pipe:
+                pickle.dump(answer, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writable)
+    try:
+        mine = {
+            name: build_report(name, reference, current, schema, settings)
+            for name in REPORTS
+            if name not in CHILD_REPORTS
+        }
+    finally:
+        with os.fdopen(readable, "rb") as pipe:
+            answer = pipe.read()
+        _, exit_status = os.waitpid(child, 0)
+        gc.unfreeze()
+    if not answer:
+        raise ReportError(
+            f"The process computing the {', '.join(CHILD_REPORTS)} report ended without an "
+            f"answer (wait status {exit_status}); rerun, and check memory if it recurs."
+        )
+    status, payload = pickle.loads(answer)
+    if status != "ok":
+        raise ReportError(f"The Evidently reports failed:\n{payload}")
+    return {name: {**mine, **payload}[name] for name in REPORTS}
+
+
 def _serve_reports(connection: Any) -> None:
     """In the report process: import Evidently at once, then run the reports asked for."""
     try:
-        import evidently  # noqa: F401  (seconds: the reason this process exists)
-
+        try:
+            import_evidently()  # seconds: the reason this process exists
+            failure = None
+        except Exception:
+            failure = f"Importing Evidently failed:\n{traceback.format_exc()}"
         request = connection.recv()
         if request is None:
             return
         try:
-            connection.send(("ok", run_reports(*request)))
+            if failure is not None:
+                raise ReportError(failure)
+            answer = ("ok", parallel_reports(*request))
+        except ReportError as error:
+            answer = ("error", str(error))
         except Exception:
-            connection.send(("error", traceback.format_exc()))
+            answer = ("error", f"The Evidently reports failed:\n{traceback.format_exc()}")
+        connection.send(answer)
     except (EOFError, OSError):
         pass  # The caller closed the pipe: nothing to report on.
     finally:
@@ -272,13 +430,15 @@ class ReportWorker:
     Importing Evidently costs seconds and so does loading the data to report on (MLflow's
     import, the reference's download, the captured rows). Started before the loading,
     the worker imports on the other core meanwhile, and it ends without Python's slow
-    exit. Where processes cannot be forked, or without rows, the reports run in the
-    caller's process. Use as a context manager: the process is always stopped.
+    exit. Between `submit` and `result` the caller is free to do other work. Where
+    processes cannot be forked, or without rows, the reports run in the caller's
+    process. Use as a context manager: the process is always stopped.
     """
 
     def __init__(self) -> None:
         self._process: Any = None
-        self._used = False
+        self._request: tuple | None = None
+        self._sent = self._answered = False
         if "fork" not in multiprocessing.get_all_start_methods():
             return
         context = multiprocessing.get_context("fork")
@@ -289,6 +449,42 @@ class ReportWorker:
         self._process.start()
         child.close()
 
+    def submit(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame | None,
+        schema: DatasetSchema,
+        settings: MonitoringSettings,
+    ) -> None:
+        """Ask for the reports of `run_reports` on these rows; `result` returns them."""
+        if self._request is not None:
+            raise ReportError("A report worker serves one request: start another one.")
+        self._request = (reference, current, schema, settings)
+        if self._process is None or current is None or len(current) == 0:
+            return  # `result` computes them here
+        self._sent = True
+        with contextlib.suppress(OSError):  # the worker is gone: `result` says so
+            self._connection.send(self._request)
+
+    def result(self) -> dict[str, Report]:
+        """The reports asked for with `submit`."""
+        if self._request is None:
+            raise ReportError("Nothing was submitted to the report worker.")
+        if not self._sent:
+            return run_reports(*self._request)
+        try:
+            status, payload = self._connection.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+            raise ReportError(
+                f"The report process ended without an answer (exit code "
+                f"{self._process.exitcode}); rerun, and check memory if it recurs."
+            ) from None
+        self._answered = True
+        if status != "ok":
+            raise ReportError(payload)
+        return payload
+
     def run(
         self,
         reference: pd.DataFrame,
@@ -297,28 +493,15 @@ class ReportWorker:
         settings: MonitoringSettings,
     ) -> dict[str, Report]:
         """The reports of `run_reports`, computed by the worker when there is data."""
-        if self._process is None or current is None or len(current) == 0:
-            return run_reports(reference, current, schema, settings)
-        self._used = True
-        try:
-            self._connection.send((reference, current, schema, settings))
-            status, payload = self._connection.recv()
-        except (EOFError, OSError):
-            self._process.join(timeout=5)
-            raise ReportError(
-                f"The report process ended without an answer (exit code "
-                f"{self._process.exitcode}); rerun, and check memory if it recurs."
-            ) from None
-        if status != "ok":
-            raise ReportError(f"The Evidently reports failed:\n{payload}")
-        return payload
+        self.submit(reference, current, schema, settings)
+        return self.result()
 
     def close(self) -> None:
         if self._process is None:
             return
         self._connection.close()
-        if not self._used:
-            self._process.terminate()  # still importing what nobody will use
+        if not self._answered:
+            self._process.terminate()  # importing or reporting for nobody
         self._process.join()  # having answered, it ends by itself
         self._process = None
 

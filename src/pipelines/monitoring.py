@@ -16,8 +16,9 @@ Why two steps: every task is a new process, and importing Evidently costs second
 (MLflow a few more) while the three reports together take a second or two. So the
 reports run where their data is loaded, each library imported once per run, and each
 card is rendered from its page there; a process forked at the start of `start`
-imports Evidently while the step loads the data (common.monitoring.ReportWorker).
-`end` shows the verdict and the history.
+imports the part of Evidently the reports use while the step loads the data, then
+runs the reports two at a time (common.monitoring.ReportWorker). `end` shows the
+verdict and the history.
 
 When the labelled captures include a shadow model's answers (deployment.py run
 --shadow ...), `start` also compares the two on those same rows: accuracy of each,
@@ -45,6 +46,27 @@ CARDS = {"summary": "data_summary", "drift": "data_drift", "classification": "cl
 PAGES = {"summary": "summary_page", "drift": "drift_page", "classification": "classification_page"}
 # Larger artifacts (the pages, megabytes each) are not listed on the end card.
 MAX_LISTED_ARTIFACT_BYTES = 1_000_000
+
+
+def render_html_cards_once() -> None:
+    """Have Metaflow render each HTML card once, not once and then refresh it.
+
+    After a task, Metaflow starts one process per card to render it and, for a card
+    type that says it can change while the task runs, a second one to refresh its
+    data. The `html` type says so but has nothing to refresh (no `refresh` method:
+    that process stores nothing), so each of `start`'s three report cards cost a
+    process that imports Metaflow and the flow for nothing (~0.6 s each, one after
+    another). The pages are the same. Left alone if a `refresh` ever appears.
+    """
+    from metaflow.plugins.cards.card_modules.card import MetaflowCard
+    from metaflow.plugins.cards.component_serializer import get_card_class
+
+    html_card = get_card_class("html")
+    if html_card is not None and html_card.refresh is MetaflowCard.refresh:
+        html_card.RUNTIME_UPDATABLE = False
+
+
+render_html_cards_once()
 
 
 @schedule(cron=config_expr("project.monitoring.schedule"))
@@ -76,16 +98,19 @@ class Monitoring(Pipeline):
         data-quality tests), data drift (per column, against the training data) and
         classification quality (the deployed model on the labelled rows).
         """
-        from common.monitoring import ReportWorker
+        from common.monitoring import ReportWorker, import_plotting
 
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
         settings = self.settings.monitoring
         self.model_name = self.settings.model.name
-        # Evidently is imported by the worker while this process loads the data.
+        # Evidently is imported by the worker while this process loads the data, and
+        # the history chart's Matplotlib here while the worker runs the reports.
         with ReportWorker() as worker:
             comparison = self.load_data(settings.max_rows)
-            reports = worker.run(self.reference, self.current, self.schema, settings)
+            worker.submit(self.reference, self.current, self.schema, settings)
+            import_plotting()
+            reports = worker.result()
 
         from common.cards import history_chart
         from common.monitoring import (

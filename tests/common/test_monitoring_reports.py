@@ -394,53 +394,7 @@ def test_the_monitoring_summary_shows_alerts_figures_and_the_chart(chart: bytes 
     assert sum(isinstance(c, Image) for c in alarmed) == (chart is not None)
 
 
-# --- the report process -----------------------------------------------------------------------
-
-
-def test_the_worker_reports_what_run_reports_does_without_evidently_here(
-    data: pd.DataFrame, reference: pd.DataFrame
-) -> None:
-    import subprocess
-    import sys
-
-    # In a fresh process, so that nothing else has imported Evidently there.
-    code = f"""
-import sys
-sys.path.insert(0, {str(REPO_ROOT / "src")!r})
-import pandas as pd
-from common.config import MonitoringSettings, PromotionSettings, load_project_configuration
-from common.data import DatasetSchema, load_dataset
-from common.monitoring import ReportWorker, run_reports
-schema = DatasetSchema.from_config(
-    load_project_configuration({str(REPO_ROOT / "config" / "local.yml")!r})["dataset"]
-)
-data = load_dataset({str(PENGUINS_CSV)!r}, schema, 42)
-current = data[schema.features].iloc[:150].assign(
-    prediction=data[schema.target].iloc[:150].to_numpy(), ground_truth="Adelie"
-)
-with ReportWorker() as worker:
-    reports = worker.run(data[schema.features], current, schema, MonitoringSettings())
-print("evidently here:", "evidently" in sys.modules)
-for name, report in sorted(reports.items()):
-    print(name, "window.drawDashboard(" in report.html, len(report.outcome.tests),
-          report.outcome.values.get("accuracy"))
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    assert lines[0] == "evidently here: False"
-    current = (
-        data[SCHEMA.features]
-        .iloc[:150]
-        .assign(prediction=data[SCHEMA.target].iloc[:150].to_numpy(), ground_truth="Adelie")
-    )
-    expected = run_reports(reference, current, SCHEMA, SETTINGS)
-    assert lines[1:] == [
-        f"{name} True {len(report.outcome.tests)} {report.outcome.values.get('accuracy')}"
-        for name, report in sorted(expected.items())
-    ]
+# --- the report process (more in test_monitoring_worker.py) ------------------------------------
 
 
 def test_a_failing_report_raises_with_the_workers_traceback(data: pd.DataFrame) -> None:
