@@ -48,27 +48,6 @@ PAGES = {"summary": "summary_page", "drift": "drift_page", "classification": "cl
 MAX_LISTED_ARTIFACT_BYTES = 1_000_000
 
 
-def render_html_cards_once() -> None:
-    """Have Metaflow render each HTML card once, not once and then refresh it.
-
-    After a task, Metaflow starts one process per card to render it and, for a card
-    type that says it can change while the task runs, a second one to refresh its
-    data. The `html` type says so but has nothing to refresh (no `refresh` method:
-    that process stores nothing), so each of `start`'s three report cards cost a
-    process that imports Metaflow and the flow for nothing (~0.6 s each, one after
-    another). The pages are the same. Left alone if a `refresh` ever appears.
-    """
-    from metaflow.plugins.cards.card_modules.card import MetaflowCard
-    from metaflow.plugins.cards.component_serializer import get_card_class
-
-    html_card = get_card_class("html")
-    if html_card is not None and html_card.refresh is MetaflowCard.refresh:
-        html_card.RUNTIME_UPDATABLE = False
-
-
-render_html_cards_once()
-
-
 @schedule(cron=config_expr("project.monitoring.schedule"))
 class Monitoring(Pipeline):
     """Evidently reports on production data, with history and alerts."""
