@@ -454,7 +454,7 @@ class LocalServer:
 
 def _end_group(pid: int, grace: float = 15.0) -> None:
     """SIGTERM the process group of `pid` (a server draining), SIGKILL it after `grace`;
-    return once no process of the group is left."""
+    return once no process of the group is left running (exited ones may await reaping)."""
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while _group_alive(pid) and time.monotonic() < deadline:

@@ -631,8 +631,12 @@ class _InProcess:
 
 
 def warm_up_evidently() -> None:
-    """Import Evidently (seconds), so the gate's reports find it loaded."""
-    import evidently  # noqa: F401
+    """Import what the gate's reports use of Evidently (seconds), so they find it
+    loaded: the part the monitoring pipeline's report process imports
+    (`common.monitoring.import_evidently`), in the gate's own process."""
+    from common.monitoring import import_evidently
+
+    import_evidently()
 
 
 # --- the card -----------------------------------------------------------------------------
