@@ -34,6 +34,11 @@ class InvalidInput(ValueError):
     """A request the model cannot answer; the message names the row and field."""
 
 
+# From this many rows on, a categorical column is looked up in one pandas call (~60 µs
+# whatever its length) instead of a dictionary lookup per value (~0.15 µs each): server
+# requests, a row or a few, keep the per-value path; a batch-scoring chunk does not.
+COLUMN_LOOKUP_ROWS = 512
+
 # What is wrong with a refused row, as `RowProblem.kind`.
 NOT_A_NUMBER = "not a number"
 NOT_FINITE = "not a finite number"
@@ -351,8 +356,11 @@ def _categorical(
 def _known_strings(values: Any, allowed: list[Any]) -> np.ndarray | None:
     """Which values are among `allowed` (all strings), in one pandas lookup; None when
     that lookup would not say what the per-value check says (other categories, a list
-    from JSON, unhashable values), and the values are checked one by one."""
+    from JSON, unhashable values) or would cost more (a short column), and the values
+    are checked one by one."""
     if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype != object:
+        return None
+    if len(values) < COLUMN_LOOKUP_ROWS:
         return None
     if not all(isinstance(value, str) for value in allowed):
         return None
@@ -407,38 +415,48 @@ def _compile(block: Block) -> Callable[[Columns, int], np.ndarray]:
 
     if block["kind"] != "one_hot":
         raise ValueError(f"Unknown kind of transform block: {block['kind']!r}.")
-    fills = list(block["fill"])
     categories = [list(values) for values in block["categories"]]
-    offsets = np.cumsum([0] + [len(c) for c in categories])
+    encoders = [
+        _one_hot_column(fill, values)
+        for fill, values in zip(block["fill"], categories, strict=True)
+    ]
+    offsets = np.cumsum([0] + [len(c) for c in categories]).tolist()
 
     def categorical(data: Columns, count: int) -> np.ndarray:
         output = np.zeros((count, offsets[-1]))
-        rows = np.arange(count)
         for position, name in enumerate(columns):
-            codes = _codes(data[name], fills[position], categories[position])
-            known = codes >= 0  # unknown values encode as all zeros (handle_unknown="ignore")
-            output[rows[known], offsets[position] + codes[known]] = 1.0
+            encoders[position](data[name], output, offsets[position])
         return output
 
     return categorical
 
 
-def _codes(values: np.ndarray, fill: Any, categories: list[Any]) -> np.ndarray:
-    """Each value's position among `categories`, missing ones imputed with `fill`; -1
-    for a value not among them. A dictionary lookup, as scikit-learn's encoder does."""
-    values = np.asarray(values, dtype=object)
-    if all(isinstance(value, str) for value in categories):
-        # One pandas lookup for the whole column. Validated values are a category or NaN,
-        # so pandas' idea of missing is the same as `_missing`'s here.
-        missing = pd.isna(values)
-        filled = np.where(missing, fill, values) if missing.any() else values
-        return pd.Index(categories, dtype=object).get_indexer(filled).astype("int64")
-    lookup = {value: index for index, value in enumerate(categories)}
-    return np.fromiter(
-        (lookup.get(fill if _missing(value) else value, -1) for value in values),
-        dtype="int64",
-        count=len(values),
-    )
+def _one_hot_column(fill: Any, categories: list[Any]) -> Callable[[Any, np.ndarray, int], None]:
+    """A function setting, for each value of a column, the 1 of its category in `output`
+    from column `offset` on (missing values imputed with `fill`; a value not among
+    `categories` leaves its row at 0, as scikit-learn's encoder with
+    handle_unknown="ignore" does). A dictionary lookup per value, as scikit-learn's;
+    for a long column of string categories, one pandas lookup for all of them."""
+    lookup = {value: position for position, value in enumerate(categories)}
+    strings = all(isinstance(value, str) for value in categories)
+    index = pd.Index(categories, dtype=object) if strings else None
+
+    def encode(values: Any, output: np.ndarray, offset: int) -> None:
+        if index is not None and len(values) >= COLUMN_LOOKUP_ROWS:
+            # Validated values are a category or NaN, so pandas' idea of missing is the
+            # same as `_missing`'s here.
+            values = np.asarray(values, dtype=object)
+            missing = pd.isna(values)
+            codes = index.get_indexer(np.where(missing, fill, values) if missing.any() else values)
+            rows = np.flatnonzero(codes >= 0)
+            output[rows, offset + codes[rows]] = 1.0
+            return
+        for row, value in enumerate(values):
+            position = lookup.get(fill if _missing(value) else value)
+            if position is not None:
+                output[row, offset + position] = 1.0
+
+    return encode
 
 
 def export_transform(features_transformer: Any, target_transformer: Any, path: str) -> bool:

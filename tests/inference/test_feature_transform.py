@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.features import FeatureTransform, InvalidInput
+from inference.features import COLUMN_LOOKUP_ROWS, FeatureTransform, InvalidInput
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,19 @@ def fitted() -> tuple[object, pd.DataFrame]:
     return transformer, frame
 
 
-def test_numeric_and_string_categories_transform_as_scikit_learn_does(fitted) -> None:
+def longer(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """`frame` repeated to `rows` rows: long columns take the one-lookup path."""
+    return pd.concat([frame] * -(-rows // len(frame)), ignore_index=True).head(rows)
+
+
+# Short columns are looked up value by value, long ones in one pandas call.
+LENGTHS = [60, COLUMN_LOOKUP_ROWS + 40]
+
+
+@pytest.mark.parametrize("rows", LENGTHS)
+def test_numeric_and_string_categories_transform_as_scikit_learn_does(fitted, rows) -> None:
     transformer, frame = fitted
+    frame = longer(frame, rows)
     fast = FeatureTransform.from_transformer(transformer)
     assert fast.categorical == {"grade": [1, 2, 3], "tier": ["bronze", "gold", "silver"]}
     columns = fast.validate(frame)
@@ -52,16 +63,17 @@ def test_numeric_and_string_categories_transform_as_scikit_learn_does(fitted) ->
     np.testing.assert_allclose(fast.transform(columns), expected, atol=1e-6)
 
 
-def test_unknown_values_are_refused_by_column_whatever_the_category_type(fitted) -> None:
+@pytest.mark.parametrize("length", LENGTHS)
+def test_unknown_values_are_refused_by_column_whatever_the_category_type(fitted, length) -> None:
     transformer, frame = fitted
     fast = FeatureTransform.from_transformer(transformer)
-    rows = frame.head(6).copy()
+    rows = pd.concat([frame.head(6), longer(frame, length).iloc[6:]], ignore_index=True)
     rows.loc[1, "grade"] = 7
     rows.loc[2, "grade"] = "1"  # the text "1" is not the category 1
     rows.loc[3, "tier"] = "platinum"
     rows.loc[4, "tier"] = 3
     _, kept, problems = fast.validate_rows(rows)
-    assert kept.tolist() == [0, 5]
+    assert kept.tolist() == [0, 5, *range(6, length)]
     assert [(p.row, p.field) for p in problems] == [
         (1, "grade"), (2, "grade"), (3, "tier"), (4, "tier")
     ]  # fmt: skip
