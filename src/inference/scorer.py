@@ -41,15 +41,14 @@ class Scorer:
         or one whose check fails, unpickles the transformers (scikit-learn) and loads
         the Keras model.
         """
-        compiled = load_transform(artifacts["transform"]) if "transform" in artifacts else None
+        compiled = _compiled_transform(artifacts)
         if compiled is not None:
             self.features, classes = compiled
-            self.classes = np.asarray(classes, dtype=object)
         else:
-            self.features = load_features(artifacts)
+            self.features = _unpickled_features(artifacts)
             with open(artifacts["target_transformer"], "rb") as file:
-                target_transformer = pickle.load(file)
-            self.classes = np.asarray(target_transformer.categories_[0], dtype=object)
+                classes = pickle.load(file).categories_[0]
+        self.classes = np.asarray(classes, dtype=object)
         sample = self.features.validate(self.features.sample_rows())
         if not self.features.verify(sample):
             logger.warning("Feature transformer not compiled; using scikit-learn (slower).")
@@ -93,9 +92,16 @@ def model_artifacts(model_directory: str | os.PathLike[str]) -> dict[str, str]:
 
 def load_features(artifacts: dict[str, str]) -> FeatureTransform:
     """The input a model's artifacts expect (without loading the classifier)."""
-    compiled = load_transform(artifacts["transform"]) if "transform" in artifacts else None
-    if compiled is not None:
-        return compiled[0]
+    compiled = _compiled_transform(artifacts)
+    return compiled[0] if compiled is not None else _unpickled_features(artifacts)
+
+
+def _compiled_transform(artifacts: dict[str, str]) -> tuple[FeatureTransform, list[Any]] | None:
+    """The `transform` artifact's features and classes, if it has a usable one."""
+    return load_transform(artifacts["transform"]) if "transform" in artifacts else None
+
+
+def _unpickled_features(artifacts: dict[str, str]) -> FeatureTransform:
     with open(artifacts["features_transformer"], "rb") as file:
         return FeatureTransform.from_transformer(pickle.load(file))
 
