@@ -630,15 +630,6 @@ class _InProcess:
         return future
 
 
-def warm_up_evidently() -> None:
-    """Import what the gate's reports use of Evidently (seconds), so they find it
-    loaded: the part the monitoring pipeline's report process imports
-    (`common.monitoring.import_evidently`), in the gate's own process."""
-    from common.monitoring import import_evidently
-
-    import_evidently()
-
-
 # --- the card -----------------------------------------------------------------------------
 
 

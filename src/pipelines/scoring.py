@@ -86,6 +86,7 @@ class Scoring(Pipeline):
         import time
         from dataclasses import replace
 
+        from common.monitoring import import_evidently
         from common.scoring import (
             ScoringError,
             background_process,
@@ -96,7 +97,6 @@ class Scoring(Pipeline):
             quality_gate,
             remove_staging,
             staging_location,
-            warm_up_evidently,
         )
 
         self.started_at = time.time()
@@ -104,7 +104,9 @@ class Scoring(Pipeline):
         check_locations(self.input_location, self.output_location)
         self.staging = staging_location(self.output_location, current.run_id)
         with background_process() as worker:
-            warming = worker.submit(warm_up_evidently)  # seconds, on the other core
+            # The part of Evidently the gate's reports use, as the monitoring pipeline's
+            # report process imports it: seconds, on the other core.
+            warming = worker.submit(import_evidently)
             try:
                 self.split_input()
                 gate = worker.submit(
