@@ -291,10 +291,12 @@ class Training(Pipeline):
         self.next(self.train)
 
     @environment(vars=environment_variables)
-    @card
+    # Blank, as `register`'s: the default card would list every artifact, unpickling
+    # the Keras model in its own process (Keras imported in full: ~5 s on this path).
+    @card(type="blank")
     @step
     def train(self):
-        """Train the final model on the whole dataset."""
+        """Train the final model on the whole dataset; its card draws the training curves."""
         from common.cards import training_curves
         from common.modeling import train_model
 
@@ -311,8 +313,7 @@ class Training(Pipeline):
         self.next(self.register)
 
     @environment(vars=environment_variables)
-    # Blank: the default card would unpickle every artifact, the Keras model included,
-    # in its own process (seconds of imports) to list them.
+    # Blank, for the same reason as `train`'s.
     @card(type="blank", id="model_card")
     @step
     def register(self, inputs):
