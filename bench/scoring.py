@@ -59,7 +59,7 @@ from common.config import validate_project_configuration
 from common.data import DatasetSchema, clean_dataset
 from common.features import fit_transform
 from common.modeling import train_model
-from common.registry import log_servable_model
+from common.registry import log_servable_model, servable_files
 from inference.features import export_transform
 from inference.forward import export_dense
 from common.tracking import log_training_data
@@ -77,8 +77,8 @@ mlflow.set_experiment("bench")
 with mlflow.start_run():
     log_training_data(data, "synthetic", schema.target)
     logged = log_servable_model(
-        model, features, target, schema, config["model"]["name"],
-        export_forward=export_dense, export_transform=export_transform,
+        servable_files(model, features, target, export_dense, export_transform),
+        schema, config["model"]["name"],
     )
 client.set_registered_model_alias(config["model"]["name"], "champion", logged.version)
 print("VERSION=" + logged.version)

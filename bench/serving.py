@@ -140,7 +140,7 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
 
     from common.features import fit_transform
     from common.modeling import train_model
-    from common.registry import log_servable_model
+    from common.registry import log_servable_model, servable_files
     from inference.features import export_transform
     from inference.forward import export_dense
 
@@ -165,14 +165,12 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
     with mlflow.start_run(run_name="bench-serving"):
         mlflow.log_metrics({f"training_{key}": values[-1] for key, values in history.items()})
         logged = log_servable_model(
-            model,
-            features_transformer,
-            target_transformer,
+            servable_files(
+                model, features_transformer, target_transformer, export_dense, export_transform
+            ),
             schema,
             registered_model_name=project["model"]["name"],
             input_example=data[schema.features].head(3),
-            export_forward=export_dense,
-            export_transform=export_transform,
         )
     version = str(logged.version)
     accuracy = history.get("accuracy", [math.nan])[-1]

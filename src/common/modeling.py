@@ -25,6 +25,11 @@ DEFAULT_KERAS_BACKEND = "jax"
 _OPTIONAL_KERAS_IMPORTS = ("matplotlib", "sklearn", "pandas")
 
 
+def keras_backend() -> str:
+    """The Keras backend `import_keras` uses, without importing Keras."""
+    return os.environ.get("KERAS_BACKEND", DEFAULT_KERAS_BACKEND)
+
+
 def import_keras() -> ModuleType:
     """Import Keras on the configured backend (JAX unless KERAS_BACKEND says otherwise)."""
     if "keras" in sys.modules:

@@ -44,6 +44,79 @@ def pinned_requirements(keras_backend: str) -> list[str]:
     return requirements
 
 
+# A model's artifacts as files: artifact name -> (file name, contents). As bytes they
+# travel between steps as Metaflow artifacts, so the step that registers a model
+# needs neither Keras nor scikit-learn to write them (seconds of imports each).
+ArtifactFiles = dict[str, tuple[str, bytes]]
+
+
+def model_files(
+    model: Any, export_forward: Callable[[Any, str], bool] | None = None
+) -> ArtifactFiles:
+    """The Keras model as `model.keras`, and as `forward.npz` when `export_forward` can.
+
+    `export_forward` (`inference.forward.export_dense`, passed in because `common`
+    does not import `inference`) writes the weights as numpy, so the server and the
+    pipelines that score can skip importing Keras (seconds per process).
+    """
+    with tempfile.TemporaryDirectory() as directory:
+        saved = {"model": os.path.join(directory, "model.keras")}
+        model.save(saved["model"])
+        forward = os.path.join(directory, "forward.npz")
+        if export_forward is not None and export_forward(model, forward):
+            saved["forward"] = forward
+        return {
+            name: (os.path.basename(path), Path(path).read_bytes()) for name, path in saved.items()
+        }
+
+
+def transformer_files(
+    features_transformer: Any,
+    target_transformer: Any,
+    export_transform: Callable[[Any, Any, str], bool] | None = None,
+) -> ArtifactFiles:
+    """The fitted transformers as pickles, and as `transform.json` when `export_transform` can.
+
+    `export_transform` (`inference.features.export_transform`) writes the features
+    transformer compiled to numpy and the class names, as JSON, so the model can load
+    without unpickling the transformers, which imports scikit-learn (seconds too).
+    """
+    files = {
+        "features_transformer": ("features.pkl", pickle.dumps(features_transformer)),
+        "target_transformer": ("target.pkl", pickle.dumps(target_transformer)),
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        transform = os.path.join(directory, "transform.json")
+        if export_transform is not None and export_transform(
+            features_transformer, target_transformer, transform
+        ):
+            files["transform"] = ("transform.json", Path(transform).read_bytes())
+    return files
+
+
+def servable_files(
+    model: Any,
+    features_transformer: Any,
+    target_transformer: Any,
+    export_forward: Callable[[Any, str], bool] | None = None,
+    export_transform: Callable[[Any, Any, str], bool] | None = None,
+) -> ArtifactFiles:
+    """Every artifact of a servable model: `model_files` and `transformer_files`."""
+    return {
+        **model_files(model, export_forward),
+        **transformer_files(features_transformer, target_transformer, export_transform),
+    }
+
+
+def write_files(directory: str, files: ArtifactFiles) -> dict[str, str]:
+    """Write `files` into `directory`; return their paths by artifact name."""
+    paths = {}
+    for name, (file_name, contents) in files.items():
+        paths[name] = os.path.join(directory, file_name)
+        Path(paths[name]).write_bytes(contents)
+    return paths
+
+
 def save_artifacts(
     directory: str,
     model: Any,
@@ -52,37 +125,11 @@ def save_artifacts(
     export_forward: Callable[[Any, str], bool] | None = None,
     export_transform: Callable[[Any, Any, str], bool] | None = None,
 ) -> dict[str, str]:
-    """Write the model's artifacts into `directory`; return their paths by name.
-
-    `export_forward` (`inference.forward.export_dense`, passed in because `common`
-    does not import `inference`) adds `forward`: the weights as numpy, so the server
-    and the pipelines that score can skip importing Keras (seconds per process).
-    `export_transform` (`inference.features.export_transform`) adds `transform`: the
-    features transformer compiled to numpy and the class names, as JSON, so they can
-    skip unpickling the transformers, which imports scikit-learn (seconds too).
-    """
-    paths = {
-        "model": os.path.join(directory, "model.keras"),
-        "features_transformer": os.path.join(directory, "features.pkl"),
-        "target_transformer": os.path.join(directory, "target.pkl"),
-    }
-    model.save(paths["model"])
-    forward = os.path.join(directory, "forward.npz")
-    if export_forward is not None and export_forward(model, forward):
-        paths["forward"] = forward
-    transform = os.path.join(directory, "transform.json")
-    if export_transform is not None and export_transform(
-        features_transformer, target_transformer, transform
-    ):
-        paths["transform"] = transform
-    transformers = {
-        "features_transformer": features_transformer,
-        "target_transformer": target_transformer,
-    }
-    for name, transformer in transformers.items():
-        with open(paths[name], "wb") as file:
-            pickle.dump(transformer, file)
-    return paths
+    """Write the model's artifacts into `directory`; return their paths by name."""
+    files = servable_files(
+        model, features_transformer, target_transformer, export_forward, export_transform
+    )
+    return write_files(directory, files)
 
 
 def model_signature(schema: DatasetSchema) -> ModelSignature:
@@ -147,42 +194,37 @@ def _quiet_model_loading() -> Iterator[None]:
 
 
 def log_servable_model(
-    model: Any,
-    features_transformer: Any,
-    target_transformer: Any,
+    files: ArtifactFiles,
     schema: DatasetSchema,
     registered_model_name: str | None,
     input_example: pd.DataFrame | None = None,
     python_model: str | os.PathLike[str] | None = None,
-    export_forward: Callable[[Any, str], bool] | None = None,
-    export_transform: Callable[[Any, Any, str], bool] | None = None,
+    keras_backend: str | None = None,
 ) -> ServableModel:
-    """Log the model with its transformers and serving code to the active MLflow run.
+    """Log a model's artifact `files` with its serving code to the active MLflow run.
 
     The one way a servable model is made: the training pipeline, the tests and the
-    benchmarks all call this. `python_model` replaces src/inference/model.py (tests log
-    a deliberately broken model this way); `registered_model_name` None logs without
-    registering. `input_example`: a few feature rows, stored with the model for users
-    to read (MLflow also checks that the model answers them). `export_forward` and
-    `export_transform`: see `save_artifacts`.
+    benchmarks all call this, with `servable_files(...)` or the training pipeline's
+    `model_files` and `transformer_files` artifacts. `python_model` replaces
+    src/inference/model.py (tests log a deliberately broken model this way);
+    `registered_model_name` None logs without registering. `input_example`: a few
+    feature rows, stored with the model for users to read (MLflow also checks that the
+    model answers them). `keras_backend`: the one the model was trained on, whose
+    packages it requires (by default the one `common.modeling.import_keras` uses).
     """
     import mlflow
 
-    from common.modeling import import_keras
+    from common.modeling import keras_backend as configured_backend
 
+    missing = {"model", "features_transformer", "target_transformer"} - set(files)
+    if missing:
+        raise ValueError(f"A servable model needs the artifacts {sorted(missing)} too.")
     package = serving_package()
     # The whole package: the model imports its validation, forward pass and capture.
     code_paths = [package.as_posix()]
-    requirements = pinned_requirements(import_keras().backend.backend())
+    requirements = pinned_requirements(keras_backend or configured_backend())
     with tempfile.TemporaryDirectory() as directory, _quiet_model_loading():
-        paths = save_artifacts(
-            directory,
-            model,
-            features_transformer,
-            target_transformer,
-            export_forward,
-            export_transform,
-        )
+        paths = write_files(directory, files)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=Path(python_model) if python_model else package / "model.py",

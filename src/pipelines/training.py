@@ -279,12 +279,19 @@ class Training(Pipeline):
         """Fit the transformers on the whole dataset for the final model; digest the data.
 
         The digest is computed here, beside the folds, rather than in a step they wait for.
+        The transformers' artifact files for the registry are written here too.
         """
         from common.features import fit_transform
         from common.model_card import training_data_digest
+        from common.registry import transformer_files
+        from inference.features import export_transform
 
         self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
             self.data, self.schema
+        )
+        # Written here, where scikit-learn is imported anyway: `register` then needs none.
+        self.transformer_files = transformer_files(
+            self.features_transformer, self.target_transformer, export_transform
         )
         self.training_data_digest = training_data_digest(self.data)
         self.class_names = [str(name) for name in self.target_transformer.categories_[0]]
@@ -296,9 +303,14 @@ class Training(Pipeline):
     @card(type="blank")
     @step
     def train(self):
-        """Train the final model on the whole dataset; its card draws the training curves."""
+        """Train the final model on the whole dataset; write its artifact files for the registry.
+
+        Its card draws the training curves.
+        """
         from common.cards import training_curves
         from common.modeling import train_model
+        from common.registry import model_files
+        from inference.forward import export_dense
 
         self.logger.info("Training the final model on %d rows...", len(self.x))
         self.model, self.history = train_model(
@@ -309,6 +321,8 @@ class Training(Pipeline):
             batch_size=self.training_batch_size,
             seed=development_seed(current.is_production),
         )
+        # Written here, where Keras is imported anyway: `register` then needs none.
+        self.model_files = model_files(self.model, export_dense)
         current.card.extend(training_curves(self.history))
         self.next(self.register)
 
@@ -327,12 +341,8 @@ class Training(Pipeline):
         from metaflow.cards import Markdown
 
         from common.model_card import CARD_ARTIFACT, render_markdown
-        from common.modeling import import_keras
         from common.registry import log_servable_model
-        from inference.features import export_transform
-        from inference.forward import export_dense
 
-        import_keras()  # Before unpickling the model, which would import Keras slowly.
         self.merge_artifacts(inputs)
         self.registered, self.model_version = False, None
         self.artifacts, self.code_paths, self.pip_requirements = {}, [], []
@@ -345,15 +355,13 @@ class Training(Pipeline):
                     self.accuracy_threshold,
                 )
             else:
+                # The files `train` and `transform` wrote: neither Keras nor scikit-learn
+                # is imported here (the model is never unpickled).
                 logged = log_servable_model(
-                    self.model,
-                    self.features_transformer,
-                    self.target_transformer,
+                    {**self.model_files, **self.transformer_files},
                     self.schema,
                     registered_model_name=self.project.model["name"],
                     input_example=self.data[self.schema.features].head(3),
-                    export_forward=export_dense,
-                    export_transform=export_transform,
                 )
                 self.artifacts, self.code_paths = logged.artifacts, logged.code_paths
                 self.pip_requirements = logged.pip_requirements

@@ -52,7 +52,7 @@ def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatc
 
     from common.features import fit_transform
     from common.modeling import train_model
-    from common.registry import log_servable_model
+    from common.registry import log_servable_model, servable_files
     from common.tracking import prepare_tracking_store
 
     schema = DatasetSchema("kind", ("length",), ("habitat",), {})
@@ -74,9 +74,8 @@ def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatc
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("registry-test")
     with mlflow.start_run() as run:
-        logged = log_servable_model(
-            model, features, target, schema, "registry-test", input_example=data.head(2)
-        )
+        files = servable_files(model, features, target)
+        logged = log_servable_model(files, schema, "registry-test", input_example=data.head(2))
 
     assert logged.version == "1"
     assert set(logged.artifacts) == {"model", "features_transformer", "target_transformer"}
@@ -102,3 +101,101 @@ def test_serving_package_is_found_without_importing_it() -> None:
     package = serving_package()
     assert (package / "model.py").is_file() and (package / "forward.py").is_file()
     assert ("inference" in sys.modules) == imported
+
+
+REGISTER_FROM_FILES = """
+import json, pickle, sys
+import mlflow
+import pandas as pd
+from common.data import DatasetSchema
+from common.registry import log_servable_model
+from common.tracking import prepare_tracking_store
+
+directory = sys.argv[1]
+files = pickle.load(open(f"{directory}/files.pkl", "rb"))
+rows = pd.read_json(f"{directory}/rows.json")
+uri = f"sqlite:///{directory}/mlflow.db"
+prepare_tracking_store(uri)
+mlflow.set_tracking_uri(uri)
+mlflow.set_experiment("registry-files")
+with mlflow.start_run():
+    logged = log_servable_model(
+        files, DatasetSchema("kind", ("length",), ("habitat",), {}), "registry-files",
+        input_example=rows.head(2),
+    )
+loaded = mlflow.pyfunc.load_model(f"models:/registry-files/{logged.version}")
+print(json.dumps({
+    "version": logged.version,
+    "artifacts": sorted(logged.artifacts),
+    "heavy": sorted(name for name in ("keras", "jax", "sklearn") if name in sys.modules),
+    "predictions": loaded.predict(rows)["prediction"].tolist(),
+}))
+"""
+
+
+def test_a_model_registers_from_its_files_without_keras_or_scikit_learn(tmp_path) -> None:
+    """What the training pipeline's `register` step does: the files `train` and
+    `transform` wrote go to MLflow, validated on an input example and loadable, in a
+    process that never imports Keras, JAX or scikit-learn."""
+    import json
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import numpy as np
+    import pandas as pd
+
+    from common.features import fit_transform
+    from common.modeling import train_model
+    from common.registry import model_files, transformer_files
+    from inference.features import export_transform
+    from inference.forward import export_dense
+    from support.paths import REPO_ROOT, SRC
+
+    schema = DatasetSchema("kind", ("length",), ("habitat",), {})
+    rng = np.random.default_rng(1)
+    kind = rng.integers(0, 2, 60)
+    data = pd.DataFrame(
+        {
+            "length": kind * 10.0 + rng.normal(0, 1, 60),
+            "habitat": np.asarray(["dry", "wet"], dtype=object)[kind],
+            "kind": np.asarray(["a", "b"], dtype=object)[kind],
+        }
+    )
+    features, target, x, y = fit_transform(data, schema)
+    model, _ = train_model(x, y, classes=2, epochs=3, batch_size=16, seed=0)
+    files = {
+        **model_files(model, export_dense),
+        **transformer_files(features, target, export_transform),
+    }
+    assert set(files) == {
+        "model", "forward", "features_transformer", "target_transformer", "transform"
+    }  # fmt: skip
+    (tmp_path / "files.pkl").write_bytes(pickle.dumps(files))
+    data[["length", "habitat"]].head(6).to_json(tmp_path / "rows.json")
+
+    environment = {**os.environ, "PYTHONPATH": str(SRC)}
+    environment["_MLFLOW_SERVER_ARTIFACT_ROOT"] = str(tmp_path / "artifacts")
+    result = subprocess.run(
+        [sys.executable, "-c", REGISTER_FROM_FILES, str(tmp_path)],
+        capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["version"] == "1"
+    assert outcome["artifacts"] == sorted(files)
+    assert outcome["heavy"] == []
+    probabilities = np.asarray(model.predict_on_batch(x[:6]))
+    assert outcome["predictions"] == [["a", "b"][i] for i in probabilities.argmax(axis=1)]
+
+
+def test_a_servable_model_needs_its_model_and_transformers() -> None:
+    import pytest
+
+    from common.registry import log_servable_model
+
+    schema = DatasetSchema("kind", ("length",), (), {})
+    with pytest.raises(ValueError, match=r"\['features_transformer', 'target_transformer'\]"):
+        log_servable_model({"model": ("model.keras", b"")}, schema, None)

@@ -78,18 +78,13 @@ def train_weak_model(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> t
 def register(trained: tuple[Any, Any, Any], schema: Any, experiment_id: str) -> str:
     import mlflow
 
-    from common.registry import log_servable_model
+    from common.registry import log_servable_model, servable_files
     from inference.features import export_transform
     from inference.forward import export_dense
 
     with mlflow.start_run(experiment_id=experiment_id):
-        logged = log_servable_model(
-            *trained,
-            schema,
-            MODEL_NAME,
-            export_forward=export_dense,
-            export_transform=export_transform,
-        )
+        files = servable_files(*trained, export_dense, export_transform)
+        logged = log_servable_model(files, schema, MODEL_NAME)
     return str(logged.version)
 
 

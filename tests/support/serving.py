@@ -66,7 +66,7 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
     """Register the broken version, then two good ones, in experiment `EXPERIMENT`."""
     import mlflow
 
-    from common.registry import log_servable_model
+    from common.registry import log_servable_model, servable_files
     from inference.features import export_transform
     from inference.forward import export_dense
 
@@ -81,18 +81,12 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
         )
     )
     schema, _, trained = train_small_model()
+    files = servable_files(*trained, export_dense, export_transform)
 
     def log(python_model: Path | None = None) -> str:
         # As src/pipelines/training.py's `register` step does.
         with mlflow.start_run(experiment_id=experiment_id):
-            logged = log_servable_model(
-                *trained,
-                schema,
-                MODEL_NAME,
-                python_model=python_model,
-                export_forward=export_dense,
-                export_transform=export_transform,
-            )
+            logged = log_servable_model(files, schema, MODEL_NAME, python_model=python_model)
         return str(logged.version)
 
     broken = log(BROKEN_MODEL)
