@@ -11,9 +11,9 @@ dataset, will do; the model is registered only if that estimate reaches
 `--accuracy-threshold`.
 
 MLflow: `start` opens the parent run and one nested run per fold.
-Fold tasks keep their metrics as artifacts and `average_scores` writes them to MLflow
-in one go: each fold task then avoids importing MLflow (seconds per process), and a
-retried task never leaves duplicate metrics behind.
+Fold tasks keep their metrics as artifacts and `register` writes them to MLflow in one
+go: only `start` and `register` import MLflow (seconds per process), and a retried
+task never leaves duplicate metrics behind.
 
 `evaluate_fold` scores each fold model with the model server's own forward pass
 (`inference.forward.dense_forward`) over weights `train_fold` copies out of the Keras
@@ -228,7 +228,7 @@ class Training(Pipeline):
     @card
     @step
     def average_scores(self, inputs):
-        """Average the folds' scores; write every fold's metrics to MLflow.
+        """Average the folds' scores; gather every fold's metrics for `register` to log.
 
         Also the model card's evidence, from the out-of-fold predictions: accuracy per
         slice of the data, and the folds' permutation importances combined.
@@ -237,7 +237,6 @@ class Training(Pipeline):
 
         from common.cards import confusion_table, fold_scores
         from common.model_card import slice_accuracy, summarize_importance
-        from common.tracking import log_cross_validation
         from common.validation import confusion_matrix, summarize_folds
 
         self.merge_artifacts(inputs, include=["mlflow_run_id"])
@@ -258,11 +257,11 @@ class Training(Pipeline):
         self.logger.info(
             "Cross-validated accuracy: %.4f ± %.4f", self.test_accuracy, self.test_accuracy_std
         )
-        log_cross_validation(
-            self.mlflow_run_id,
-            [(t.mlflow_fold_run_id, t.history, t.test_accuracy, t.test_loss) for t in folds],
-            summary,
-        )
+        # (fold run id, training history, test accuracy, test loss): `register` logs
+        # them, as it imports MLflow anyway; this task then needs none.
+        self.fold_metrics = [
+            (t.mlflow_fold_run_id, t.history, t.test_accuracy, t.test_loss) for t in folds
+        ]
         classes = folds[0].class_names
         truth = np.concatenate([t.y_test for t in folds]).reshape(-1)
         predicted = np.concatenate([t.test_predictions for t in folds])
@@ -335,17 +334,22 @@ class Training(Pipeline):
 
         A registered version gets the alias `challenger`, its cross-validated scores and
         training data digest as tags, and its model card (`model_card.md`) on its run;
-        the same card is this step's Metaflow card, registered or not.
+        the same card is this step's Metaflow card, registered or not. Every fold's
+        metrics and the cross-validation summary go to MLflow first, registered or not.
         """
         import mlflow
         from metaflow.cards import Markdown
 
         from common.model_card import CARD_ARTIFACT, render_markdown
         from common.registry import log_servable_model
+        from common.tracking import log_cross_validation
+        from common.validation import summarize_folds
 
         self.merge_artifacts(inputs)
         self.registered, self.model_version = False, None
         self.artifacts, self.code_paths, self.pip_requirements = {}, [], []
+        summary = summarize_folds(self.fold_scores)
+        log_cross_validation(self.mlflow_run_id, self.fold_metrics, summary)
         with mlflow.start_run(run_id=self.mlflow_run_id):
             mlflow.log_metrics({f"training_{k}": v[-1] for k, v in self.history.items()})
             if self.test_accuracy < self.accuracy_threshold:
