@@ -6,7 +6,7 @@ unpickle them without this project's code.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common.data import DatasetSchema
 
@@ -82,3 +82,128 @@ def transform(
     x = features_transformer.transform(data[schema.features]).astype("float32")
     y = target_transformer.transform(data[[schema.target]])
     return x, y
+
+
+# --- The same fit in numpy, for cross-validation folds --------------------------------------
+#
+# A fold's transformers only serve to score that fold, never to be shipped, and fitting
+# them is a mean, a variance and a count per column. Fitting them with numpy spares each
+# fold task importing scikit-learn (~1.5-2 s a process). The result is the fitted
+# transformer in the JSON-ready form `inference.features` compiles ("blocks", see there),
+# equal to what scikit-learn fits on the same rows (tests/common/test_features.py checks
+# it); data the numpy fit cannot promise that for gets None, and scikit-learn.
+
+
+def fit_feature_blocks(data: pd.DataFrame, schema: DatasetSchema) -> list[dict[str, Any]] | None:
+    """What `build_features_transformer(schema).fit(data)` learns, as transform blocks.
+
+    None when scikit-learn could decide otherwise or refuse: a numeric column not of a
+    number type (`common.data.clean_dataset` types them), an infinite value, a column
+    with no value at all (scikit-learn drops it), a categorical value that is neither a
+    string nor missing (NaN).
+    """
+    import numpy as np
+
+    blocks = []
+    if schema.numeric_features:
+        columns = list(schema.numeric_features)
+        if any(data[name].dtype.kind not in "iuf" for name in columns):
+            return None
+        values = data[columns].to_numpy(dtype="float64")
+        present = ~np.isnan(values)
+        if np.isinf(values).any() or not present.any(axis=0).all():
+            return None
+        fill = np.nanmean(values, axis=0)
+        imputed = np.where(present, values, fill)
+        mean, variance = imputed.mean(axis=0), imputed.var(axis=0)
+        # scikit-learn's StandardScaler: a column indistinguishable from a constant keeps
+        # scale 1 (the bound of its variance computation's error).
+        rows, eps = len(imputed), np.finfo("float64").eps
+        constant = variance <= rows * eps * variance + (rows * mean * eps) ** 2
+        scale = np.where(constant, 1.0, np.sqrt(variance))
+        blocks.append(
+            {
+                "kind": "scaled",
+                "columns": columns,
+                "fill": fill.tolist(),
+                "mean": mean.tolist(),
+                "scale": scale.tolist(),
+            }
+        )
+    if schema.categorical_features:
+        fills, categories = [], []
+        for name in schema.categorical_features:
+            fitted = _fit_category_column(data[name].to_numpy(dtype=object))
+            if fitted is None:
+                return None
+            fills.append(fitted[0])
+            categories.append(fitted[1])
+        blocks.append(
+            {
+                "kind": "one_hot",
+                "columns": list(schema.categorical_features),
+                "fill": fills,
+                "categories": categories,
+            }
+        )
+    return blocks
+
+
+def _fit_category_column(values: np.ndarray) -> tuple[str, list[str]] | None:
+    """The most frequent value (the smallest among ties, as scikit-learn's imputer picks)
+    and the sorted categories once missing values are imputed with it; None as above."""
+    from collections import Counter
+
+    present = [value for value in values if not (isinstance(value, float) and value != value)]
+    if not present or not all(isinstance(value, str) for value in present):
+        return None
+    counts = Counter(present)
+    most = max(counts.values())
+    fill = min(value for value, count in counts.items() if count == most)
+    return fill, sorted(counts)
+
+
+def feature_arrays(data: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.ndarray]:
+    """`data`'s features as one array per column, as compiled transform blocks take them:
+    numbers as float64 (missing as NaN), categories as objects."""
+    arrays = {name: data[name].to_numpy(dtype="float64") for name in schema.numeric_features}
+    arrays |= {name: data[name].to_numpy(dtype=object) for name in schema.categorical_features}
+    return arrays
+
+
+def block_columns(blocks: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """The transformed columns each raw feature becomes, from transform blocks: one per
+    numeric feature, one per category of a categorical one (as `model_card.feature_columns`
+    says of a fitted scikit-learn transformer)."""
+    columns: dict[str, list[int]] = {}
+    start = 0
+    for block in blocks:
+        if block["kind"] == "one_hot":
+            widths = [len(categories) for categories in block["categories"]]
+        else:
+            widths = [1] * len(block["columns"])
+        for name, width in zip(block["columns"], widths, strict=True):
+            columns[name] = list(range(start, start + width))
+            start += width
+    return columns
+
+
+def fit_class_names(labels: pd.Series) -> list[str] | None:
+    """The target transformer's classes (sorted), without scikit-learn; None unless
+    every label is a string (scikit-learn then decides)."""
+    values = labels.to_numpy(dtype=object)
+    if not all(isinstance(value, str) for value in values):
+        return None
+    return sorted(set(values))
+
+
+def class_indices(labels: pd.Series, classes: list[str]) -> np.ndarray:
+    """Each label's position in `classes`, shaped (n, 1) as the target transformer
+    returns it; a label not among them is an error, as for that transformer."""
+    import numpy as np
+
+    lookup = {name: position for position, name in enumerate(classes)}
+    try:
+        return np.asarray([lookup[value] for value in labels], dtype="int64").reshape(-1, 1)
+    except KeyError as error:
+        raise ValueError(f"Found unknown class {error.args[0]!r}; known: {classes}.") from None

@@ -175,11 +175,10 @@ def serving_package() -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_model_loading() -> Iterator[None]:
-    """No tqdm progress bars while MLflow copies a model's artifacts around.
+def quiet_downloads() -> Iterator[None]:
+    """No tqdm progress bars while MLflow downloads a model (they would fill the logs).
 
-    `log_model` reloads the model to check the input example, downloading each artifact
-    with a progress bar into the pipeline log. MLflow reads the switch at every use.
+    MLflow reads the switch at every use.
     """
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     saved = os.environ.get(name)
@@ -191,6 +190,37 @@ def _quiet_model_loading() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = saved
+
+
+@contextlib.contextmanager
+def _quiet_model_logging() -> Iterator[None]:
+    """`log_model` without the noise and the check that cannot fail here.
+
+    - No progress bars (`quiet_downloads`): `log_model` reloads the model to check the
+      input example, downloading each artifact with a progress bar into the pipeline log.
+    - No "Failed to resolve installed pip version" warning: the conda environment MLflow
+      writes beside the requirements names pip, which a uv environment need not have.
+    - No check that the requirements match the installed packages: `pinned_requirements`
+      read them from the installed packages, and the check maps every installed
+      distribution's files to its modules first (~0.5 s a model here).
+    """
+    import logging
+
+    from mlflow.utils import environment
+
+    log = logging.getLogger(environment.__name__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is not None:
+        environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        with quiet_downloads():
+            yield
+    finally:
+        if check is not None:
+            environment.warn_dependency_requirement_mismatches = check
+        log.setLevel(level)
 
 
 def log_servable_model(
@@ -223,7 +253,7 @@ def log_servable_model(
     # The whole package: the model imports its validation, forward pass and capture.
     code_paths = [package.as_posix()]
     requirements = pinned_requirements(keras_backend or configured_backend())
-    with tempfile.TemporaryDirectory() as directory, _quiet_model_loading():
+    with tempfile.TemporaryDirectory() as directory, _quiet_model_logging():
         paths = write_files(directory, files)
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -391,11 +421,6 @@ def deployment_history(client: Any, name: str, limit: int | None = None) -> list
             event["figures"] = json.loads(event.get("figures") or "{}")
     history = sorted(events.values(), key=lambda event: event["id"], reverse=True)
     return history if limit is None else history[:limit]
-
-
-def quiet_downloads() -> contextlib.AbstractContextManager[None]:
-    """No tqdm progress bars while MLflow downloads a model (they would fill the logs)."""
-    return _quiet_model_loading()
 
 
 def retire_challenger(client: Any, name: str, version: str) -> bool:

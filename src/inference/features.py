@@ -119,19 +119,27 @@ class FeatureTransform:
         return fast
 
     @classmethod
+    def from_blocks(cls, blocks: list[Block]) -> FeatureTransform:
+        """The transform `blocks` describe, compiled (unchecked: see `from_description`).
+
+        Raises KeyError, TypeError or ValueError for blocks it cannot read.
+        """
+        fast = cls(transformer=None, _blocks=blocks)
+        for block in blocks:
+            if block["kind"] == "one_hot":
+                fast.categorical.update(zip(block["columns"], block["categories"], strict=True))
+            else:
+                fast.numeric.extend(block["columns"])
+        fast._steps = [_compile(block) for block in blocks]
+        return fast
+
+    @classmethod
     def from_description(cls, description: dict[str, Any]) -> FeatureTransform | None:
         """The transform `describe` wrote, checked on its own rows; None if unusable."""
         try:
             if description.get("format") != DESCRIPTION_FORMAT:
                 return None
-            blocks: list[Block] = description["blocks"]
-            fast = cls(transformer=None, _blocks=blocks)
-            for block in blocks:
-                if block["kind"] == "one_hot":
-                    fast.categorical.update(zip(block["columns"], block["categories"], strict=True))
-                else:
-                    fast.numeric.extend(block["columns"])
-            fast._steps = [_compile(block) for block in blocks]
+            fast = cls.from_blocks(description["blocks"])
             check = description["check"]
             columns = fast.validate(pd.DataFrame(check["rows"], columns=fast.columns))
             expected = np.asarray(check["expected"], dtype="float64")

@@ -181,3 +181,127 @@ def test_fresh_transformers_are_unfitted() -> None:
     assert not hasattr(features, "transformers_")
     assert [name for name, _, _ in features.transformers] == ["numeric", "categorical"]
     assert not hasattr(build_target_transformer(), "categories_")
+
+
+# --- the numpy fit the cross-validation folds use ------------------------------------------
+
+
+def scikit_learn_blocks(data: pd.DataFrame, schema: DatasetSchema = SCHEMA) -> list[dict]:
+    from inference.features import FeatureTransform
+
+    described = FeatureTransform.from_transformer(fit_features_transformer(data, schema))
+    description = described.describe()
+    assert description is not None
+    return description["blocks"]
+
+
+def assert_same_blocks(ours: list[dict] | None, theirs: list[dict]) -> None:
+    assert ours is not None
+    assert [(b["kind"], b["columns"]) for b in ours] == [(b["kind"], b["columns"]) for b in theirs]
+    for mine, reference in zip(ours, theirs, strict=True):
+        if mine["kind"] == "scaled":
+            for key in ("fill", "mean", "scale"):
+                np.testing.assert_allclose(mine[key], reference[key], rtol=1e-12)
+        else:
+            assert mine["fill"] == reference["fill"]
+            assert mine["categories"] == reference["categories"]
+
+
+def with_gaps(data: pd.DataFrame) -> pd.DataFrame:
+    data = data.copy()
+    data.loc[[0, 5, 9], "speed"] = np.nan
+    data.loc[[1, 6], "shape"] = np.nan
+    data.loc[[2], "size"] = np.nan
+    return data
+
+
+def test_the_numpy_fit_learns_what_scikit_learn_learns(train: pd.DataFrame) -> None:
+    from common.features import fit_feature_blocks
+
+    for data in (train, with_gaps(train), with_gaps(make_frame(333, seed=7))):
+        assert_same_blocks(fit_feature_blocks(data, SCHEMA), scikit_learn_blocks(data))
+
+
+def test_the_numpy_fit_transforms_new_rows_as_scikit_learn_does(train: pd.DataFrame) -> None:
+    from common.features import feature_arrays, fit_feature_blocks
+    from inference.features import FeatureTransform
+
+    train = with_gaps(train)
+    test = with_gaps(make_frame(700, seed=2))  # long enough for the column-at-once path
+    test.loc[3, "shape"] = "hexagon"  # unknown: all zeros, as with handle_unknown="ignore"
+    features, target, _, _ = fit_transform(train, SCHEMA)
+    compiled = FeatureTransform.from_blocks(fit_feature_blocks(train, SCHEMA))
+    for rows in (train, test, test.head(5)):
+        expected, _ = transform(rows, SCHEMA, features, target)
+        np.testing.assert_allclose(
+            compiled.transform(feature_arrays(rows, SCHEMA)), expected, atol=1e-6
+        )
+
+
+def test_the_numpy_fit_breaks_category_ties_as_scikit_learn_does() -> None:
+    from common.features import fit_feature_blocks
+
+    schema = DatasetSchema("outcome", (), ("shape",), {})
+    data = pd.DataFrame(
+        {"shape": ["square", "circle", "square", np.nan, "circle"], "outcome": ["a"] * 5},
+        dtype=object,
+    )
+    blocks = fit_feature_blocks(data, schema)
+    assert blocks[0]["fill"] == ["circle"]  # the smallest of the most frequent
+    assert_same_blocks(blocks, scikit_learn_blocks(data, schema))
+
+
+def test_a_constant_numeric_column_keeps_scale_one_as_with_scikit_learn() -> None:
+    from common.features import fit_feature_blocks
+
+    schema = DatasetSchema("outcome", ("speed", "weight"), (), {})
+    data = pd.DataFrame({"speed": [0.1] * 9, "weight": np.arange(9.0), "outcome": ["a"] * 9})
+    blocks = fit_feature_blocks(data, schema)
+    assert blocks[0]["scale"][0] == 1.0
+    assert_same_blocks(blocks, scikit_learn_blocks(data, schema))
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        ("shape", [1, 2, 1, 2, 1, 2]),  # categories that are not strings
+        ("shape", ["circle", None, "square", "circle", "square", "circle"]),  # None, not NaN
+        ("shape", [np.nan] * 6),  # no value at all: scikit-learn drops the column
+        ("speed", [np.nan] * 6),
+        ("speed", [1.0, np.inf, 2.0, 3.0, 4.0, 5.0]),  # scikit-learn refuses it
+        ("speed", ["1", "2", "3", "4", "5", "6"]),  # text where numbers should be
+    ],
+)
+def test_data_the_numpy_fit_cannot_vouch_for_is_left_to_scikit_learn(
+    train: pd.DataFrame, column: str, values: list
+) -> None:
+    from common.features import fit_feature_blocks
+
+    data = train.head(6).copy()
+    data[column] = pd.Series(values, dtype=object)
+    assert fit_feature_blocks(data, SCHEMA) is None
+
+
+def test_block_columns_match_the_fitted_transformer(train: pd.DataFrame) -> None:
+    from common.features import block_columns, fit_feature_blocks
+    from common.model_card import feature_columns
+
+    features = fit_features_transformer(train, SCHEMA)
+    assert block_columns(fit_feature_blocks(train, SCHEMA)) == feature_columns(features, SCHEMA)
+    assert block_columns(fit_feature_blocks(train, SCHEMA)) == {
+        "speed": [0], "weight": [1], "shape": [2, 3, 4], "size": [5, 6]
+    }  # fmt: skip
+
+
+def test_class_names_and_indices_match_the_target_transformer(train: pd.DataFrame) -> None:
+    from common.features import class_indices, fit_class_names
+
+    target = fit_target_transformer(train, SCHEMA)
+    classes = fit_class_names(train["outcome"])
+    assert classes == [str(name) for name in target.categories_[0]]
+    indices = class_indices(train["outcome"], classes)
+    np.testing.assert_array_equal(indices, target.transform(train[["outcome"]]))
+    assert indices.dtype == np.int64 and indices.shape == (40, 1)
+    assert fit_class_names(pd.Series([3, 10, 7])) is None  # numbers: scikit-learn decides
+    with pytest.raises(ValueError, match="unknown class 'maybe'"):
+        class_indices(pd.Series(["yes", "maybe"]), classes)
