@@ -153,6 +153,25 @@ def test_transform_fold_tasks(training_run: Any) -> None:
         assert y_test.shape == (len(test_indices), 1)
 
 
+def test_fold_transforms_are_what_scikit_learn_fits_on_the_fold(training_run: Any) -> None:
+    """The folds fit their transform with numpy; it must be scikit-learn's, value for value."""
+    from common.data import DatasetSchema
+    from common.features import fit_features_transformer, fit_target_transformer, transform
+
+    data = task(training_run, "start")["data"].data
+    config = load_project_configuration(LOCAL_CONFIG)
+    schema = DatasetSchema.from_config(config["dataset"])
+    for t in foreach_tasks(training_run, "transform_fold"):
+        train, test = data.iloc[t["train_indices"].data], data.iloc[t["test_indices"].data]
+        features = fit_features_transformer(train, schema)
+        target = fit_target_transformer(data, schema)
+        for rows, x, y in ((train, "x_train", "y_train"), (test, "x_test", "y_test")):
+            expected_x, expected_y = transform(rows, schema, features, target)
+            np.testing.assert_allclose(t[x].data, expected_x, atol=1e-6)
+            np.testing.assert_array_equal(t[y].data, expected_y)
+        assert t["class_names"].data == CLASSES
+
+
 def test_train_fold_tasks(training_run: Any) -> None:
     tasks = foreach_tasks(training_run, "train_fold")
     assert len(tasks) == FOLDS
