@@ -45,10 +45,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from machine import machine_line  # bench/machine.py: the script's own directory
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench"), str(ROOT / "tests")]
 
-from serving import dataset_rows, load_average, train_and_register  # noqa: E402
+from serving import dataset_rows, train_and_register  # noqa: E402
 from support.load import Clients  # noqa: E402
 from support.ports import free_port  # noqa: E402
 from training import (  # noqa: E402
@@ -272,7 +274,7 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-deployment-"))
     (workdir / "metaflow-home").mkdir()
     os.environ.update(pipeline_environment(workdir))
-    print(f"load average before: {load_average()}")
+    print(f"before: {machine_line()}")
     print(f"temporary directory: {workdir}")
     url = f"http://127.0.0.1:{free_port()}/invocations"
     config = write_config(workdir, url, arguments.workers)
@@ -323,7 +325,7 @@ def main(argv: list[str]) -> int:
         from backends.local_server import LocalServer
 
         LocalServer(workdir / "serving").stop()
-        print(f"load average after: {load_average()}")
+        print(f"after: {machine_line()}")
         if arguments.keep or failed:
             print(f"kept {workdir}")
         else:

@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from machine import machine_line  # bench/machine.py: the script's own directory
 from training import (
     ROOT,
     TIME_FORMAT,
@@ -245,12 +246,12 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print the pipelines' logs")
     options = parser.parse_args()
     os.chdir(ROOT)
-    print(f"{os.cpu_count()} cores; load average before: {load()}")
+    print(f"before: {machine_line()}")
     for rows in options.rows:
         pipeline_bench(rows, options.samples, options.verbose)
     if options.store_rows:
         store_bench(options.store_rows, options.verbose)
-    print(f"\nload average after: {load()}")
+    print(f"\nafter: {machine_line()}")
 
 
 if __name__ == "__main__":

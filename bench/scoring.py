@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import dataset
+from machine import machine_line  # bench/machine.py: the script's own directory
 from training import ROOT, pipeline_environment, task_durations
 
 PIPELINE = "src/pipelines/scoring.py"
@@ -172,7 +173,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
-    print(f"load average before: {load()}")
+    print(f"before: {machine_line()}")
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as directory:
         workdir = Path(directory)
         config_data = dataset.project_config()
@@ -216,7 +217,7 @@ def main() -> None:
             f"CaptureStore.save of {CAPTURE_ROWS:,} rows in one call: {seconds:.2f} s "
             f"({CAPTURE_ROWS / seconds:,.0f} rows/s)"
         )
-    print(f"load average after: {load()}")
+    print(f"after: {machine_line()}")
 
 
 if __name__ == "__main__":

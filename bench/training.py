@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from machine import machine_line  # bench/machine.py: the script's own directory
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOW = "Training"
 PIPELINE = "src/pipelines/training.py"
@@ -418,7 +420,7 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    print(f"{os.cpu_count()} cores; load average before: {load()}")
+    print(f"before: {machine_line()}")
     if args.sync:
         seconds, summary = time_cold_sync()
         print(f"cold `uv sync --frozen` (empty cache, new venv): {seconds:.1f} s  [{summary}]")
@@ -443,7 +445,7 @@ def main() -> None:
         else:
             shutil.rmtree(base, ignore_errors=True)
     report(results)
-    print(f"\nload average after: {load()}")
+    print(f"\nafter: {machine_line()}")
 
 
 if __name__ == "__main__":
