@@ -59,9 +59,10 @@ cards flow="monitoring":
 test *args:
     uv run pytest {{args}}
 
-# The fast tier: every test but the end-to-end ones (pipeline runs, model servers, the demo)
+# The fast tier: every test but the end-to-end ones (pipeline runs, model servers, the demo),
+# one pytest-xdist worker per core (`-n 0` to debug in one process)
 test-fast *args:
-    uv run pytest -m "not e2e" {{args}}
+    uv run pytest -m "not e2e" -n auto {{args}}
 
 # Lint and check formatting
 lint:

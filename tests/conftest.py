@@ -9,7 +9,7 @@ repository root, like `uv run src/pipelines/training.py run`, so `config/local.y
 `data/penguins.csv` resolve as they do for users.
 
 Tests that run a Metaflow pipeline, a model server or the demo are marked `e2e`
-(`uv run pytest -m "not e2e"` is the fast tier): explicitly, or by using one of the
+(`uv run pytest -m "not e2e" -n auto` is the fast tier): explicitly, or by using one of the
 fixtures in `E2E_FIXTURES`, which start those things.
 
 Set PIPELINE_TESTS_KEEP=1 to keep the directory after the session (its path is printed
