@@ -189,14 +189,12 @@ class Training(Pipeline):
         self.class_names = classes
         # Which columns of x each raw feature became, for permutation importance later.
         self.feature_columns = block_columns(blocks)
-        return tuple(
-            array
-            for rows in (train, test)
-            for array in (
-                compiled.transform(feature_arrays(rows, schema)),
-                class_indices(rows[schema.target], classes),
-            )
-        )
+
+        def x_and_y(rows):
+            x = compiled.transform(feature_arrays(rows, schema))
+            return x, class_indices(rows[schema.target], classes)
+
+        return (*x_and_y(train), *x_and_y(test))
 
     def transform_with_scikit_learn(self, train, test):
         """As `transform_with_numpy`, with the transformers the final model ships."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Any
 
 from common.data import DatasetSchema
 from common.registry import model_signature, pinned_requirements
@@ -41,22 +42,25 @@ def test_model_signature_outputs() -> None:
     assert outputs == {"prediction": "string", "confidence": "double"}
 
 
-def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatch) -> None:
-    """A real SQLite store; the logged pyfunc loads and answers like the model."""
+SMALL_SCHEMA = DatasetSchema("kind", ("length",), ("habitat",), {})
+
+
+def train_small_model(seed: int) -> tuple[DatasetSchema, Any, Any, tuple[Any, Any, Any]]:
+    """60 rows of two classes a length and a habitat tell apart; a model trained on them.
+
+    Returns the schema, the rows, their transformed features and (model, features
+    transformer, target transformer).
+    """
     import os
 
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    import mlflow
     import numpy as np
     import pandas as pd
 
     from common.features import fit_transform
     from common.modeling import train_model
-    from common.registry import log_servable_model, servable_files
-    from common.tracking import prepare_tracking_store
 
-    schema = DatasetSchema("kind", ("length",), ("habitat",), {})
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     kind = rng.integers(0, 2, 60)
     data = pd.DataFrame(
         {
@@ -65,8 +69,23 @@ def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatc
             "kind": np.asarray(["a", "b"], dtype=object)[kind],
         }
     )
-    features, target, x, y = fit_transform(data, schema)
+    features, target, x, y = fit_transform(data, SMALL_SCHEMA)
     model, _ = train_model(x, y, classes=2, epochs=3, batch_size=16, seed=0)
+    return SMALL_SCHEMA, data, x, (model, features, target)
+
+
+def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatch) -> None:
+    """A real SQLite store; the logged pyfunc loads and answers like the model."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import mlflow
+    import numpy as np
+
+    from common.registry import log_servable_model, servable_files
+    from common.tracking import prepare_tracking_store
+
+    schema, data, x, (model, features, target) = train_small_model(seed=0)
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
@@ -145,27 +164,13 @@ def test_a_model_registers_from_its_files_without_keras_or_scikit_learn(tmp_path
 
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import numpy as np
-    import pandas as pd
     from support.paths import REPO_ROOT, SRC
 
-    from common.features import fit_transform
-    from common.modeling import train_model
     from common.registry import model_files, transformer_files
     from inference.features import export_transform
     from inference.forward import export_dense
 
-    schema = DatasetSchema("kind", ("length",), ("habitat",), {})
-    rng = np.random.default_rng(1)
-    kind = rng.integers(0, 2, 60)
-    data = pd.DataFrame(
-        {
-            "length": kind * 10.0 + rng.normal(0, 1, 60),
-            "habitat": np.asarray(["dry", "wet"], dtype=object)[kind],
-            "kind": np.asarray(["a", "b"], dtype=object)[kind],
-        }
-    )
-    features, target, x, y = fit_transform(data, schema)
-    model, _ = train_model(x, y, classes=2, epochs=3, batch_size=16, seed=0)
+    _, data, x, (model, features, target) = train_small_model(seed=1)
     files = {
         **model_files(model, export_dense),
         **transformer_files(features, target, export_transform),
