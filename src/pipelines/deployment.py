@@ -61,7 +61,9 @@ class Deployment(Pipeline):
 
     @dataset
     @backend
-    @card(id="decision")
+    # Blank: what it shows is the decision and the history (`show_decision`); a default
+    # card would also unpickle every artifact in its own process to list them (~0.6 s).
+    @card(type="blank", id="decision")
     @step
     def start(self):
         """Decide what to deploy and whether the evidence allows it, while the old one serves."""
