@@ -149,12 +149,14 @@ class FeatureTransform:
             return None
         return fast
 
-    def describe(self) -> dict[str, Any] | None:
-        """The compiled transform as JSON-ready data, with rows to check it by; None if
-        some part is left to scikit-learn (or did not match it)."""
+    def describe(self, sample: Columns | None = None) -> dict[str, Any] | None:
+        """The compiled transform as JSON-ready data, with rows to check it by (`sample`:
+        `sample_rows()` validated, if the caller has them already); None if some part
+        is left to scikit-learn (or did not match it)."""
         if self._steps is None or self._blocks is None:
             return None
-        sample = self.validate(self.sample_rows())
+        if sample is None:
+            sample = self.validate(self.sample_rows())
         return {
             "format": DESCRIPTION_FORMAT,
             "blocks": self._blocks,
@@ -471,9 +473,10 @@ def export_transform(features_transformer: Any, target_transformer: Any, path: s
     """Write the compiled transform and the class names to `path` (JSON), checked
     against scikit-learn first; False, writing nothing, if some part is not compiled."""
     fast = FeatureTransform.from_transformer(features_transformer)
-    if not fast.verify(fast.validate(fast.sample_rows())):
+    sample = fast.validate(fast.sample_rows())
+    if not fast.verify(sample):
         return False
-    description = fast.describe()
+    description = fast.describe(sample)
     if description is None:
         return False
     description["classes"] = [_plain(value) for value in target_transformer.categories_[0]]
