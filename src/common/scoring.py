@@ -200,7 +200,7 @@ def download_model(name: str, version: str, directory: str) -> str:
     )
 
 
-def model_files(model_directory: str, artifact_paths: Sequence[str]) -> dict[str, bytes]:
+def pack_model(model_directory: str, artifact_paths: Sequence[str]) -> dict[str, bytes]:
     """The files scoring needs of a downloaded model (`MLmodel` and its artifacts), by
     path relative to the directory: small (tens of kilobytes), so they travel as an
     artifact of the run, and the chunk tasks need neither the registry nor MLflow."""
@@ -210,7 +210,7 @@ def model_files(model_directory: str, artifact_paths: Sequence[str]) -> dict[str
 
 
 def unpack_model(files: dict[str, bytes], directory: str) -> str:
-    """Write `model_files`' files under `directory`/model; return that model directory."""
+    """Write `pack_model`'s files under `directory`/model; return that model directory."""
     root = Path(directory) / "model"
     for relative, content in files.items():
         path = root / relative

@@ -228,7 +228,7 @@ class Scoring(Pipeline):
         import neither MLflow nor, for a model with its `transform` and `forward`
         artifacts, scikit-learn or Keras: seconds saved in every task.
         """
-        from common.scoring import ScoringError, download_model, model_files
+        from common.scoring import ScoringError, download_model, pack_model
         from inference.scorer import load_features, model_artifacts
 
         model = download_model(self.model_name, self.scored_version, directory)
@@ -237,7 +237,7 @@ class Scoring(Pipeline):
             features = load_features(artifacts)
         except ValueError as error:
             raise ScoringError(str(error)) from None
-        self.model_files = model_files(model, list(artifacts.values()))
+        self.model_files = pack_model(model, list(artifacts.values()))
         return features
 
     def training_reference(self):

@@ -30,9 +30,9 @@ from common.scoring import (
     empty_output,
     fetch,
     invalid_fraction_error,
-    model_files,
     numbers_from_text,
     output_schema,
+    pack_model,
     publish,
     read_chunks,
     read_columns,
@@ -277,7 +277,7 @@ def test_a_models_files_travel_whole_and_stay_in_their_directory(tmp_path: Path)
     (model / "artifacts" / "forward.npz").write_bytes(b"\x00weights")
     (model / "code").mkdir()
     (model / "code" / "big.py").write_text("not needed to score")
-    files = model_files(str(model), [str(model / "artifacts" / "forward.npz")])
+    files = pack_model(str(model), [str(model / "artifacts" / "forward.npz")])
     assert files == {"MLmodel": b"flavors: {}\n", "artifacts/forward.npz": b"\x00weights"}
 
     unpacked = Path(unpack_model(files, str(tmp_path / "task")))
