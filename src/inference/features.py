@@ -247,7 +247,12 @@ class FeatureTransform:
     # -- transformation ---------------------------------------------------------------
 
     def transform(self, columns: Columns) -> np.ndarray:
-        """Model-ready float32 features for validated `columns`."""
+        """Model-ready float32 features for `columns`, validated ones in the server.
+
+        Unvalidated columns (the training pipeline's folds, whose test rows may hold a
+        category their training rows lacked) transform as with scikit-learn's encoder:
+        an unknown category encodes as zeros, a missing value is imputed.
+        """
         if self._steps is None:
             return self.transformer.transform(self.frame(columns)).astype("float32")
         return self._fast(columns).astype("float32")
