@@ -37,6 +37,7 @@ from support.state import (  # noqa: F401
     mlflow_client,
     restore_mlflow_globals,
     session_root,
+    shared_session_directory,
     tracking_uri,
 )
 
@@ -44,6 +45,10 @@ from support.state import (  # noqa: F401
 E2E_FIXTURES = frozenset(
     {"flow_runner", "flows_runner", "training_run", "inference_server", "server"}
 )
+
+# Session fixtures worth making once per session rather than once per xdist worker: a
+# training run takes half a minute of both cores.
+SHARED_BY_FILES = frozenset({"training_run"})
 
 _ROOT: Path | None = None
 
@@ -53,6 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _ROOT = Path(tempfile.mkdtemp(prefix="pipeline-tests-"))
     os.environ.update(isolated_environment(_ROOT))
     os.environ.update({"PIPELINE_TESTS_ROOT": str(_ROOT), "LOG_LEVEL": "INFO"})
+    # xdist starts its workers after this, in this environment: they share this directory.
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ["PIPELINE_TESTS_SHARED_ROOT"] = str(_ROOT)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -61,11 +69,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly or _ROOT is None:
         return
     if any(item.path.name == "test_demo.py" for item in session.items):
-        demo.start_in_background(_ROOT / "demo")
+        demo.start_in_background(shared_session_directory())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    demo.stop_background()
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the session's own process
+        demo.stop_background(shared_session_directory())
     if _ROOT is not None and not os.environ.get("PIPELINE_TESTS_KEEP"):
         shutil.rmtree(_ROOT, ignore_errors=True)
 
@@ -74,8 +83,22 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pipeline runs write to {_ROOT}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     e2e = pytest.mark.e2e
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(e2e)
+    for item, group in zip(items, xdist_groups(items), strict=True):
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def xdist_groups(items: list[pytest.Item]) -> list[str]:
+    """The pytest-xdist group of each test (`--dist loadgroup`, set in pyproject.toml):
+    its file, so that a module's fixtures are made once, except that the files using a
+    session fixture in SHARED_BY_FILES go together, to one worker, which makes it once."""
+    shared = {}
+    for item in items:
+        for fixture in SHARED_BY_FILES & set(getattr(item, "fixturenames", ())):
+            shared.setdefault(item.path, fixture)
+    return [shared.get(item.path, item.nodeid.split("::")[0]) for item in items]

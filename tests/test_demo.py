@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.demo import SAMPLES, started_or_new
+from support.demo import SAMPLES, shared_demo
 from support.places import Place
-from support.state import tracking_uri_of
+from support.state import shared_session_directory, tracking_uri_of
 
 pytestmark = pytest.mark.e2e
 
@@ -50,10 +50,10 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+def demo() -> Iterator[Demo]:
     from backends.local_server import LocalServer, ping
 
-    run = started_or_new(tmp_path_factory.mktemp("demo"))
+    run = shared_demo(shared_session_directory())
     try:
         process = run.wait()
         yield Demo(

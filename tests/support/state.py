@@ -72,6 +72,12 @@ def session_directory() -> Path:
     return Path(os.environ["PIPELINE_TESTS_ROOT"])
 
 
+def shared_session_directory() -> Path:
+    """The directory every process of the session shares: under pytest-xdist, the
+    controller's session directory (each worker has its own `session_directory()`)."""
+    return Path(os.environ["PIPELINE_TESTS_SHARED_ROOT"])
+
+
 def init_tracking_store(uri: str, artifact_root: Path) -> None:
     """Create the tables of a SQLite tracking store whose artifacts go to `artifact_root`.
 
