@@ -18,6 +18,7 @@ directory, which xdist workers inherit through the environment (tests/conftest.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,10 +91,8 @@ class DemoRun:
         )
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> None:
         """End the demo if it still runs, and whatever server it left behind."""
