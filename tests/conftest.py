@@ -21,7 +21,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import demo
@@ -46,9 +48,14 @@ E2E_FIXTURES = frozenset(
     {"flow_runner", "flows_runner", "training_run", "inference_server", "server"}
 )
 
-# Session fixtures worth making once per session rather than once per xdist worker: a
-# training run takes half a minute of both cores.
-SHARED_BY_FILES = frozenset({"training_run"})
+# The files whose tests use the session's training run (half a minute of both cores):
+# under pytest-xdist they share a worker, which makes the run once.
+TRAINING_RUN_FILES = frozenset({
+    "tests/common/test_promotion.py",
+    "tests/pipelines/test_framework.py",
+    "tests/pipelines/test_scheduling.py",
+    "tests/pipelines/test_training.py",
+})  # fmt: skip
 
 _ROOT: Path | None = None
 
@@ -83,22 +90,37 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pipeline runs write to {_ROOT}"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # before every plugin's: `-m` reads these marks
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
     e2e = pytest.mark.e2e
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(e2e)
-    for item, group in zip(items, xdist_groups(items), strict=True):
-        item.add_marker(pytest.mark.xdist_group(group))
+    unlisted = {
+        item.nodeid.split("::")[0]
+        for item in items
+        if "training_run" in getattr(item, "fixturenames", ())
+    } - TRAINING_RUN_FILES
+    if unlisted:
+        raise pytest.UsageError(
+            f"{sorted(unlisted)} use the `training_run` fixture: add them to "
+            "TRAINING_RUN_FILES in tests/conftest.py, so that pytest-xdist gives them the "
+            "worker that makes the run"
+        )
+    return (yield)
 
 
-def xdist_groups(items: list[pytest.Item]) -> list[str]:
-    """The pytest-xdist group of each test (`--dist loadgroup`, set in pyproject.toml):
-    its file, so that a module's fixtures are made once, except that the files using a
-    session fixture in SHARED_BY_FILES go together, to one worker, which makes it once."""
-    shared = {}
-    for item in items:
-        for fixture in SHARED_BY_FILES & set(getattr(item, "fixturenames", ())):
-            shared.setdefault(item.path, fixture)
-    return [shared.get(item.path, item.nodeid.split("::")[0]) for item in items]
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `-n`: each test file goes to one worker (its module fixtures are made once),
+    and the files of TRAINING_RUN_FILES all to the same one (the session's training run
+    is made once): xdist's `--dist loadfile`, with that one group of files."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return "training_run" if path in TRAINING_RUN_FILES else path
+
+    return Scheduling(config, log)

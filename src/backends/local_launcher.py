@@ -140,7 +140,11 @@ class Supervisor(Multiprocess):
                 self._report(b"failed\n")
                 self.should_exit.set()
                 return
-        threading.Thread(target=self._hand_off, daemon=True, name="handoff").start()
+        # Bound before READY is reported: the next server may connect as soon as it is.
+        offering = self._offer_handoff()
+        threading.Thread(
+            target=self._hand_off, args=(offering,), daemon=True, name="handoff"
+        ).start()
         logger.info("All %d workers serve; listening socket offered at %s.", len(self.processes),
                     self.handoff)  # fmt: skip
         self.served = True
@@ -173,13 +177,18 @@ class Supervisor(Multiprocess):
             os.close(self.ready_fd)
         self.ready_fd = -1
 
-    def _hand_off(self) -> None:
+    def _offer_handoff(self) -> socket.socket:
+        """The unix socket, bound and listening, on which the listener is handed off."""
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.handoff.unlink(missing_ok=True)
+        server.bind(str(self.handoff))
+        os.chmod(self.handoff, 0o600)
+        server.listen()
+        return server
+
+    def _hand_off(self, server: socket.socket) -> None:
         """Send a duplicate of the listening socket to each process that connects."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-            self.handoff.unlink(missing_ok=True)
-            server.bind(str(self.handoff))
-            os.chmod(self.handoff, 0o600)
-            server.listen()
+        with server:
             while True:
                 connection, _ = server.accept()
                 with connection, contextlib.suppress(OSError):
