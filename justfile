@@ -55,9 +55,9 @@ mlflow:
 cards flow="monitoring":
     uv run src/pipelines/{{flow}}.py card server
 
-# Run the test suite
+# Run the test suite, one pytest-xdist worker per core (`-n 0` to debug in one process)
 test *args:
-    uv run pytest {{args}}
+    uv run pytest -n auto {{args}}
 
 # The fast tier: every test but the end-to-end ones (pipeline runs, model servers, the demo),
 # one pytest-xdist worker per core (`-n 0` to debug in one process)

@@ -12,6 +12,11 @@ Tests that run a Metaflow pipeline, a model server or the demo are marked `e2e`
 (`uv run pytest -m "not e2e" -n auto` is the fast tier): explicitly, or by using one of the
 fixtures in `E2E_FIXTURES`, which start those things.
 
+Under pytest-xdist (`-n auto`, the README's test command) each worker has a session
+directory of its own, and the controller's is shared by all of them
+(`shared_session_directory()`, for the demo); each test file goes to one worker whole,
+and the files in TRAINING_RUN_FILES all to the same one (`pytest_xdist_make_scheduler`).
+
 Set PIPELINE_TESTS_KEEP=1 to keep the directory after the session (its path is printed
 in the report header).
 """
