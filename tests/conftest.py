@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +64,18 @@ TRAINING_RUN_FILES = frozenset({
 _ROOT: Path | None = None
 
 
+def is_controller() -> bool:
+    """Whether this is the session's own process, not one of its pytest-xdist workers."""
+    return "PYTEST_XDIST_WORKER" not in os.environ
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _ROOT
     _ROOT = Path(tempfile.mkdtemp(prefix="pipeline-tests-"))
     os.environ.update(isolated_environment(_ROOT))
     os.environ.update({"PIPELINE_TESTS_ROOT": str(_ROOT), "LOG_LEVEL": "INFO"})
     # xdist starts its workers after this, in this environment: they share this directory.
-    if "PYTEST_XDIST_WORKER" not in os.environ:
+    if is_controller():
         os.environ["PIPELINE_TESTS_SHARED_ROOT"] = str(_ROOT)
 
 
@@ -85,7 +89,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if "PYTEST_XDIST_WORKER" not in os.environ:  # the session's own process
+    if is_controller():
         demo.stop_background(shared_session_directory())
     if _ROOT is not None and not os.environ.get("PIPELINE_TESTS_KEEP"):
         shutil.rmtree(_ROOT, ignore_errors=True)
@@ -95,16 +99,13 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pipeline runs write to {_ROOT}"
 
 
-@pytest.hookimpl(wrapper=True)  # before every plugin's: `-m` reads these marks
-def pytest_collection_modifyitems(
-    config: pytest.Config, items: list[pytest.Item]
-) -> Iterator[None]:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     e2e = pytest.mark.e2e
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(e2e)
     unlisted = {
-        item.nodeid.split("::")[0]
+        file_of(item.nodeid)
         for item in items
         if "training_run" in getattr(item, "fixturenames", ())
     } - TRAINING_RUN_FILES
@@ -114,7 +115,11 @@ def pytest_collection_modifyitems(
             "TRAINING_RUN_FILES in tests/conftest.py, so that pytest-xdist gives them the "
             "worker that makes the run"
         )
-    return (yield)
+
+
+def file_of(nodeid: str) -> str:
+    """The file part of a test's node id, as TRAINING_RUN_FILES names it."""
+    return nodeid.split("::")[0]
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -125,7 +130,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class Scheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::")[0]
+            path = file_of(nodeid)
             return "training_run" if path in TRAINING_RUN_FILES else path
 
     return Scheduling(config, log)

@@ -169,5 +169,6 @@ def shared_demo(shared_root: Path) -> DemoRun:
 
 def stop_background(shared_root: Path) -> None:
     """End the session's demo if it still runs (the session stopped before it ended)."""
-    if _record(shared_root).exists():
-        DemoRun.load(_record(shared_root)).stop()
+    record = _record(shared_root)
+    if record.exists():
+        DemoRun.load(record).stop()
