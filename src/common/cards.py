@@ -56,24 +56,16 @@ def confusion_table(matrix: np.ndarray, classes: list[str]) -> list[Any]:
 
 
 def training_curves(history: dict[str, list[float]]) -> list[Any]:
-    """Loss and accuracy per epoch, drawn as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    """Loss and accuracy per epoch, drawn as an SVG (no Matplotlib in the training task)."""
     from metaflow.cards import Image, Markdown
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        axis.plot(range(1, len(history[metric]) + 1), history[metric])
-        axis.set_xlabel("epoch")
-        axis.set_title(f"training {metric}")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return [Markdown("## Training curves"), Image(buffer.getvalue())]
+    from common.charts import Panel, chart_svg, svg_data_uri
+
+    panels = [
+        Panel(f"training {metric}", history[metric], x_label="epoch")
+        for metric in ("loss", "accuracy")
+    ]
+    return [Markdown("## Training curves"), Image(svg_data_uri(chart_svg(panels)))]
 
 
 def monitoring_summary(

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from support import monitoring as mf
+from support.browser import dump_dom
 
 RENDER_TIMEOUT = 180  # seconds for one page, on a loaded machine
 FEATURES = mf.project_schema().features
@@ -55,33 +56,9 @@ def visible_text(dom: str) -> str:
 
 
 def render(chromium: str, page: str, directory: Path, name: str) -> Rendered:
-    """Load `page` (HTML text) from a file in headless Chromium; return the final DOM."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.html"
-    path.write_text(page, encoding="utf-8")
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        # No network: the card must carry everything it needs.
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={directory / f'{name}-profile'}",
-        "--virtual-time-budget=15000",
-        "--dump-dom",
-        path.as_uri(),
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=RENDER_TIMEOUT, check=False
-    )
-    assert result.returncode == 0, f"chromium exited {result.returncode}:\n{result.stderr[-3000:]}"
-    assert "<body" in result.stdout, f"chromium dumped no DOM:\n{result.stderr[-3000:]}"
-    rendered = Rendered(result.stdout, visible_text(result.stdout))
+    """Load `page` (HTML text) in headless Chromium; the final DOM, checked for error cards."""
+    dom = dump_dom(chromium, page, directory, name, timeout=RENDER_TIMEOUT)
+    rendered = Rendered(dom, visible_text(dom))
     for marker in BROKEN_CARD_MARKERS:
         assert marker not in rendered.text, f"{name}: the page shows {marker!r}"
     return rendered

@@ -6,7 +6,9 @@ own runs: the accuracy threshold, a second dataset with its own config, and bad 
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from importlib import metadata
 from pathlib import Path
@@ -499,7 +501,34 @@ def test_cards(training_run: Any, step: str, texts: list[str]) -> None:
     for text in texts:
         assert text in content, f"{text!r} is not in the {step} card"
     if step == "train":
-        assert "data:image/png;base64," in content
+        # The curves are an SVG image: one line per panel, a point per epoch.
+        charts = re.findall(r"data:image/svg\+xml;base64,\s*([A-Za-z0-9+/=]+)", content)
+        assert charts, "the train card has no chart"
+        svg = base64.b64decode(charts[0]).decode()
+        lines = re.findall(r'<polyline points="([^"]+)"', svg)
+        epochs = TRAINING_PARAMETERS["training_epochs"]
+        assert [len(points.split()) for points in lines] == [epochs, epochs]
+
+
+def test_the_train_card_shows_its_chart_in_a_browser(
+    training_run: Any, chromium: str, tmp_path: Path
+) -> None:
+    """Metaflow's card page draws the SVG: after its scripts ran, the chart is an
+    image the browser decoded (a size of 0 x 0 is an image it could not read)."""
+    from metaflow.cards import get_cards
+    from support.browser import dump_dom
+
+    (card,) = get_cards(task(training_run, "train"))
+    report_sizes = (
+        "<script>addEventListener('load', () => setTimeout(() => {"
+        "document.body.dataset.images = [...document.images]"
+        ".map(image => image.naturalWidth + 'x' + image.naturalHeight).join(' ');"
+        "}, 500));</script>"
+    )
+    page = card.get().replace("</body>", report_sizes + "</body>")
+    dom = dump_dom(chromium, page, tmp_path, "train-card")
+    assert re.search(r'<img[^>]+src="data:image/svg\+xml;base64,', dom), dom[:2000]
+    assert re.search(r'data-images="[^"]*\b920x300\b', dom), dom[:2000]
 
 
 # --- the accuracy threshold ---------------------------------------------------------------

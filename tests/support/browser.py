@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,31 @@ def require_chromium() -> str:
 def chromium() -> str:
     """The path of headless Chromium (see `require_chromium`)."""
     return require_chromium()
+
+
+def dump_dom(chromium: str, page: str, directory: Path, name: str, timeout: float = 180) -> str:
+    """Load `page` (HTML text) from a file in headless Chromium with every host name
+    unresolvable (a page must carry everything it shows); the DOM after its scripts ran."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.html"
+    path.write_text(page, encoding="utf-8")
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={directory / f'{name}-profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        path.as_uri(),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"chromium exited {result.returncode}:\n{result.stderr[-3000:]}"
+    assert "<body" in result.stdout, f"chromium dumped no DOM:\n{result.stderr[-3000:]}"
+    return result.stdout
