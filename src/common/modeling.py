@@ -26,15 +26,19 @@ _OPTIONAL_KERAS_IMPORTS = ("matplotlib", "sklearn", "pandas")
 
 
 def keras_backend() -> str:
-    """The Keras backend `import_keras` uses, without importing Keras."""
-    return os.environ.get("KERAS_BACKEND", DEFAULT_KERAS_BACKEND)
+    """The Keras backend `import_keras` uses, without importing Keras.
+
+    An empty KERAS_BACKEND counts as unset: Keras itself would fall back to TensorFlow,
+    which this project does not install.
+    """
+    return os.environ.get("KERAS_BACKEND") or DEFAULT_KERAS_BACKEND
 
 
 def import_keras() -> ModuleType:
     """Import Keras on the configured backend (JAX unless KERAS_BACKEND says otherwise)."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    os.environ.setdefault("KERAS_BACKEND", DEFAULT_KERAS_BACKEND)
+    os.environ["KERAS_BACKEND"] = keras_backend()
     hidden = [name for name in _OPTIONAL_KERAS_IMPORTS if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail

@@ -56,7 +56,8 @@ class Scorer:
         if forward is not None:
             self.forward = forward
         else:
-            os.environ.setdefault("KERAS_BACKEND", "jax")
+            # Empty counts as unset, as in common.modeling.keras_backend.
+            os.environ["KERAS_BACKEND"] = os.environ.get("KERAS_BACKEND") or "jax"
             import keras
 
             self.model = keras.saving.load_model(artifacts["model"], compile=False)

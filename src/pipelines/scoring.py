@@ -30,13 +30,12 @@ with the monitoring pipeline's data summary and drift checks and thresholds
 Deployed to a production scheduler it runs on `scoring.schedule` from the config.
 """
 
-import os
-
 from metaflow import Parameter, card, config_expr, current, environment, schedule, step
 
+from common.modeling import keras_backend
 from common.pipeline import Pipeline, backend
 
-environment_variables = {"KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax")}
+environment_variables = {"KERAS_BACKEND": keras_backend()}
 DRIFT_CARD = "data_drift"
 # Rows per capture transaction: the Local store's JSON records of 100,000 rows take
 # ~150 MB beside the chunk's own rows.

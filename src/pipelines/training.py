@@ -33,20 +33,18 @@ out-of-fold predictions, so no step scores a model again.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from metaflow import Parameter, card, current, environment, step
 
+from common.modeling import keras_backend
 from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
 
 if TYPE_CHECKING:
     from common.model_card import ModelCard
 
-environment_variables = {
-    "KERAS_BACKEND": os.getenv("KERAS_BACKEND", "jax"),
-}
+environment_variables = {"KERAS_BACKEND": keras_backend()}
 
 
 @retrain_on_alert
