@@ -34,11 +34,44 @@ def keras_backend() -> str:
     return os.environ.get("KERAS_BACKEND") or DEFAULT_KERAS_BACKEND
 
 
+# The package each Keras 3 backend imports, by KERAS_BACKEND value.
+BACKEND_MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch", "numpy": "numpy"}
+# The project's extras (pyproject.toml) for the backends it does not install by default.
+INSTALL_HINTS = {
+    "tensorflow": " with `uv sync --extra tensorflow`",
+    "torch": " with `uv sync --extra torch`",
+}
+
+
+def check_backend_installed(backend: str) -> None:
+    """Fail with what to do when KERAS_BACKEND names no backend, or one not installed.
+
+    Without this, the first training task fails deep inside Keras's import
+    (`No module named 'torch'`), after the pipeline has already started.
+    """
+    import importlib.util
+
+    if backend not in BACKEND_MODULES:
+        raise ValueError(
+            f"KERAS_BACKEND={backend!r} is not a Keras backend: use one of "
+            f"{', '.join(BACKEND_MODULES)}, or unset it for {DEFAULT_KERAS_BACKEND} (installed)."
+        )
+    module = BACKEND_MODULES[backend]
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(
+            f"KERAS_BACKEND={backend} needs the {module!r} package, which is not installed: "
+            f"unset KERAS_BACKEND to train on {DEFAULT_KERAS_BACKEND} (installed), "
+            f"or install it{INSTALL_HINTS.get(backend, '')}."
+        )
+
+
 def import_keras() -> ModuleType:
     """Import Keras on the configured backend (JAX unless KERAS_BACKEND says otherwise)."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    os.environ["KERAS_BACKEND"] = keras_backend()
+    backend = keras_backend()
+    check_backend_installed(backend)
+    os.environ["KERAS_BACKEND"] = backend
     hidden = [name for name in _OPTIONAL_KERAS_IMPORTS if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from metaflow import Parameter, card, current, environment, step
 
-from common.modeling import keras_backend
+from common.modeling import check_backend_installed, keras_backend
 from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
 
@@ -129,6 +129,10 @@ class Training(Pipeline):
                 f"--folds must be between 2 and the number of rows ({len(self.data)}), "
                 f"got {self.cross_validation_folds}."
             )
+        try:  # Here rather than in the first task that trains, minutes later.
+            check_backend_installed(keras_backend())
+        except (ValueError, ModuleNotFoundError) as error:
+            raise PipelineError(str(error)) from None
 
     @step
     def cross_validation(self):

@@ -696,7 +696,13 @@ def csv_without_flipper_length(directory: Path) -> Path:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing-dataset", "missing-column", "unknown-backend", "threshold-above-one"],
+    [
+        "missing-dataset",
+        "missing-column",
+        "unknown-backend",
+        "threshold-above-one",
+        "keras-backend-not-installed",
+    ],
 )
 def test_bad_input_fails_the_run_at_start(
     case: str, flow_runner, training_run: Any, mlflow_client: Any, tmp_path: Path
@@ -713,10 +719,15 @@ def test_bad_input_fails_the_run_at_start(
             {"accuracy_threshold": 1.01},
             ["--accuracy-threshold must be between 0 and 1"],
         ),
+        "keras-backend-not-installed": (
+            {},
+            ["KERAS_BACKEND=tensorflow", "'tensorflow' package, which is not installed"],
+        ),
     }[case]
+    env = {"KERAS_BACKEND": "tensorflow"} if case == "keras-backend-not-installed" else None
     before = registered_versions(mlflow_client)
 
-    result = flow_runner(TRAINING_FLOW, parameters)
+    result = flow_runner(TRAINING_FLOW, parameters, env=env)
 
     assert result.status == "failed" and result.returncode != 0, result.describe()
     assert not result.run.successful
