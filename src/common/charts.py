@@ -108,20 +108,20 @@ def _panel_svg(panel: Panel, left: float) -> list[str]:
             f"{escape(panel.x_label)}</text>"
         )
 
-    segments: list[list[str]] = [[]]
+    segments: list[list[tuple[float, float]]] = [[]]
     for x, value in enumerate(panel.values, start=1):
         if math.isfinite(value):
-            segments[-1].append(f"{x_of(x):.1f},{y_of(value):.1f}")
+            segments[-1].append((x_of(x), y_of(value)))
         elif segments[-1]:
             segments.append([])
     for points in segments:
         if len(points) == 1:
-            x, y = points[0].split(",")
-            parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{LINE_COLOUR}"/>')
+            ((x, y),) = points
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{LINE_COLOUR}"/>')
         elif points:
+            drawn = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             parts.append(
-                f'<polyline points="{" ".join(points)}" fill="none" '
-                f'stroke="{LINE_COLOUR}" stroke-width="2"/>'
+                f'<polyline points="{drawn}" fill="none" stroke="{LINE_COLOUR}" stroke-width="2"/>'
             )
     return parts
 
