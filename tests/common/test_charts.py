@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -120,20 +119,13 @@ def test_the_training_card_shows_the_chart_as_an_image() -> None:
 
 
 def test_a_browser_draws_the_chart(chromium: str, tmp_path: Path) -> None:
-    from support.browser import dump_dom
+    from support.browser import decoded_image_sizes
 
     uri = svg_data_uri(chart_svg([Panel("loss", [1.0, 0.5, 0.3]), Panel("accuracy", [0.5, 0.9])]))
-    page = (
-        f'<html><body><img id="chart" src="{uri}">'
-        "<script>const image = document.getElementById('chart');"
-        "const report = () => { document.body.dataset.size = "
-        "image.naturalWidth + 'x' + image.naturalHeight; };"
-        "image.complete ? report() : image.addEventListener('load', report);</script>"
-        "</body></html>"
-    )
-    dom = dump_dom(chromium, page, tmp_path, "chart", timeout=120)
+    page = f'<html><body><img id="chart" src="{uri}"></body></html>'
+    dom, sizes = decoded_image_sizes(chromium, page, tmp_path, "chart", timeout=120)
     # A width and height of 0 would mean the browser could not decode the image.
-    assert re.search(r'data-size="920x300"', dom), dom[:2000]
+    assert sizes == ["920x300"], dom[:2000]
 
 
 def test_the_training_curves_import_no_plotting_library() -> None:

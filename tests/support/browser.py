@@ -8,6 +8,7 @@ browser a failure: CI renders every card.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,3 +73,25 @@ def dump_dom(chromium: str, page: str, directory: Path, name: str, timeout: floa
     assert result.returncode == 0, f"chromium exited {result.returncode}:\n{result.stderr[-3000:]}"
     assert "<body" in result.stdout, f"chromium dumped no DOM:\n{result.stderr[-3000:]}"
     return result.stdout
+
+
+# Written into the page: once it has loaded (and its scripts have drawn, half a second
+# later), the natural size of every image, which is 0x0 for one the browser cannot decode.
+_IMAGE_SIZES_PROBE = (
+    "<script>addEventListener('load', () => setTimeout(() => {"
+    "document.body.dataset.images = [...document.images]"
+    ".map(image => image.naturalWidth + 'x' + image.naturalHeight).join(' ');"
+    "}, 500));</script>"
+)
+
+
+def decoded_image_sizes(
+    chromium: str, page: str, directory: Path, name: str, timeout: float = 180
+) -> tuple[str, list[str]]:
+    """Load `page` as `dump_dom` does; its final DOM and each image's `WIDTHxHEIGHT`."""
+    head, body_end, tail = page.rpartition("</body>")  # a page's scripts may hold the text too
+    if not body_end:
+        raise ValueError(f"{name}: the page has no </body> to put the image probe before")
+    dom = dump_dom(chromium, head + _IMAGE_SIZES_PROBE + body_end + tail, directory, name, timeout)
+    sizes = re.search(r'<body[^>]*\bdata-images="([^"]*)"', dom)
+    return dom, sizes.group(1).split() if sizes else []
