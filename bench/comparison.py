@@ -11,9 +11,9 @@ Everything happens in a temporary directory:
    every one labelled with its true species, as the server and `label_by_id` write them.
 3. `--runs` times, in a fresh process (as the pipeline's `start` task is one), the
    comparison exactly as `src/pipelines/deployment.py` runs it: import the serving code
-   (`inference.model`, and scikit-learn by `common.promotion.prepare_scoring`), read the
+   (`inference.model`, and scikit-learn by `promotion.policy.prepare_scoring`), read the
    newest labelled captures through the Local backend, then
-   `common.promotion.compare_on_captures`: download both versions, load both scorers,
+   `promotion.policy.compare_on_captures`: download both versions, load both scorers,
    score every row with each, compare pair by pair (McNemar).
 
 Target: the comparison of 5,000 labelled rows takes <= 3 s inside the pipeline. The
@@ -78,7 +78,7 @@ def measure(directory: Path, places: dict[str, str], rows: int) -> dict[str, flo
     import mlflow
 
     from backends.local import Local
-    from common.promotion import compare_on_captures
+    from promotion.policy import compare_on_captures
 
     client = mlflow.MlflowClient()
     for role in ("champion", "challenger"):
@@ -86,8 +86,8 @@ def measure(directory: Path, places: dict[str, str], rows: int) -> dict[str, flo
 
     seconds = {}
     mark = time.perf_counter()
-    from common.promotion import prepare_scoring
     from inference.model import load_scorer
+    from promotion.policy import prepare_scoring
 
     prepare_scoring()
 

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
 
 from common.data import DatasetSchema, clean_dataset  # noqa: E402
-from common.features import fit_transform  # noqa: E402
-from common.model_card import (  # noqa: E402
+from inference.forward import dense_forward  # noqa: E402
+from training.model_card import (  # noqa: E402
     ModelCard,
     feature_columns,
     permutation_importance,
@@ -43,7 +43,7 @@ from common.model_card import (  # noqa: E402
     summarize_importance,
     training_data_digest,
 )
-from inference.forward import dense_forward  # noqa: E402
+from training.preprocessing import fit_transform  # noqa: E402
 
 PENGUINS_ROWS = 344
 

@@ -138,11 +138,11 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
     os.environ.setdefault("KERAS_BACKEND", "jax")
     project, schema, data = loaded
 
-    from common.features import fit_transform
-    from common.modeling import train_model
-    from common.registry import log_servable_model, servable_files
     from inference.features import export_transform
     from inference.forward import export_dense
+    from training.network import train_model
+    from training.packaging import log_servable_model, servable_files
+    from training.preprocessing import fit_transform
 
     started = time.perf_counter()
     features_transformer, target_transformer, x, y = fit_transform(data, schema)

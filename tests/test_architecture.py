@@ -1,6 +1,9 @@
 """The import rule of src/, checked on the source so that it stays true.
 
-    pipelines → common, backends, inference;  backends → inference, common;
+    pipelines → the stages, backends, common, inference;
+    a stage (training, promotion, monitoring, batch_scoring) → common, inference, and the
+    stages it builds on (monitoring → promotion; batch_scoring → monitoring);
+    promotion and backends, which deploy → backends too (backends: → common, inference);
     common → nothing else of the project;     inference → nothing else of the project;
     no import cycles, between packages or between modules.
 
@@ -22,9 +25,15 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # What each package of src/ may import besides itself.
+STAGES = ("training", "promotion", "monitoring", "batch_scoring")
+FRAMEWORK = frozenset({"common", "inference"})
 ALLOWED: dict[str, frozenset[str]] = {
-    "pipelines": frozenset({"common", "backends", "inference"}),
-    "backends": frozenset({"inference", "common"}),
+    "pipelines": frozenset({*STAGES, "backends"}) | FRAMEWORK,
+    "training": FRAMEWORK,
+    "promotion": FRAMEWORK | {"backends"},
+    "monitoring": FRAMEWORK | {"promotion"},
+    "batch_scoring": FRAMEWORK | {"monitoring"},
+    "backends": FRAMEWORK,
     "common": frozenset(),
     "inference": frozenset(),
 }

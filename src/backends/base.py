@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from common import settings as common_settings
+from common import settings_loader as common_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +39,7 @@ class SettingsError(BackendError, common_settings.SettingsError):
     """A backend refused its settings; the message says which and how to fix it.
 
     Both a `BackendError` (what the backends' callers catch) and the project's
-    `common.settings.SettingsError` (a ValueError, which `build_backend` reports as
+    `common.settings_loader.SettingsError` (a ValueError, which `build_backend` reports as
     one line), so a bad setting is one kind of error wherever it is caught.
     """
 

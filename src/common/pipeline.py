@@ -52,8 +52,9 @@ from metaflow.exception import MetaflowException
 from metaflow.user_decorators.user_step_decorator import user_step_decorator
 from metaflow.util import get_username
 
-from common.config import ProjectSettings, parse_project_configuration, project_settings
+from common.config import parse_project_configuration
 from common.data import DatasetSchema, load_dataset
+from common.settings import ProjectSettings, project_settings
 
 # Tasks are CPU-bound processes that spend most of their life importing libraries:
 # running more of them than there are cores only makes each one slower. An explicit
@@ -73,7 +74,15 @@ LOG_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = SOURCE_ROOT.parent
 # The packages every pipeline imports besides its own file.
-PACKAGED_CODE = ("common", "backends", "inference")
+PACKAGED_CODE = (
+    "common",
+    "backends",
+    "inference",
+    "training",
+    "promotion",
+    "monitoring",
+    "batch_scoring",
+)
 
 
 class PipelineError(MetaflowException):

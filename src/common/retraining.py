@@ -23,8 +23,8 @@ from typing import Any
 
 from metaflow import FlowMutator, namespaced_event_name, trigger
 
-from common.config import RetrainingSettings
-from common.settings import load_settings
+from common.settings import RetrainingSettings
+from common.settings_loader import load_settings
 
 
 def configured_event(project: Mapping[str, Any]) -> str | None:

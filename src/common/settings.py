@@ -1,206 +1,323 @@
-"""Typed settings: frozen dataclasses filled from a config mapping, refusing typos.
-
-    @dataclass(frozen=True)
-    class Thresholds:
-        accuracy_threshold: float = 0.7
-        max_rows: int = 5000
-
-    load_settings(Thresholds, {"accuracy_treshold": 0.9}, "monitoring")
-    # SettingsError: monitoring.accuracy_treshold: unknown setting, did you mean
-    # accuracy_threshold? Valid settings: accuracy_threshold, max_rows.
-
-Keys are snake_case. A kebab-case spelling (`max-rows`) is still accepted, with a
-warning naming the new spelling, so older config files keep working. Values are
-checked against the field's annotation: str, int, float (an int is accepted), bool,
-`X | None`, `list[X]` / `tuple[X, ...]`, `dict[str, X]`, `Literal[...]` and nested
-settings dataclasses; an empty section (YAML null) takes the defaults.
-
-A field's `metadata={"hint": "..."}` is a sentence saying how to write it; it follows
-every message about that field. Checks that need more than a type (a range, a value
-that depends on another) go in `__post_init__`, raising `SettingValueError(key, why)`;
-the message then names the key where it is, as for a type error. Only the standard
-library: every task process imports this.
-"""
+"""TODO docstring."""
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
-import warnings
+import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-T = TypeVar("T")
+from metaflow.exception import MetaflowException
+
+from common.data import DatasetSchema
+from common.settings_loader import SettingsError, SettingValueError, load_settings
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
-class SettingsError(ValueError):
-    """A setting is unknown, missing or of the wrong type; the message says which."""
+DEFAULT_BACKEND = "backend.Local"
 
 
-class SettingValueError(ValueError):
-    """Raised by a settings class's `__post_init__`: `key` (relative to the class) is wrong.
+# The `@schedule` shorthands, spelled as Metaflow's own decorator spells them.
+SCHEDULE_ALIASES = {
+    "hourly": "0 * * * ? *",
+    "daily": "0 0 * * ? *",
+    "weekly": "0 0 ? * SUN *",
+}
 
-    `load_settings` turns it into a SettingsError naming the key where it is.
+
+# Metaflow's @project rule for project names.
+_PROJECT_NAME = re.compile(r"[a-z0-9_]+")
+
+
+# Argo Events accepts these characters in an event name (Metaflow checks the same).
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class ConfigurationError(MetaflowException):
+    """A project configuration file is unreadable or holds a wrong value."""
+
+    headline = "Project configuration error"
+
+
+def _hint(text: str) -> dict[str, str]:
+    return {"hint": text}
+
+
+def normalize_schedule(value: str) -> str:
+    """Turn `monitoring.schedule` into the cron expression `@schedule(cron=...)` takes.
+
+    Both schedulers read the same expression, so it must suit the stricter one:
+    EventBridge wants six fields; Argo Workflows drops the sixth (the year).
     """
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
-
-
-def load_settings(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
-    """`cls` (a dataclass) filled from `data`; `where` names the section in messages.
-
-    `where=""` is the top level: messages then start with the key itself.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise SettingsError(
-            f"{where or 'settings'}: expected a mapping of settings, "
-            f"got {type(data).__name__} {data!r}."
+    cron = SCHEDULE_ALIASES.get(value.strip().lower(), value.strip())
+    if len(cron.split()) != 6:
+        raise SettingValueError(
+            "schedule",
+            f"{value!r} is not hourly, daily, weekly or a six-field EventBridge cron "
+            "expression (minutes hours day-of-month month day-of-week year, UTC), e.g. "
+            "`0 6 * * ? *` for 06:00 every day.",
         )
-    hints = typing.get_type_hints(cls)
-    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        name = _field_name(str(key), fields, where)
-        values[name] = _check(value, hints[name], _join(where, name), _hint(fields[name]))
-    missing = [
-        name
-        for name, field in fields.items()
-        if name not in values
-        and field.default is dataclasses.MISSING
-        and field.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        hint = _hint(fields[missing[0]])
-        if where:
-            message = f"{where}: missing required setting {', '.join(missing)}."
-        else:
-            message = f"{', '.join(missing)}: missing required setting."
-        raise SettingsError(f"{message} {hint}".rstrip())
-    try:
-        return cls(**values)
-    except SettingValueError as error:
-        raise SettingsError(f"{_join(where, error.key)}: {error.message}") from None
+    return " ".join(cron.split())
 
 
-def settings_dict(settings: Any) -> dict[str, Any]:
-    """A settings object as plain data (lists, dicts), e.g. for Metaflow's Config."""
-    return _plain(dataclasses.asdict(settings))
+def _non_negative(settings: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value < 0:
+            raise SettingValueError(name, f"must be a non-negative number, got {value!r}.")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Which CSV columns play which role (`dataset:`). Nothing under src/ knows them."""
 
+    target: str = field(metadata=_hint("Name the column to predict, e.g. `target: species`."))
+    numeric_features: tuple[str, ...] = field(
+        metadata=_hint("It must be a list of column names, e.g. `[culmen_length_mm, body_mass_g]`.")
+    )
+    categorical_features: tuple[str, ...] = field(
+        metadata=_hint("It must be a list of column names, e.g. `[island, sex]`.")
+    )
+    # Raw values that mean "missing" in a column, e.g. `{sex: ["."]}`.
+    extraneous_values: dict[str, tuple[Any, ...]] = field(
+        default_factory=dict,
+        metadata=_hint(
+            "It maps a column name to a list of values to treat as missing, e.g. `{sex: ['.']}`."
+        ),
+    )
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+    def __post_init__(self) -> None:
+        features = [*self.numeric_features, *self.categorical_features]
+        for key in ("numeric_features", "categorical_features"):
+            if not all(name.strip() for name in getattr(self, key)):
+                raise SettingValueError(key, "column names must be non-empty strings.")
+        if not features:
+            raise SettingValueError(
+                "numeric_features",
+                "the dataset lists no feature columns: name them in `numeric_features` "
+                "and/or `categorical_features`.",
+            )
+        repeated = sorted({name for name in features if features.count(name) > 1})
+        if repeated:
+            raise SettingValueError(
+                "categorical_features",
+                f"{repeated} appear twice in `numeric_features`/`categorical_features`: "
+                "list each column once.",
+            )
+        if self.target in features:
+            raise SettingValueError(
+                "target", f"the target column `{self.target}` is also listed as a feature."
+            )
+        unknown = sorted(set(self.extraneous_values) - set(features) - {self.target})
+        if unknown:
+            raise SettingValueError(
+                "extraneous_values",
+                f"names unknown columns: {unknown}. Use the target or a feature column.",
+            )
 
-
-def _hint(field: dataclasses.Field) -> str:
-    return str(field.metadata.get("hint", ""))
-
-
-def _field_name(key: str, fields: Mapping[str, Any], where: str) -> str:
-    if key in fields:
-        return key
-    snake = key.replace("-", "_")
-    if snake in fields:
-        warnings.warn(
-            f"{_join(where, key)}: write it as {snake}; the hyphenated spelling is deprecated.",
-            FutureWarning,
-            stacklevel=4,
+    @property
+    def schema(self) -> DatasetSchema:
+        return DatasetSchema(
+            target=self.target,
+            numeric_features=tuple(self.numeric_features),
+            categorical_features=tuple(self.categorical_features),
+            extraneous_values={k: tuple(v) for k, v in self.extraneous_values.items()},
         )
-        return snake
-    close = difflib.get_close_matches(snake, fields, n=1, cutoff=0.6)
-    hint = f", did you mean {close[0]}?" if close else "."
-    raise SettingsError(
-        f"{_join(where, key)}: unknown setting{hint} Valid settings: {', '.join(fields)}."
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The registered model (`model:`)."""
+
+    # Default: the project name.
+    name: str | None = None
+    # Written into every registered version's model card (`model_card.md`).
+    intended_use: str = (
+        "Classify the species of a penguin from its measurements, for the islands and "
+        "populations the training data covers."
+    )
+    limitations: str = (
+        "Trained on a few hundred birds; rows unlike the training data (other islands, "
+        "other species, other units) get confident but meaningless answers."
     )
 
 
-def _describe(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
-    if origin in (list, tuple) and arguments:
-        # A config file writes both as a YAML list.
-        return f"list[{_describe(arguments[0])}]"
-    if origin is dict and len(arguments) == 2:
-        return f"dict[{_describe(arguments[0])}, {_describe(arguments[1])}]"
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Thresholds and schedule of the monitoring pipeline (`monitoring:`)."""
+
+    # Production accuracy under this raises an alert. Simulated labels with
+    # --ground-truth-quality 0.8 put a healthy model near 0.8.
+    accuracy_threshold: float = 0.7
+    # Per-column drift: normed Wasserstein distance for numbers, Jensen-Shannon
+    # distance for categories. Rows drawn from the training data score ~0.05 with
+    # a few hundred rows; a two-standard-deviation shift scores ~2.
+    numeric_drift_method: str = "wasserstein"
+    numeric_drift_threshold: float = 0.2
+    categorical_drift_method: str = "jensenshannon"
+    categorical_drift_threshold: float = 0.2
+    # Reports look at most this many rows of each dataset (a random sample).
+    max_rows: int = 5000
+    experiment: str = "monitoring"
+    # When a production scheduler (Argo Workflows CronWorkflow, EventBridge for
+    # Step Functions) starts the monitoring pipeline: `hourly`, `daily`, `weekly`
+    # or an EventBridge cron expression (six fields, UTC; Argo uses the first five).
+    # Held as the cron expression `@schedule(cron=...)` takes.
+    schedule: str = field(
+        default="hourly",
+        metadata=_hint(
+            "Write hourly, daily, weekly or a six-field EventBridge cron expression, "
+            "e.g. `0 6 * * ? *`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _non_negative(
+            self, "accuracy_threshold", "numeric_drift_threshold", "categorical_drift_threshold"
+        )
+        if self.max_rows <= 0:
+            raise SettingValueError(
+                "max_rows", f"must be a positive integer, got {self.max_rows!r}."
+            )
+        object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
 
 
-def _wrong(where: str, value: Any, annotation: Any, hint: str = "") -> SettingsError:
-    message = f"{where}: expected {_describe(annotation)}, got {type(value).__name__} {value!r}."
-    return SettingsError(f"{message} {hint}".rstrip())
+@dataclass(frozen=True)
+class RetrainingSettings:
+    """Retraining on alert (`retraining:`)."""
+
+    # An event name turns on retraining on alert for deployments on Argo Workflows:
+    # monitoring publishes it when it raises an alert, training is triggered by it.
+    # Off by default because Step Functions cannot deploy a flow with @trigger.
+    event: str | None = field(
+        default=None,
+        metadata=_hint(
+            "Leave it empty for no retraining on alert, or name an event with letters, "
+            "digits, `_`, `-` and `.`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event, str) and self.event.strip() == "":
+            # What `event: ${RETRAINING_EVENT:-}` expands to when the variable is unset.
+            object.__setattr__(self, "event", None)
+        if self.event is not None and _EVENT_NAME.fullmatch(self.event) is None:
+            raise SettingValueError(
+                "event",
+                "must be empty (no retraining on alert) or an event name of letters, "
+                f"digits, `_`, `-` and `.`, got {self.event!r}.",
+            )
 
 
-def _check(value: Any, annotation: Any, where: str, hint: str = "") -> Any:
-    """`value` if it fits `annotation` (converted where lossless), else SettingsError.
+@dataclass(frozen=True)
+class PromotionSettings:
+    """When a challenger replaces the champion (`promotion:`)."""
 
-    `hint` says how to write the field; it ends every message about it.
+    # Labelled production captures the paired comparison needs; with fewer, the
+    # cross-validated scores are compared instead.
+    min_rows: int = 200
+    # The challenger's accuracy must be at least the champion's plus this.
+    min_gain: float = 0.0
+    # When set, the difference must also be significant (McNemar's p-value under it).
+    max_p_value: float | None = None
+    # When the monitoring pipeline finds the shadow better by the rule above, it
+    # asks the deployment pipeline to promote it.
+    auto: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_rows < 1:
+            raise SettingValueError(
+                "min_rows", f"must be a positive integer, got {self.min_rows!r}."
+            )
+        if not -1.0 <= self.min_gain <= 1.0:
+            raise SettingValueError(
+                "min_gain", f"must be an accuracy difference in [-1, 1], got {self.min_gain!r}."
+            )
+        if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:
+            raise SettingValueError(
+                "max_p_value",
+                f"must be a probability in (0, 1], or empty, got {self.max_p_value!r}.",
+            )
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The batch scoring pipeline (`scoring:`)."""
+
+    # When a production scheduler starts it; the same forms as `monitoring.schedule`.
+    schedule: str = field(
+        default="daily",
+        metadata=_hint(
+            "Write hourly, daily, weekly or a six-field EventBridge cron expression, "
+            "e.g. `0 6 * * ? *`."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The whole project configuration, as `config/*.yml` holds it."""
+
+    project: str = field(
+        metadata=_hint(
+            "Name the project, e.g. `project: penguins` (lowercase letters, digits, `_`)."
+        )
+    )
+    dataset: DatasetSettings = field(
+        metadata=_hint(
+            "Describe the CSV columns: `target`, `numeric_features` and `categorical_features`."
+        )
+    )
+    # Filled from MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI, when the file has none.
+    mlflow_tracking_uri: str = field(
+        default=DEFAULT_TRACKING_URI,
+        metadata=_hint("Write a URI such as http://localhost:5000 or sqlite:///mlflow.db."),
+    )
+    # `module` names the backend class; every other key is the backend's own setting,
+    # checked by the backend when it is built (at the run's first step).
+    backend: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_hint("Write `backend:` as a mapping with at least `module: backend.Local`."),
+    )
+    model: ModelSettings = field(default_factory=ModelSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
+    promotion: PromotionSettings = field(default_factory=PromotionSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+
+    def __post_init__(self) -> None:
+        if _PROJECT_NAME.fullmatch(self.project) is None:
+            raise SettingValueError(
+                "project",
+                "must be lowercase letters, digits and underscores (Metaflow's @project "
+                f"rule), got {self.project!r}.",
+            )
+        module = self.backend.get("module", DEFAULT_BACKEND)
+        if not isinstance(module, str) or "." not in module.strip(".") or " " in module:
+            raise SettingValueError(
+                "backend.module",
+                f"must look like `module.Class` (e.g. backend.Local), got {module!r}.",
+            )
+        object.__setattr__(self, "backend", {**self.backend, "module": module})
+        if self.model.name is None:
+            object.__setattr__(self, "model", replace(self.model, name=self.project))
+
+    @property
+    def backend_module(self) -> str:
+        """The backend class's name: a `common.pipeline.BACKENDS` name or `module.Class`."""
+        return str(self.backend["module"])
+
+
+def project_settings(config: Mapping[str, Any]) -> ProjectSettings:
+    """The typed settings of a configuration: a parsed one (`self.project`) or raw YAML data.
+
+    Raises `ConfigurationError` naming the offending key and what it should hold.
     """
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in arguments:
-            return None
-        options = [option for option in arguments if option is not type(None)]
-        if len(options) == 1:  # `X | None`: the error about X is the useful one.
-            return _check(value, options[0], where, hint)
-        for option in options:
-            try:
-                return _check(value, option, where, hint)
-            except SettingsError:
-                continue
-        raise _wrong(where, value, annotation, hint)
-    if origin is typing.Literal:
-        if value in arguments:
-            return value
-        message = f"{where}: must be one of {', '.join(map(repr, arguments))}, got {value!r}."
-        raise SettingsError(f"{message} {hint}".rstrip())
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise _wrong(where, value, annotation, hint)
-        item = arguments[0] if arguments else Any
-        checked = [_check(v, item, f"{where}[{i}]", hint) for i, v in enumerate(value)]
-        return tuple(checked) if origin is tuple else checked
-    if origin is dict:
-        if value is None:  # A section with every key commented out.
-            return {}
-        if not isinstance(value, Mapping):
-            raise _wrong(where, value, annotation, hint)
-        item = arguments[1] if len(arguments) == 2 else Any
-        return {str(k): _check(v, item, f"{where}.{k}", hint) for k, v in value.items()}
-    if dataclasses.is_dataclass(annotation):
-        if value is not None and not isinstance(value, Mapping):
-            raise _wrong(where, value, "a mapping of settings", hint)
-        return load_settings(annotation, value, where)  # type: ignore[arg-type]
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise _wrong(where, value, annotation, hint)
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _wrong(where, value, annotation, hint)
-    if annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _wrong(where, value, annotation, hint)
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise _wrong(where, value, annotation, hint)
-    raise TypeError(f"{where}: settings of type {annotation!r} are not supported.")
+    try:
+        return load_settings(ProjectSettings, config, "")
+    except SettingsError as error:
+        raise ConfigurationError(str(error)) from None

@@ -56,7 +56,7 @@ class Scorer:
         if forward is not None:
             self.forward = forward
         else:
-            # Empty counts as unset, as in common.modeling.keras_backend.
+            # Empty counts as unset, as in common.keras_runtime.keras_backend.
             os.environ["KERAS_BACKEND"] = os.environ.get("KERAS_BACKEND") or "jax"
             import keras
 

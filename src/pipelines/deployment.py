@@ -19,7 +19,7 @@ replaces becomes `previous`) and tags saying when and where it was deployed. If 
 new model does not come up or answers badly, the version that served before is put
 back, the aliases stay as they were, and the run fails saying why. Every decision
 (promoted, refused, forced, rollback, redeployed, shadow) is recorded as tags on the
-versions involved; `common.registry.deployment_history` reads them back, and the
+versions involved; `promotion.audit.deployment_history` reads them back, and the
 card of `start` shows this run's decision beside the model's history
 (`uv run src/pipelines/deployment.py card view start`).
 """
@@ -114,8 +114,8 @@ class Deployment(Pipeline):
         import time
 
         from backends.base import BackendError
-        from common.promotion import refusal_message
-        from common.smoke import SmokeTestError, check_predictions
+        from promotion.policy import refusal_message
+        from promotion.smoke_test import SmokeTestError, check_predictions
 
         if self.decision.refused:
             raise PipelineError(refusal_message(self.decision))
@@ -156,8 +156,8 @@ class Deployment(Pipeline):
         """Record the deployment in the registry: aliases, tags and the audit trail."""
         import mlflow
 
-        from common.promotion import SHADOW, Decision
         from common.registry import promote, retire_challenger
+        from promotion.policy import SHADOW, Decision
 
         self.previous = None
         client = mlflow.MlflowClient()
@@ -224,8 +224,8 @@ class Deployment(Pipeline):
 
     def resolve(self, client, requested: str, option: str) -> str:
         """The version `requested` names; a clear message listing what exists if none."""
-        from common.promotion import available_versions
         from common.registry import resolve_version
+        from promotion.policy import available_versions
 
         try:
             return resolve_version(client, self.model_name, requested)
@@ -239,7 +239,7 @@ class Deployment(Pipeline):
         """The `--shadow` version, once it exists and takes the served model's inputs."""
         from mlflow.models import get_model_info
 
-        from common.promotion import input_columns, schema_differences
+        from promotion.policy import input_columns, schema_differences
 
         if not self.shadow:
             return None
@@ -272,9 +272,9 @@ class Deployment(Pipeline):
         return (self.serving_version, self.serving_shadow) != (self.version, self.shadow_version)
 
     def judge(self, client):
-        """Whether the version asked for may replace the champion (see common.promotion)."""
-        from common.promotion import forced, without_comparison
+        """Whether the version asked for may replace the champion (see promotion.policy)."""
         from common.registry import PREVIOUS
+        from promotion.policy import forced, without_comparison
 
         decision = without_comparison(self.model_version, self.version, self.champion, PREVIOUS)
         if decision is not None:
@@ -285,7 +285,7 @@ class Deployment(Pipeline):
             if not self.force:
                 raise
             self.logger.warning("The comparison failed (%s); deploying anyway (--force).", error)
-            from common.promotion import Decision
+            from promotion.policy import Decision
 
             decision = Decision("refused", f"the comparison failed: {error}")
         return forced(decision, self.version) if self.force else decision
@@ -297,7 +297,7 @@ class Deployment(Pipeline):
         from mlflow.exceptions import MlflowException
 
         from backends.base import BackendError
-        from common.promotion import (
+        from promotion.policy import (
             EVIDENCE_ROWS,
             compare_on_captures,
             cross_validated_scores,
@@ -315,8 +315,8 @@ class Deployment(Pipeline):
             raise PipelineError(f"Reading the labelled captures failed: {error}") from None
         rows = 0 if captures is None else len(captures)
         if rows >= settings.min_rows:
-            from common.promotion import prepare_scoring
             from inference.scorer import load_scorer
+            from promotion.policy import prepare_scoring
 
             prepare_scoring()
 
@@ -358,7 +358,7 @@ class Deployment(Pipeline):
         """Write `decision` to the audit trail of every version in `roles`."""
         import mlflow
 
-        from common.registry import DeploymentEvent, record_event
+        from promotion.audit import DeploymentEvent, record_event
 
         when = self.now()
         event = DeploymentEvent(
@@ -378,7 +378,7 @@ class Deployment(Pipeline):
 
     def record_rollback(self, message: str) -> None:
         """Record an automatic rollback after a failed deployment (never masking its error)."""
-        from common.promotion import ROLLBACK, Decision
+        from promotion.policy import ROLLBACK, Decision
 
         try:
             reason = f"{message} (it was deployed as {self.decision.reason})"
@@ -391,8 +391,8 @@ class Deployment(Pipeline):
         """The decision, its figures and the history so far, on the `start` card."""
         import mlflow
 
-        from common.promotion import history_card
-        from common.registry import deployment_history
+        from promotion.audit import deployment_history
+        from promotion.policy import history_card
 
         history = deployment_history(mlflow.MlflowClient(), self.model_name, limit=50)
         current.card.extend(history_card(self.decision, history))

@@ -32,7 +32,7 @@ Deployed to a production scheduler it runs on `scoring.schedule` from the config
 
 from metaflow import Parameter, card, config_expr, current, environment, schedule, step
 
-from common.modeling import keras_backend
+from common.keras_runtime import keras_backend
 from common.pipeline import Pipeline, backend
 
 environment_variables = {"KERAS_BACKEND": keras_backend()}
@@ -85,8 +85,7 @@ class Scoring(Pipeline):
         import time
         from dataclasses import replace
 
-        from common.monitoring import import_evidently
-        from common.scoring import (
+        from batch_scoring.files import (
             ScoringError,
             background_process,
             check_locations,
@@ -97,6 +96,7 @@ class Scoring(Pipeline):
             remove_staging,
             staging_location,
         )
+        from monitoring.reports import import_evidently
 
         self.started_at = time.time()
         check_parameters(self.chunk_rows, self.max_invalid_fraction)
@@ -138,8 +138,14 @@ class Scoring(Pipeline):
 
         import mlflow
 
+        from batch_scoring.files import (
+            ScoringError,
+            check_columns,
+            fetch,
+            input_format,
+            read_columns,
+        )
         from common.registry import resolve_version
-        from common.scoring import ScoringError, check_columns, fetch, input_format, read_columns
 
         self.model_name = self.settings.model.name
         try:
@@ -167,7 +173,7 @@ class Scoring(Pipeline):
         """Validate each chunk of the input; stage its valid rows and its refused ones."""
         import os
 
-        from common.scoring import (
+        from batch_scoring.files import (
             Sample,
             join_location,
             numbers_from_text,
@@ -227,7 +233,7 @@ class Scoring(Pipeline):
         import neither MLflow nor, for a model with its `transform` and `forward`
         artifacts, scikit-learn or Keras: seconds saved in every task.
         """
-        from common.scoring import ScoringError, download_model, pack_model
+        from batch_scoring.files import ScoringError, download_model, pack_model
         from inference.scorer import load_features, model_artifacts
 
         model = download_model(self.model_name, self.scored_version, directory)
@@ -243,9 +249,9 @@ class Scoring(Pipeline):
         """The training rows of the version (the `--dataset` file without them) and their
         target, as the monitoring pipeline takes its reference."""
         from common.data import load_dataset
-        from common.monitoring import sample_rows
         from common.pipeline import dataset_seed
         from common.tracking import training_data
+        from monitoring.reports import sample_rows
 
         schema = self.schema
         reference = training_data(self.model_name, self.scored_version)
@@ -264,7 +270,7 @@ class Scoring(Pipeline):
         """Score one chunk as the server would; stage the output rows; capture them."""
         import time
 
-        from common.scoring import peak_memory_mib
+        from batch_scoring.files import peak_memory_mib
 
         self.chunk = self.input
         started = time.time()
@@ -293,7 +299,7 @@ class Scoring(Pipeline):
 
         import pandas as pd
 
-        from common.scoring import (
+        from batch_scoring.files import (
             ForwardProblem,
             fetch,
             join_location,
@@ -357,7 +363,7 @@ class Scoring(Pipeline):
         place in one step each; report rows, refusals, classes, throughput and the gate."""
         import time
 
-        from common.scoring import (
+        from batch_scoring.files import (
             ScoringError,
             invalid_fraction_error,
             peak_memory_mib,
@@ -410,7 +416,7 @@ class Scoring(Pipeline):
 
         import pyarrow.parquet as pq
 
-        from common.scoring import (
+        from batch_scoring.files import (
             assemble,
             empty_output,
             fetch,
@@ -449,7 +455,7 @@ class Scoring(Pipeline):
         """An empty rejects file, so a rerun never leaves an older run's refusals beside it."""
         import pandas as pd
 
-        from common.scoring import REJECT_COLUMNS
+        from batch_scoring.files import REJECT_COLUMNS
 
         columns = [*self.input_columns, *REJECT_COLUMNS]
         frame = pd.DataFrame({column: pd.Series(dtype="string") for column in columns})

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING
 
 from metaflow import Parameter, card, current, environment, step
 
-from common.modeling import check_backend_installed, keras_backend
+from common.keras_runtime import check_backend_installed, keras_backend
 from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
 
 if TYPE_CHECKING:
-    from common.model_card import ModelCard
+    from training.model_card import ModelCard
 
 environment_variables = {"KERAS_BACKEND": keras_backend()}
 
@@ -86,8 +86,8 @@ class Training(Pipeline):
     @step
     def start(self):
         """Validate parameters, open the parent MLflow run, record the training data."""
-        from common.cards import dataset_summary
-        from common.tracking import log_training_data, open_fold_runs, training_run
+        from training.cards import dataset_summary
+        from training.tracking import log_training_data, open_fold_runs, training_run
 
         self.validate_parameters()
         self.logger.info("MLflow tracking server: %s", self.mlflow_tracking_uri)
@@ -137,7 +137,7 @@ class Training(Pipeline):
     @step
     def cross_validation(self):
         """Split rows into stratified folds, one foreach branch per fold."""
-        from common.validation import stratified_folds
+        from training.cross_validation import stratified_folds
 
         splits = stratified_folds(
             self.data[self.schema.target],
@@ -152,7 +152,7 @@ class Training(Pipeline):
         """Fit the features transformer on this fold's training rows; transform both sides.
 
         Fitted with numpy into the compiled transform the model server runs, equal to
-        what scikit-learn fits (`common.features.fit_feature_blocks`): this task then
+        what scikit-learn fits (`training.preprocessing.fit_feature_blocks`): this task then
         never imports scikit-learn. Data the numpy fit cannot vouch for is left to it.
         """
         self.fold, (self.train_indices, self.test_indices) = self.input
@@ -171,14 +171,14 @@ class Training(Pipeline):
     def transform_with_numpy(self, train, test):
         """(x_train, y_train, x_test, y_test) through the compiled transform; sets the
         class names and feature columns. None when the data is left to scikit-learn."""
-        from common.features import (
+        from inference.features import FeatureTransform
+        from training.preprocessing import (
             block_columns,
             class_indices,
             feature_arrays,
             fit_class_names,
             fit_feature_blocks,
         )
-        from inference.features import FeatureTransform
 
         schema = self.schema
         blocks = fit_feature_blocks(train, schema)
@@ -200,8 +200,12 @@ class Training(Pipeline):
 
     def transform_with_scikit_learn(self, train, test):
         """As `transform_with_numpy`, with the transformers the final model ships."""
-        from common.features import fit_features_transformer, fit_target_transformer, transform
-        from common.model_card import feature_columns
+        from training.model_card import feature_columns
+        from training.preprocessing import (
+            fit_features_transformer,
+            fit_target_transformer,
+            transform,
+        )
 
         schema = self.schema
         features_transformer = fit_features_transformer(train, schema)
@@ -217,8 +221,8 @@ class Training(Pipeline):
     @step
     def train_fold(self):
         """Train a model on this fold's training rows; keep its weights as plain numpy."""
-        from common.modeling import train_model
         from inference.forward import dense_weights
+        from training.network import train_model
 
         self.logger.info("Training fold %d of %d...", self.fold + 1, self.cross_validation_folds)
         self.model, self.history = train_model(
@@ -241,14 +245,14 @@ class Training(Pipeline):
         The same forward pass measures each feature's permutation importance on those
         rows (one batched call), for the model card.
         """
-        from common.model_card import permutation_importance
-        from common.validation import classification_scores
         from inference.forward import dense_forward
+        from training.cross_validation import classification_scores
+        from training.model_card import permutation_importance
 
         if self.weights is not None:
             forward = dense_forward(self.weights)
         else:
-            from common.modeling import import_keras
+            from common.keras_runtime import import_keras
 
             import_keras()  # Before unpickling the model, which would import Keras slowly.
             forward = self.model.predict_on_batch
@@ -277,9 +281,9 @@ class Training(Pipeline):
         """
         import numpy as np
 
-        from common.cards import confusion_table, fold_scores
-        from common.model_card import slice_accuracy, summarize_importance
-        from common.validation import confusion_matrix, summarize_folds
+        from training.cards import confusion_table, fold_scores
+        from training.cross_validation import confusion_matrix, summarize_folds
+        from training.model_card import slice_accuracy, summarize_importance
 
         self.merge_artifacts(inputs, include=["mlflow_run_id"])
         folds = sorted(inputs, key=lambda task: task.fold)
@@ -322,10 +326,10 @@ class Training(Pipeline):
         The digest is computed here, beside the folds, rather than in a step they wait for.
         The transformers' artifact files for the registry are written here too.
         """
-        from common.features import fit_transform
-        from common.model_card import training_data_digest
-        from common.registry import transformer_files
         from inference.features import export_transform
+        from training.model_card import training_data_digest
+        from training.packaging import transformer_files
+        from training.preprocessing import fit_transform
 
         self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
             self.data, self.schema
@@ -348,10 +352,10 @@ class Training(Pipeline):
 
         Its card draws the training curves.
         """
-        from common.cards import training_curves
-        from common.modeling import train_model
-        from common.registry import model_files
         from inference.forward import export_dense
+        from training.cards import training_curves
+        from training.network import train_model
+        from training.packaging import model_files
 
         self.logger.info("Training the final model on %d rows...", len(self.x))
         self.model, self.history = train_model(
@@ -382,10 +386,10 @@ class Training(Pipeline):
         import mlflow
         from metaflow.cards import Markdown
 
-        from common.model_card import CARD_ARTIFACT, render_markdown
-        from common.registry import log_servable_model
-        from common.tracking import log_cross_validation
-        from common.validation import summarize_folds
+        from training.cross_validation import summarize_folds
+        from training.model_card import CARD_ARTIFACT, render_markdown
+        from training.packaging import log_servable_model
+        from training.tracking import log_cross_validation
 
         self.merge_artifacts(inputs)
         self.registered, self.model_version = False, None
@@ -427,7 +431,7 @@ class Training(Pipeline):
         """The model card's contents, from the artifacts of the steps before `register`."""
         from datetime import UTC, datetime
 
-        from common.model_card import ModelCard, class_balance
+        from training.model_card import ModelCard, class_balance
 
         return ModelCard(
             model_name=self.project.model["name"],

@@ -284,7 +284,7 @@ def test_batch_saves_capture_inputs_as_the_server_does(tmp_path: Path) -> None:
     ],
 )
 def test_wrong_settings_are_refused_naming_the_key(settings: dict, message: str) -> None:
-    from common import settings as common_settings
+    from common import settings_loader as common_settings
 
     with pytest.raises(common_settings.SettingsError, match=message) as info:
         Local({"module": "backend.Local", **settings})

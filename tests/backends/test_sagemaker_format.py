@@ -186,7 +186,7 @@ def test_wrong_settings_are_refused(change: dict, message: str) -> None:
 def test_a_bad_setting_is_one_error_for_every_caller() -> None:
     """A BackendError for the backends' callers, a ValueError (the project's SettingsError)
     for `build_backend`, which reports it as one line."""
-    from common import settings
+    from common import settings_loader as settings
     from common.pipeline import PipelineError, build_backend
 
     with pytest.raises(settings.SettingsError) as info:

@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.aws import MotoServer
 
-from common.data import DatasetSchema
-from common.scoring import (
+from batch_scoring.files import (
     OUT_OF_RANGE,
     ForwardProblem,
     Sample,
@@ -45,6 +44,7 @@ from common.scoring import (
     unpack_model,
     write_part,
 )
+from common.data import DatasetSchema
 
 SCHEMA = DatasetSchema(
     target="label", numeric_features=("x",), categorical_features=("c",), extraneous_values={}

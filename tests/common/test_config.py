@@ -15,6 +15,13 @@ import pytest
 import yaml
 
 from common.config import (
+    expand_placeholders,
+    load_project_configuration,
+    parse_project_configuration,
+    unexpanded_placeholders,
+)
+from common.data import DatasetSchema
+from common.settings import (
     DEFAULT_BACKEND,
     DEFAULT_TRACKING_URI,
     ConfigurationError,
@@ -22,13 +29,8 @@ from common.config import (
     MonitoringSettings,
     ProjectSettings,
     RetrainingSettings,
-    expand_placeholders,
-    load_project_configuration,
-    parse_project_configuration,
     project_settings,
-    unexpanded_placeholders,
 )
-from common.data import DatasetSchema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "config"

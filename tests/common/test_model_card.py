@@ -1,4 +1,4 @@
-"""Tests for common.model_card: digest, slices, permutation importance and the Markdown.
+"""Tests for training.model_card: digest, slices, permutation importance and the Markdown.
 
 The slice and importance tests use the pipeline's own pieces without Keras: the
 features transformer, stratified folds, and the server's numpy forward pass over a
@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 from common.data import DatasetSchema
-from common.features import fit_features_transformer, fit_transform, transform
-from common.model_card import (
+from inference.forward import dense_forward
+from training.cross_validation import stratified_folds
+from training.model_card import (
     MISSING,
     ModelCard,
     class_balance,
@@ -29,8 +30,7 @@ from common.model_card import (
     training_data_digest,
     weakest_slice,
 )
-from common.validation import stratified_folds
-from inference.forward import dense_forward
+from training.preprocessing import fit_features_transformer, fit_transform, transform
 
 SCHEMA = DatasetSchema(
     target="species",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.modeling import DEFAULT_KERAS_BACKEND, check_backend_installed, keras_backend
+from common.keras_runtime import DEFAULT_KERAS_BACKEND, check_backend_installed, keras_backend
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -55,7 +55,7 @@ def test_a_training_task_refuses_a_missing_backend_before_importing_keras() -> N
     outcome = python_result(
         "import json, os, sys\n"
         "os.environ['KERAS_BACKEND'] = 'tensorflow'\n"
-        "from common.modeling import import_keras\n"
+        "from common.keras_runtime import import_keras\n"
         "try:\n"
         "    import_keras()\n"
         "    error = None\n"

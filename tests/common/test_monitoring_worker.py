@@ -22,16 +22,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import common.monitoring as monitoring
-from common.config import MonitoringSettings, load_project_configuration
+import monitoring.reports as monitoring
+from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
-from common.monitoring import (
-    REPORTS,
-    Report,
-    ReportError,
-    ReportWorker,
-    parallel_reports,
-)
+from common.settings import MonitoringSettings
+from monitoring.reports import REPORTS, Report, ReportError, ReportWorker, parallel_reports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PENGUINS_CSV = REPO_ROOT / "data" / "penguins.csv"
@@ -46,7 +41,8 @@ RANDOM_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 PREAMBLE = f"""
 import hashlib, json, re, sys
 sys.path.insert(0, {str(REPO_ROOT / "src")!r})
-from common.config import MonitoringSettings, load_project_configuration
+from common.config import load_project_configuration
+from common.settings import MonitoringSettings
 from common.data import DatasetSchema, load_dataset
 schema = DatasetSchema.from_config(load_project_configuration({str(LOCAL_CONFIG)!r})["dataset"])
 data = load_dataset({str(PENGUINS_CSV)!r}, schema, 42).dropna().reset_index(drop=True)
@@ -84,12 +80,12 @@ def rows() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 WHOLE = """
 import evidently
-from common.monitoring import run_reports
+from monitoring.reports import run_reports
 reports = run_reports(reference, current, schema, MonitoringSettings())
 print(json.dumps({"ui": "evidently.ui" in sys.modules, "reports": described(reports)}))
 """
 IN_PART = """
-from common.monitoring import ReportWorker, build_report, import_evidently
+from monitoring.reports import ReportWorker, build_report, import_evidently
 with ReportWorker() as worker:
     by_worker = worker.run(reference, current, schema, MonitoringSettings())
 evidently_here = "evidently" in sys.modules

@@ -1,4 +1,4 @@
-"""Tests for common.promotion (the promotion decision) and the audit trail of common.registry.
+"""Tests for promotion.policy (the promotion decision) and the audit trail of common.registry.
 
 Registry tests use a real SQLite MLflow store of their own; the paired comparison on
 captures uses the session's real registered models (support/serving.py).
@@ -15,10 +15,12 @@ import pytest
 from support.rows import SPEC_ROW
 from support.serving import ServingModels
 
-from common.comparison import compare_paired
-from common.config import PromotionSettings
 from common.data import DatasetSchema
-from common.promotion import (
+from common.registry import retire_challenger
+from common.settings import PromotionSettings
+from promotion.audit import DeploymentEvent, deployment_history, record_event
+from promotion.paired_test import compare_paired
+from promotion.policy import (
     FORCE_HINT,
     CrossValidated,
     Decision,
@@ -35,13 +37,7 @@ from common.promotion import (
     schema_differences,
     without_comparison,
 )
-from common.registry import (
-    DeploymentEvent,
-    deployment_history,
-    model_signature,
-    record_event,
-    retire_challenger,
-)
+from training.packaging import model_signature
 
 DEFAULTS = PromotionSettings()
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from common.settings import SettingsError, SettingValueError, load_settings, settings_dict
+from common.settings_loader import SettingsError, SettingValueError, load_settings, settings_dict
 
 
 @dataclass(frozen=True)

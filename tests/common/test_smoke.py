@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from common.smoke import SmokeTestError, check_predictions
+from promotion.smoke_test import SmokeTestError, check_predictions
 
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
 

@@ -325,9 +325,9 @@ def test_load_scorer_refuses_a_directory_without_a_model(tmp_path) -> None:
 def test_the_forward_artifact_loads_the_same_model_without_keras(
     trained: SimpleNamespace, tmp_path: Path
 ) -> None:
-    from common.registry import save_artifacts
     from inference.forward import export_dense, load_dense
     from inference.model import Model
+    from training.packaging import save_artifacts
 
     paths = save_artifacts(
         str(tmp_path), trained.model, trained.features, trained.target, export_dense
@@ -372,10 +372,10 @@ def test_the_transform_artifact_loads_the_same_features_without_scikit_learn(
 ) -> None:
     import json
 
-    from common.registry import save_artifacts
     from inference.features import export_transform, load_transform
     from inference.forward import export_dense
     from inference.scorer import Scorer
+    from training.packaging import save_artifacts
 
     paths = save_artifacts(
         str(tmp_path), trained.model, trained.features, trained.target, export_dense,

@@ -17,7 +17,6 @@ from support.paths import LOCAL_CONFIG, PENGUINS_CSV
 
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
-from common.features import fit_features_transformer
 from inference.features import (
     NOT_A_NUMBER,
     NOT_FINITE,
@@ -25,6 +24,7 @@ from inference.features import (
     FeatureTransform,
     InvalidInput,
 )
+from training.preprocessing import fit_features_transformer
 
 GOOD = {
     "island": "Biscoe",

@@ -61,7 +61,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     broken = train_toy(root / "broken", data_seed=3, seed=7, epochs=1)
     kernel = broken.model.layers[0].kernel
     kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
-    from common.registry import save_artifacts
+    from training.packaging import save_artifacts
 
     save_artifacts(str(root / "broken"), broken.model, broken.features, broken.target)
     other_categories = train_toy(
@@ -499,8 +499,8 @@ def test_a_server_with_an_incompatible_shadow_refuses_to_start(
     from support.serving import train_small_model
 
     from backends.local_server import ServerError
-    from common.features import fit_transform
     from inference.features import export_transform
+    from training.preprocessing import fit_transform
 
     champion = serving_models.good[0]
     shadow_path = download(serving_models, champion, tracking_uri, tmp_path / "shadow")

@@ -26,7 +26,7 @@ from support.serving import ServingModels
 
 from backends.local import Local
 from backends.local_server import LocalServer
-from common.registry import deployment_history
+from promotion.audit import deployment_history
 
 
 @dataclass

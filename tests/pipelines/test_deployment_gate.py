@@ -65,7 +65,7 @@ def accuracy_on(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> float:
 
 def train_weak_model(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> tuple[Any, ...]:
     """The same network and transformers after one gradient step: deliberately weak."""
-    from common.modeling import train_model
+    from training.network import train_model
 
     _, features, target = trained
     x = features.transform(data[schema.features])
@@ -78,9 +78,9 @@ def train_weak_model(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> t
 def register(trained: tuple[Any, Any, Any], schema: Any, experiment_id: str) -> str:
     import mlflow
 
-    from common.registry import log_servable_model, servable_files
     from inference.features import export_transform
     from inference.forward import export_dense
+    from training.packaging import log_servable_model, servable_files
 
     with mlflow.start_run(experiment_id=experiment_id):
         files = servable_files(*trained, export_dense, export_transform)
@@ -247,7 +247,7 @@ def test_shadow_versions_are_checked_before_anything_changes(scenario: Scenario)
 def test_every_decision_is_in_the_history_newest_first(
     scenario: Scenario, mlflow_client: Any
 ) -> None:
-    from common.registry import deployment_history
+    from promotion.audit import deployment_history
 
     history = deployment_history(mlflow_client, MODEL_NAME)
     weak, strong = scenario.weak, scenario.strong

@@ -158,7 +158,7 @@ def test_transform_fold_tasks(training_run: Any) -> None:
 def test_fold_transforms_are_what_scikit_learn_fits_on_the_fold(training_run: Any) -> None:
     """The folds fit their transform with numpy; it must be scikit-learn's, value for value."""
     from common.data import DatasetSchema
-    from common.features import fit_features_transformer, fit_target_transformer, transform
+    from training.preprocessing import fit_features_transformer, fit_target_transformer, transform
 
     data = task(training_run, "start")["data"].data
     config = load_project_configuration(LOCAL_CONFIG)
@@ -228,7 +228,7 @@ def test_transform_artifacts(training_run: Any) -> None:
 
 
 def test_train_produces_a_model_for_every_class(training_run: Any) -> None:
-    from common.modeling import import_keras
+    from common.keras_runtime import import_keras
 
     keras = import_keras()
     model = task(training_run, "train")["model"].data
@@ -316,7 +316,7 @@ def test_run_records_its_training_dataset(training_run: Any, mlflow_client: Any)
 
 def test_evaluation_scores_what_the_fold_model_predicts(training_run: Any) -> None:
     """evaluate_fold's numpy forward pass gives the Keras model's own probabilities."""
-    from common.modeling import import_keras
+    from common.keras_runtime import import_keras
     from inference.forward import dense_forward
 
     import_keras()
@@ -339,7 +339,7 @@ def test_registered_pyfunc_gives_the_pipelines_evaluation_probabilities(
     training_run: Any,
 ) -> None:
     """The served model and the pipeline's evaluation agree on the same rows."""
-    from common.modeling import import_keras
+    from common.keras_runtime import import_keras
     from inference.forward import dense_forward, dense_weights
 
     import_keras()
@@ -367,8 +367,8 @@ def test_registered_pyfunc_gives_the_pipelines_evaluation_probabilities(
 def test_registered_version_is_the_challenger_tagged_with_its_evidence(
     training_run: Any, mlflow_client: Any
 ) -> None:
-    from common.model_card import training_data_digest
     from common.registry import CHALLENGER
+    from training.model_card import training_data_digest
 
     version = task(training_run, "register")["model_version"].data
     average = task(training_run, "average_scores")
@@ -428,7 +428,7 @@ def test_permutation_importance_covers_every_feature(training_run: Any) -> None:
 def test_model_card_is_an_artifact_of_the_versions_run(
     training_run: Any, mlflow_client: Any, tmp_path: Path
 ) -> None:
-    from common.config import ModelSettings
+    from common.settings import ModelSettings
 
     register = task(training_run, "register")
     version = register["model_version"].data

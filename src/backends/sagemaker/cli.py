@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     """`status` or `delete` the endpoint named by a project config."""
     import argparse
 
-    from common.config import ConfigurationError, load_project_configuration
+    from common.config import load_project_configuration
+    from common.settings import ConfigurationError
 
     parser = argparse.ArgumentParser(
         prog="python -m backends.sagemaker",

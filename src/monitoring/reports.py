@@ -24,8 +24,8 @@ from common.data import DatasetSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-    from common.comparison import PairedComparison
-    from common.config import MonitoringSettings, PromotionSettings
+    from common.settings import MonitoringSettings, PromotionSettings
+    from promotion.paired_test import PairedComparison
 
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
@@ -243,7 +243,7 @@ def run_reports(
 
 
 def import_plotting() -> None:
-    """Import Matplotlib as the history chart (`common.cards.history_chart`) uses it.
+    """Import Matplotlib as the history chart (`monitoring.cards.history_chart`) uses it.
 
     Half a second, spent by the monitoring pipeline while its reports run elsewhere.
     """
@@ -283,7 +283,7 @@ class ReportError(RuntimeError):
 # metric, test, preset, descriptor (NLTK, LLM judges) and the UI server (Litestar), and
 # any `from evidently.x import y` runs them all first. Most of those initialisers only
 # re-export names of their submodules: in the report process they are skipped, and each
-# name is imported from its submodule when first used (common.reexports). What the
+# name is imported from its submodule when first used (monitoring.reexports). What the
 # reports use is then ~120 of Evidently's ~430 modules, ~2.3 s of CPU, imported by the
 # worker while its caller loads the data. Two things initialisers did on the side are
 # kept: the statistical tests register themselves by name when their package is
@@ -315,7 +315,7 @@ def import_evidently() -> bool:
     """
     from importlib import metadata
 
-    from common.reexports import defer_reexports
+    from monitoring.reexports import defer_reexports
 
     try:
         lazy = metadata.version("evidently") == LAZY_EVIDENTLY_VERSION
@@ -600,7 +600,7 @@ def shadow_comparison(captured: pd.DataFrame | None) -> ShadowComparison | None:
     several (served version, shadow version) pairs, the newest row's pair is compared:
     rows of another pair were answered by other models. None without shadow rows.
     """
-    from common.comparison import compare_paired
+    from promotion.paired_test import compare_paired
 
     if captured is None or "shadow_version" not in captured:
         return None
@@ -645,10 +645,10 @@ def challenger_finding(
     """Whether the shadow beats the champion by the promotion rule, and why.
 
     Kept apart from the alerts: a better challenger is news, not a failure. The rule
-    is the deployment pipeline's (`common.comparison.beats` with `promotion:`), on at
+    is the deployment pipeline's (`promotion.paired_test.beats` with `promotion:`), on at
     least `promotion.min_rows` paired labelled rows. None without shadow rows.
     """
-    from common.comparison import beats
+    from promotion.paired_test import beats
 
     if comparison is None:
         return None

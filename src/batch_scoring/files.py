@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from common.config import MonitoringSettings
+    from common.settings import MonitoringSettings
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 OUTPUT_COLUMNS = ("prediction", "confidence", "id", "model_version", "scored_at")
@@ -590,7 +590,7 @@ def quality_gate(
     """The monitoring pipeline's data summary and drift checks on the input sample."""
     if sample is None or len(sample) == 0:
         return GateResult(rows=0, page="<p>No valid rows to compare.</p>")
-    from common.monitoring import drift_report, production_frame, summary_report
+    from monitoring.reports import drift_report, production_frame, summary_report
 
     current = production_frame(sample, schema)[schema.features]
     reference = production_frame(reference, schema)[schema.features]

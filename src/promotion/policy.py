@@ -4,7 +4,7 @@ The deployment pipeline asks this before anything that serves changes:
 
 - the newest labelled production captures (at least `promotion.min_rows`) are scored
   by both versions, in this process, through the server's own validation and forward
-  pass, and compared pair by pair (`common.comparison`);
+  pass, and compared pair by pair (`promotion.paired_test`);
 - with fewer labelled captures, the versions' cross-validated scores are compared
   instead (the tags the training pipeline sets, or its run's metrics), and the
   decision says so;
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from common.comparison import PairedComparison, beats, compare_paired
+from promotion.paired_test import PairedComparison, beats, compare_paired
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from common.config import PromotionSettings
+    from common.settings import PromotionSettings
 
 # The newest labelled captures compared at most: enough for a tight paired test, and
 # the size the comparison's speed target is set for (bench/comparison.py).

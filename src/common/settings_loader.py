@@ -1,0 +1,206 @@
+"""Typed settings: frozen dataclasses filled from a config mapping, refusing typos.
+
+    @dataclass(frozen=True)
+    class Thresholds:
+        accuracy_threshold: float = 0.7
+        max_rows: int = 5000
+
+    load_settings(Thresholds, {"accuracy_treshold": 0.9}, "monitoring")
+    # SettingsError: monitoring.accuracy_treshold: unknown setting, did you mean
+    # accuracy_threshold? Valid settings: accuracy_threshold, max_rows.
+
+Keys are snake_case. A kebab-case spelling (`max-rows`) is still accepted, with a
+warning naming the new spelling, so older config files keep working. Values are
+checked against the field's annotation: str, int, float (an int is accepted), bool,
+`X | None`, `list[X]` / `tuple[X, ...]`, `dict[str, X]`, `Literal[...]` and nested
+settings dataclasses; an empty section (YAML null) takes the defaults.
+
+A field's `metadata={"hint": "..."}` is a sentence saying how to write it; it follows
+every message about that field. Checks that need more than a type (a range, a value
+that depends on another) go in `__post_init__`, raising `SettingValueError(key, why)`;
+the message then names the key where it is, as for a type error. Only the standard
+library: every task process imports this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+import warnings
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is unknown, missing or of the wrong type; the message says which."""
+
+
+class SettingValueError(ValueError):
+    """Raised by a settings class's `__post_init__`: `key` (relative to the class) is wrong.
+
+    `load_settings` turns it into a SettingsError naming the key where it is.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def load_settings(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """`cls` (a dataclass) filled from `data`; `where` names the section in messages.
+
+    `where=""` is the top level: messages then start with the key itself.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise SettingsError(
+            f"{where or 'settings'}: expected a mapping of settings, "
+            f"got {type(data).__name__} {data!r}."
+        )
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _field_name(str(key), fields, where)
+        values[name] = _check(value, hints[name], _join(where, name), _hint(fields[name]))
+    missing = [
+        name
+        for name, field in fields.items()
+        if name not in values
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        hint = _hint(fields[missing[0]])
+        if where:
+            message = f"{where}: missing required setting {', '.join(missing)}."
+        else:
+            message = f"{', '.join(missing)}: missing required setting."
+        raise SettingsError(f"{message} {hint}".rstrip())
+    try:
+        return cls(**values)
+    except SettingValueError as error:
+        raise SettingsError(f"{_join(where, error.key)}: {error.message}") from None
+
+
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """A settings object as plain data (lists, dicts), e.g. for Metaflow's Config."""
+    return _plain(dataclasses.asdict(settings))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _hint(field: dataclasses.Field) -> str:
+    return str(field.metadata.get("hint", ""))
+
+
+def _field_name(key: str, fields: Mapping[str, Any], where: str) -> str:
+    if key in fields:
+        return key
+    snake = key.replace("-", "_")
+    if snake in fields:
+        warnings.warn(
+            f"{_join(where, key)}: write it as {snake}; the hyphenated spelling is deprecated.",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return snake
+    close = difflib.get_close_matches(snake, fields, n=1, cutoff=0.6)
+    hint = f", did you mean {close[0]}?" if close else "."
+    raise SettingsError(
+        f"{_join(where, key)}: unknown setting{hint} Valid settings: {', '.join(fields)}."
+    )
+
+
+def _describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin in (list, tuple) and arguments:
+        # A config file writes both as a YAML list.
+        return f"list[{_describe(arguments[0])}]"
+    if origin is dict and len(arguments) == 2:
+        return f"dict[{_describe(arguments[0])}, {_describe(arguments[1])}]"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _wrong(where: str, value: Any, annotation: Any, hint: str = "") -> SettingsError:
+    message = f"{where}: expected {_describe(annotation)}, got {type(value).__name__} {value!r}."
+    return SettingsError(f"{message} {hint}".rstrip())
+
+
+def _check(value: Any, annotation: Any, where: str, hint: str = "") -> Any:
+    """`value` if it fits `annotation` (converted where lossless), else SettingsError.
+
+    `hint` says how to write the field; it ends every message about it.
+    """
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        options = [option for option in arguments if option is not type(None)]
+        if len(options) == 1:  # `X | None`: the error about X is the useful one.
+            return _check(value, options[0], where, hint)
+        for option in options:
+            try:
+                return _check(value, option, where, hint)
+            except SettingsError:
+                continue
+        raise _wrong(where, value, annotation, hint)
+    if origin is typing.Literal:
+        if value in arguments:
+            return value
+        message = f"{where}: must be one of {', '.join(map(repr, arguments))}, got {value!r}."
+        raise SettingsError(f"{message} {hint}".rstrip())
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise _wrong(where, value, annotation, hint)
+        item = arguments[0] if arguments else Any
+        checked = [_check(v, item, f"{where}[{i}]", hint) for i, v in enumerate(value)]
+        return tuple(checked) if origin is tuple else checked
+    if origin is dict:
+        if value is None:  # A section with every key commented out.
+            return {}
+        if not isinstance(value, Mapping):
+            raise _wrong(where, value, annotation, hint)
+        item = arguments[1] if len(arguments) == 2 else Any
+        return {str(k): _check(v, item, f"{where}.{k}", hint) for k, v in value.items()}
+    if dataclasses.is_dataclass(annotation):
+        if value is not None and not isinstance(value, Mapping):
+            raise _wrong(where, value, "a mapping of settings", hint)
+        return load_settings(annotation, value, where)  # type: ignore[arg-type]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise _wrong(where, value, annotation, hint)
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _wrong(where, value, annotation, hint)
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise _wrong(where, value, annotation, hint)
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise _wrong(where, value, annotation, hint)
+    raise TypeError(f"{where}: settings of type {annotation!r} are not supported.")
