@@ -53,7 +53,6 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench"), str(ROOT / "tests")]
 from serving import dataset_rows, train_and_register  # noqa: E402
 from support.load import Clients  # noqa: E402
 from support.ports import free_port  # noqa: E402
-
 from training import (  # noqa: E402
     TIME_FORMAT,
     WORKFLOW_LINE,

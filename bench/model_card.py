@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
 
 from common.data import DatasetSchema, clean_dataset  # noqa: E402
 from inference.forward import dense_forward  # noqa: E402
-from training.model_card import (  # noqa: E402
+from model_training.model_card import (  # noqa: E402
     ModelCard,
     feature_columns,
     permutation_importance,
@@ -43,7 +43,7 @@ from training.model_card import (  # noqa: E402
     summarize_importance,
     training_data_digest,
 )
-from training.preprocessing import fit_transform  # noqa: E402
+from model_training.preprocessing import fit_transform  # noqa: E402
 
 PENGUINS_ROWS = 344
 

@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from machine import machine_line  # bench/machine.py: the script's own directory
-
 from training import (
     ROOT,
     TIME_FORMAT,
@@ -121,7 +120,7 @@ def prepare_tracking(workdir: Path) -> None:
     import mlflow
 
     from common.registry import CHAMPION
-    from training.tracking import log_training_data
+    from model_training.tracking import log_training_data
 
     data, schema = penguins()
     mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")

@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import dataset
 from machine import machine_line  # bench/machine.py: the script's own directory
-
 from training import ROOT, pipeline_environment, task_durations
 
 PIPELINE = "src/pipelines/scoring.py"
@@ -59,9 +58,9 @@ sys.path.insert(0, {str(ROOT / "src")!r})
 import mlflow
 from common.config import validate_project_configuration
 from common.data import DatasetSchema, clean_dataset
-from training.preprocessing import fit_transform
-from training.network import train_model
-from training.packaging import log_servable_model, servable_files
+from model_training.preprocessing import fit_transform
+from model_training.network import train_model
+from model_training.packaging import log_servable_model, servable_files
 from inference.features import export_transform
 from inference.forward import export_dense
 from common.tracking import log_training_data

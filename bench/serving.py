@@ -140,9 +140,9 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
 
     from inference.features import export_transform
     from inference.forward import export_dense
-    from training.network import train_model
-    from training.packaging import log_servable_model, servable_files
-    from training.preprocessing import fit_transform
+    from model_training.network import train_model
+    from model_training.packaging import log_servable_model, servable_files
+    from model_training.preprocessing import fit_transform
 
     started = time.perf_counter()
     features_transformer, target_transformer, x, y = fit_transform(data, schema)

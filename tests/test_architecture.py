@@ -1,8 +1,9 @@
 """The import rule of src/, checked on the source so that it stays true.
 
     pipelines → the stages, backends, common, inference;
-    a stage (training, promotion, monitoring, batch_scoring) → common, inference, and the
-    stages it builds on (monitoring → promotion; batch_scoring → monitoring);
+    a stage (model_training, promotion, model_monitoring, batch_scoring) → common,
+    inference, and the stages it builds on (model_monitoring → promotion;
+    batch_scoring → model_monitoring);
     promotion and backends, which deploy → backends too (backends: → common, inference);
     common → nothing else of the project;     inference → nothing else of the project;
     no import cycles, between packages or between modules.
@@ -25,14 +26,14 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # What each package of src/ may import besides itself.
-STAGES = ("training", "promotion", "monitoring", "batch_scoring")
+STAGES = ("model_training", "promotion", "model_monitoring", "batch_scoring")
 FRAMEWORK = frozenset({"common", "inference"})
 ALLOWED: dict[str, frozenset[str]] = {
     "pipelines": frozenset({*STAGES, "backends"}) | FRAMEWORK,
-    "training": FRAMEWORK,
+    "model_training": FRAMEWORK,
     "promotion": FRAMEWORK | {"backends"},
-    "monitoring": FRAMEWORK | {"promotion"},
-    "batch_scoring": FRAMEWORK | {"monitoring"},
+    "model_monitoring": FRAMEWORK | {"promotion"},
+    "batch_scoring": FRAMEWORK | {"model_monitoring"},
     "backends": FRAMEWORK,
     "common": frozenset(),
     "inference": frozenset(),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from common import settings_loader as common_settings
+from inference.capture import CAPTURE_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,14 +142,6 @@ def simulate_ground_truth(
         right = rng.random() < quality or not others
         labels[id_] = prediction if right else rng.choice(others)
     return labels
-
-
-# The columns of `captured_frame` besides the inputs; the last four may be missing
-# from rows of an older reader (SageMaker's JSON Lines before shadows), then None.
-CAPTURE_COLUMNS = (
-    "id", "created_at", "model_version", "inputs", "prediction", "confidence",
-    "ground_truth", "source", "shadow_version", "shadow_prediction", "shadow_confidence",
-)  # fmt: skip
 
 
 def captured_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:

@@ -590,7 +590,7 @@ def quality_gate(
     """The monitoring pipeline's data summary and drift checks on the input sample."""
     if sample is None or len(sample) == 0:
         return GateResult(rows=0, page="<p>No valid rows to compare.</p>")
-    from monitoring.reports import drift_report, production_frame, summary_report
+    from model_monitoring.reports import drift_report, production_frame, summary_report
 
     current = production_frame(sample, schema)[schema.features]
     reference = production_frame(reference, schema)[schema.features]

@@ -78,9 +78,9 @@ PACKAGED_CODE = (
     "common",
     "backends",
     "inference",
-    "training",
+    "model_training",
     "promotion",
-    "monitoring",
+    "model_monitoring",
     "batch_scoring",
 )
 

@@ -1,14 +1,14 @@
-"""What a registered model is made of: artifacts, requirements and signature."""
+"""The model registry as every stage reads it: version look-ups, aliases, model URIs
+and downloads. What a registered model is made of is model_training.packaging's; the
+deployment audit trail is promotion.audit's."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -27,6 +27,22 @@ def quiet_downloads() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = saved
+
+
+def model_uri(name: str, version: str) -> str:
+    """The registry URI of one version of a registered model: `models:/<name>/<version>`."""
+    return f"models:/{name}/{version}"
+
+
+def download_model(uri: str, directory: str | os.PathLike[str]) -> Path:
+    """A registered model's files (`uri` from `model_uri`, or an alias URI), copied into
+    `directory` without progress bars; returns the model's own directory."""
+    import mlflow
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with quiet_downloads():
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
+    return Path(path)
 
 
 CHAMPION = "champion"

@@ -62,12 +62,17 @@ ADDED_COLUMNS = {
 }
 # Recorded in the database header (`PRAGMA user_version`) once a store has it all.
 SCHEMA_VERSION = 3
-# What `recent` returns per row, in order (`backends.base.captured_frame` reads it).
-RECENT_COLUMNS = (
+# What `recent` returns per row, in order: the one list of a capture's columns, which
+# `backends.base.captured_frame` (both backends' `load`) reads too. The last four may
+# be missing from rows of an older reader (SageMaker's JSON Lines before shadows).
+CAPTURE_COLUMNS = (
     "id", "created_at", "model_version", "inputs", "prediction", "confidence",
     "ground_truth", "source", "shadow_version", "shadow_prediction", "shadow_confidence",
 )  # fmt: skip
 SOURCES = ("online", "batch")
+# The captured columns that monitoring and promotion compare.
+PREDICTION = "prediction"
+GROUND_TRUTH = "ground_truth"
 
 # `label` stages the labels in a temporary table and applies them in one UPDATE, of
 # one of two plans. Looking each label's id up costs ~20 µs a label; walking the whole
@@ -169,7 +174,7 @@ def recent_query(labeled_only: bool) -> str:
     """The query of `CaptureStore.recent`; its one parameter is the row limit."""
     where = "WHERE ground_truth IS NOT NULL " if labeled_only else ""
     return (
-        f"SELECT {', '.join(RECENT_COLUMNS)} "
+        f"SELECT {', '.join(CAPTURE_COLUMNS)} "
         f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
     )
 

@@ -17,7 +17,7 @@ Why two steps: every task is a new process, and importing Evidently costs second
 reports run where their data is loaded, each library imported once per run, and each
 card is rendered from its page there; a process forked at the start of `start`
 imports the part of Evidently the reports use while the step loads the data, then
-runs the reports two at a time (monitoring.reports.ReportWorker). `end` shows the
+runs the reports two at a time (model_monitoring.reports.ReportWorker). `end` shows the
 verdict and the history.
 
 When the labelled captures include a shadow model's answers (deployment.py run
@@ -77,7 +77,7 @@ class Monitoring(Pipeline):
         data-quality tests), data drift (per column, against the training data) and
         classification quality (the deployed model on the labelled rows).
         """
-        from monitoring.reports import ReportWorker, import_plotting
+        from model_monitoring.reports import ReportWorker, import_plotting
 
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
@@ -91,9 +91,9 @@ class Monitoring(Pipeline):
             import_plotting()
             reports = worker.result()
 
-        from monitoring.cards import history_chart
-        from monitoring.history import log_monitoring, monitoring_history
-        from monitoring.reports import (
+        from model_monitoring.cards import history_chart
+        from model_monitoring.history import log_monitoring, monitoring_history
+        from model_monitoring.reports import (
             alerts,
             challenger_finding,
             conclusions,
@@ -128,7 +128,7 @@ class Monitoring(Pipeline):
         if self.shadow_comparison is not None:
             import mlflow
 
-            from monitoring.reports import SHADOW_ARTIFACT
+            from model_monitoring.reports import SHADOW_ARTIFACT
 
             record = {**self.shadow_comparison, "finding": self.challenger_finding}
             mlflow.log_dict(record, SHADOW_ARTIFACT, run_id=self.mlflow_monitoring_run_id)
@@ -150,7 +150,7 @@ class Monitoring(Pipeline):
 
         from common.registry import CHAMPION, resolve_version
         from common.tracking import training_data
-        from monitoring.reports import production_frame, sample_rows, shadow_comparison
+        from model_monitoring.reports import production_frame, sample_rows, shadow_comparison
 
         schema = self.schema
         requested = self.model_version or self.backend_impl.deployed_version() or CHAMPION
@@ -185,8 +185,8 @@ class Monitoring(Pipeline):
     def end(self):
         """Show the alerts and the history of the figures; fail on alert if asked."""
         from common.retraining import request_retraining
-        from monitoring.cards import monitoring_summary
-        from monitoring.reports import shadow_section
+        from model_monitoring.cards import monitoring_summary
+        from model_monitoring.reports import shadow_section
 
         current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
         current.card.extend(shadow_section(self.shadow_comparison, self.challenger_finding))
@@ -207,7 +207,7 @@ class Monitoring(Pipeline):
 
     def promote_if_better(self) -> dict | None:
         """Run the deployment pipeline on a better shadow when `promotion.auto` is on."""
-        from monitoring.reports import promotion_decision
+        from model_monitoring.reports import promotion_decision
 
         promote, reason = promotion_decision(self.challenger_finding, self.settings.promotion.auto)
         self.logger.info("Promotion: %s.", reason)
@@ -218,7 +218,7 @@ class Monitoring(Pipeline):
 
         import yaml
 
-        from monitoring.reports import promotion_command, run_promotion
+        from model_monitoring.reports import promotion_command, run_promotion
 
         version = self.challenger_finding["shadow_version"]
         with tempfile.TemporaryDirectory() as directory:

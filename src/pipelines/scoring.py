@@ -96,7 +96,7 @@ class Scoring(Pipeline):
             remove_staging,
             staging_location,
         )
-        from monitoring.reports import import_evidently
+        from model_monitoring.reports import import_evidently
 
         self.started_at = time.time()
         check_parameters(self.chunk_rows, self.max_invalid_fraction)
@@ -251,7 +251,7 @@ class Scoring(Pipeline):
         from common.data import load_dataset
         from common.pipeline import dataset_seed
         from common.tracking import training_data
-        from monitoring.reports import sample_rows
+        from model_monitoring.reports import sample_rows
 
         schema = self.schema
         reference = training_data(self.model_name, self.scored_version)

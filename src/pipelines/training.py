@@ -42,7 +42,7 @@ from common.pipeline import Pipeline, dataset, development_seed
 from common.retraining import retrain_on_alert
 
 if TYPE_CHECKING:
-    from training.model_card import ModelCard
+    from model_training.model_card import ModelCard
 
 environment_variables = {"KERAS_BACKEND": keras_backend()}
 
@@ -86,8 +86,8 @@ class Training(Pipeline):
     @step
     def start(self):
         """Validate parameters, open the parent MLflow run, record the training data."""
-        from training.cards import dataset_summary
-        from training.tracking import log_training_data, open_fold_runs, training_run
+        from model_training.cards import dataset_summary
+        from model_training.tracking import log_training_data, open_fold_runs, training_run
 
         self.validate_parameters()
         self.logger.info("MLflow tracking server: %s", self.mlflow_tracking_uri)
@@ -137,7 +137,7 @@ class Training(Pipeline):
     @step
     def cross_validation(self):
         """Split rows into stratified folds, one foreach branch per fold."""
-        from training.cross_validation import stratified_folds
+        from model_training.cross_validation import stratified_folds
 
         splits = stratified_folds(
             self.data[self.schema.target],
@@ -152,7 +152,7 @@ class Training(Pipeline):
         """Fit the features transformer on this fold's training rows; transform both sides.
 
         Fitted with numpy into the compiled transform the model server runs, equal to
-        what scikit-learn fits (`training.preprocessing.fit_feature_blocks`): this task then
+        what scikit-learn fits (`model_training.preprocessing.fit_feature_blocks`): this task then
         never imports scikit-learn. Data the numpy fit cannot vouch for is left to it.
         """
         self.fold, (self.train_indices, self.test_indices) = self.input
@@ -172,7 +172,7 @@ class Training(Pipeline):
         """(x_train, y_train, x_test, y_test) through the compiled transform; sets the
         class names and feature columns. None when the data is left to scikit-learn."""
         from inference.features import FeatureTransform
-        from training.preprocessing import (
+        from model_training.preprocessing import (
             block_columns,
             class_indices,
             feature_arrays,
@@ -200,8 +200,8 @@ class Training(Pipeline):
 
     def transform_with_scikit_learn(self, train, test):
         """As `transform_with_numpy`, with the transformers the final model ships."""
-        from training.model_card import feature_columns
-        from training.preprocessing import (
+        from model_training.model_card import feature_columns
+        from model_training.preprocessing import (
             fit_features_transformer,
             fit_target_transformer,
             transform,
@@ -222,7 +222,7 @@ class Training(Pipeline):
     def train_fold(self):
         """Train a model on this fold's training rows; keep its weights as plain numpy."""
         from inference.forward import dense_weights
-        from training.network import train_model
+        from model_training.network import train_model
 
         self.logger.info("Training fold %d of %d...", self.fold + 1, self.cross_validation_folds)
         self.model, self.history = train_model(
@@ -246,8 +246,8 @@ class Training(Pipeline):
         rows (one batched call), for the model card.
         """
         from inference.forward import dense_forward
-        from training.cross_validation import classification_scores
-        from training.model_card import permutation_importance
+        from model_training.cross_validation import classification_scores
+        from model_training.model_card import permutation_importance
 
         if self.weights is not None:
             forward = dense_forward(self.weights)
@@ -281,9 +281,9 @@ class Training(Pipeline):
         """
         import numpy as np
 
-        from training.cards import confusion_table, fold_scores
-        from training.cross_validation import confusion_matrix, summarize_folds
-        from training.model_card import slice_accuracy, summarize_importance
+        from model_training.cards import confusion_table, fold_scores
+        from model_training.cross_validation import confusion_matrix, summarize_folds
+        from model_training.model_card import slice_accuracy, summarize_importance
 
         self.merge_artifacts(inputs, include=["mlflow_run_id"])
         folds = sorted(inputs, key=lambda task: task.fold)
@@ -327,9 +327,9 @@ class Training(Pipeline):
         The transformers' artifact files for the registry are written here too.
         """
         from inference.features import export_transform
-        from training.model_card import training_data_digest
-        from training.packaging import transformer_files
-        from training.preprocessing import fit_transform
+        from model_training.model_card import training_data_digest
+        from model_training.packaging import transformer_files
+        from model_training.preprocessing import fit_transform
 
         self.features_transformer, self.target_transformer, self.x, self.y = fit_transform(
             self.data, self.schema
@@ -353,9 +353,9 @@ class Training(Pipeline):
         Its card draws the training curves.
         """
         from inference.forward import export_dense
-        from training.cards import training_curves
-        from training.network import train_model
-        from training.packaging import model_files
+        from model_training.cards import training_curves
+        from model_training.network import train_model
+        from model_training.packaging import model_files
 
         self.logger.info("Training the final model on %d rows...", len(self.x))
         self.model, self.history = train_model(
@@ -386,10 +386,10 @@ class Training(Pipeline):
         import mlflow
         from metaflow.cards import Markdown
 
-        from training.cross_validation import summarize_folds
-        from training.model_card import CARD_ARTIFACT, render_markdown
-        from training.packaging import log_servable_model
-        from training.tracking import log_cross_validation
+        from model_training.cross_validation import summarize_folds
+        from model_training.model_card import CARD_ARTIFACT, render_markdown
+        from model_training.packaging import log_servable_model
+        from model_training.tracking import log_cross_validation
 
         self.merge_artifacts(inputs)
         self.registered, self.model_version = False, None
@@ -431,7 +431,7 @@ class Training(Pipeline):
         """The model card's contents, from the artifacts of the steps before `register`."""
         from datetime import UTC, datetime
 
-        from training.model_card import ModelCard, class_balance
+        from model_training.model_card import ModelCard, class_balance
 
         return ModelCard(
             model_name=self.project.model["name"],

@@ -4,7 +4,7 @@ The deployment pipeline asks this before anything that serves changes:
 
 - the newest labelled production captures (at least `promotion.min_rows`) are scored
   by both versions, in this process, through the server's own validation and forward
-  pass, and compared pair by pair (`promotion.paired_test`);
+  pass, and compared pair by pair (`promotion.rule`);
 - with fewer labelled captures, the versions' cross-validated scores are compared
   instead (the tags the training pipeline sets, or its run's metrics), and the
   decision says so;
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from promotion.paired_test import PairedComparison, beats, compare_paired
+from promotion.rule import PairedComparison, beats, compare_paired, paired_verdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,9 +123,7 @@ def judge_paired(
     comparison: PairedComparison, challenger: str, champion: str, settings: PromotionSettings
 ) -> Decision:
     """The promotion rule applied to a paired comparison on labelled captures."""
-    won, why = beats(
-        comparison.difference, comparison.p_value, settings.min_gain, settings.max_p_value
-    )
+    won, why = paired_verdict(comparison, settings)
     reason = (
         f"challenger v{challenger} {comparison.challenger_accuracy:.3f} vs champion "
         f"v{champion} {comparison.champion_accuracy:.3f} on {comparison.rows} rows, "

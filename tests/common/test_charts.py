@@ -106,7 +106,7 @@ def test_the_data_uri_holds_the_svg() -> None:
 def test_the_training_card_shows_the_chart_as_an_image() -> None:
     from metaflow.cards import Image
 
-    from training.cards import training_curves
+    from model_training.cards import training_curves
 
     history = {"loss": [1.0, 0.6, 0.4], "accuracy": [0.5, 0.8, 0.9]}
     _, image = training_curves(history)
@@ -135,7 +135,7 @@ def test_the_training_curves_import_no_plotting_library() -> None:
 
     loaded = python_result(
         "import json, sys\n"
-        "from training.cards import training_curves\n"
+        "from model_training.cards import training_curves\n"
         "training_curves({'loss': [1.0, 0.5], 'accuracy': [0.5, 0.9]})\n"
         "print('LOADED=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n",
         "LOADED",

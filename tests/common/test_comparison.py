@@ -2,7 +2,7 @@
 
 import pytest
 
-from promotion.paired_test import beats, compare_paired, mcnemar_p_value, mcnemar_statistic
+from promotion.rule import beats, compare_paired, mcnemar_p_value, mcnemar_statistic
 
 
 def test_mcnemar_exact_p_value_of_a_worked_example() -> None:

@@ -1,4 +1,4 @@
-"""Tests for training.preprocessing: fitted feature and target transformers."""
+"""Tests for model_training.preprocessing: fitted feature and target transformers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from common.data import DatasetSchema
-from training.preprocessing import (
+from model_training.preprocessing import (
     build_features_transformer,
     build_target_transformer,
     fit_features_transformer,
@@ -216,7 +216,7 @@ def with_gaps(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_the_numpy_fit_learns_what_scikit_learn_learns(train: pd.DataFrame) -> None:
-    from training.preprocessing import fit_feature_blocks
+    from model_training.preprocessing import fit_feature_blocks
 
     for data in (train, with_gaps(train), with_gaps(make_frame(333, seed=7))):
         assert_same_blocks(fit_feature_blocks(data, SCHEMA), scikit_learn_blocks(data))
@@ -224,7 +224,7 @@ def test_the_numpy_fit_learns_what_scikit_learn_learns(train: pd.DataFrame) -> N
 
 def test_the_numpy_fit_transforms_new_rows_as_scikit_learn_does(train: pd.DataFrame) -> None:
     from inference.features import FeatureTransform
-    from training.preprocessing import feature_arrays, fit_feature_blocks
+    from model_training.preprocessing import feature_arrays, fit_feature_blocks
 
     train = with_gaps(train)
     test = with_gaps(make_frame(700, seed=2))  # long enough for the column-at-once path
@@ -239,7 +239,7 @@ def test_the_numpy_fit_transforms_new_rows_as_scikit_learn_does(train: pd.DataFr
 
 
 def test_the_numpy_fit_breaks_category_ties_as_scikit_learn_does() -> None:
-    from training.preprocessing import fit_feature_blocks
+    from model_training.preprocessing import fit_feature_blocks
 
     schema = DatasetSchema("outcome", (), ("shape",), {})
     data = pd.DataFrame(
@@ -252,7 +252,7 @@ def test_the_numpy_fit_breaks_category_ties_as_scikit_learn_does() -> None:
 
 
 def test_a_constant_numeric_column_keeps_scale_one_as_with_scikit_learn() -> None:
-    from training.preprocessing import fit_feature_blocks
+    from model_training.preprocessing import fit_feature_blocks
 
     schema = DatasetSchema("outcome", ("speed", "weight"), (), {})
     data = pd.DataFrame({"speed": [0.1] * 9, "weight": np.arange(9.0), "outcome": ["a"] * 9})
@@ -275,7 +275,7 @@ def test_a_constant_numeric_column_keeps_scale_one_as_with_scikit_learn() -> Non
 def test_data_the_numpy_fit_cannot_vouch_for_is_left_to_scikit_learn(
     train: pd.DataFrame, column: str, values: list
 ) -> None:
-    from training.preprocessing import fit_feature_blocks
+    from model_training.preprocessing import fit_feature_blocks
 
     data = train.head(6).copy()
     data[column] = pd.Series(values, dtype=object)
@@ -283,8 +283,8 @@ def test_data_the_numpy_fit_cannot_vouch_for_is_left_to_scikit_learn(
 
 
 def test_block_columns_match_the_fitted_transformer(train: pd.DataFrame) -> None:
-    from training.model_card import feature_columns
-    from training.preprocessing import block_columns, fit_feature_blocks
+    from model_training.model_card import feature_columns
+    from model_training.preprocessing import block_columns, fit_feature_blocks
 
     features = fit_features_transformer(train, SCHEMA)
     assert block_columns(fit_feature_blocks(train, SCHEMA)) == feature_columns(features, SCHEMA)
@@ -294,7 +294,7 @@ def test_block_columns_match_the_fitted_transformer(train: pd.DataFrame) -> None
 
 
 def test_class_names_and_indices_match_the_target_transformer(train: pd.DataFrame) -> None:
-    from training.preprocessing import class_indices, fit_class_names
+    from model_training.preprocessing import class_indices, fit_class_names
 
     target = fit_target_transformer(train, SCHEMA)
     classes = fit_class_names(train["outcome"])

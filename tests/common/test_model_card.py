@@ -1,4 +1,4 @@
-"""Tests for training.model_card: digest, slices, permutation importance and the Markdown.
+"""Tests for model_training.model_card: digest, slices, permutation importance and the Markdown.
 
 The slice and importance tests use the pipeline's own pieces without Keras: the
 features transformer, stratified folds, and the server's numpy forward pass over a
@@ -17,8 +17,8 @@ import pytest
 
 from common.data import DatasetSchema
 from inference.forward import dense_forward
-from training.cross_validation import stratified_folds
-from training.model_card import (
+from model_training.cross_validation import stratified_folds
+from model_training.model_card import (
     MISSING,
     ModelCard,
     class_balance,
@@ -30,7 +30,7 @@ from training.model_card import (
     training_data_digest,
     weakest_slice,
 )
-from training.preprocessing import fit_features_transformer, fit_transform, transform
+from model_training.preprocessing import fit_features_transformer, fit_transform, transform
 
 SCHEMA = DatasetSchema(
     target="species",

@@ -19,7 +19,7 @@ from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.settings import MonitoringSettings, PromotionSettings
 from common.traffic import DRIFT_STANDARD_DEVIATIONS, drift_column, sample_requests
-from monitoring.reports import (
+from model_monitoring.reports import (
     GROUND_TRUTH,
     NO_DATA,
     PREDICTION,
@@ -371,7 +371,7 @@ def test_figures_count_rows_drift_and_failed_tests() -> None:
 
 
 def test_the_history_chart_is_a_png_and_none_without_history() -> None:
-    from monitoring.cards import history_chart
+    from model_monitoring.cards import history_chart
 
     assert history_chart(pd.DataFrame(), SETTINGS) is None
     history = pd.DataFrame({"metrics.accuracy": [0.9, 0.6], "metrics.drifted_columns": [0.0, 1.0]})
@@ -383,7 +383,7 @@ def test_the_history_chart_is_a_png_and_none_without_history() -> None:
 def test_the_monitoring_summary_shows_alerts_figures_and_the_chart(chart: bytes | None) -> None:
     from metaflow.cards import Image, Markdown, Table
 
-    from monitoring.cards import monitoring_summary
+    from model_monitoring.cards import monitoring_summary
 
     calm = monitoring_summary([], {"rows": 300.0}, chart)
     alarmed = monitoring_summary(["Data drift detected in island."], {"rows": 300.0}, chart)
@@ -399,7 +399,7 @@ def test_the_monitoring_summary_shows_alerts_figures_and_the_chart(chart: bytes 
 
 
 def test_a_failing_report_raises_with_the_workers_traceback(data: pd.DataFrame) -> None:
-    from monitoring.reports import ReportError, ReportWorker
+    from model_monitoring.reports import ReportError, ReportWorker
 
     broken = data[SCHEMA.features].drop(columns=["island"]).iloc[:50]
     with ReportWorker() as worker, pytest.raises(ReportError) as raised:
@@ -409,7 +409,7 @@ def test_a_failing_report_raises_with_the_workers_traceback(data: pd.DataFrame) 
 
 
 def test_without_rows_the_worker_is_not_asked_and_is_stopped(reference: pd.DataFrame) -> None:
-    from monitoring.reports import ReportWorker
+    from model_monitoring.reports import ReportWorker
 
     worker = ReportWorker()
     process = worker._process
@@ -474,7 +474,7 @@ def shadow_store(
 
 
 def test_the_shadow_is_compared_on_the_rows_it_answered(data: pd.DataFrame, tmp_path: Path) -> None:
-    from monitoring.reports import shadow_comparison
+    from model_monitoring.reports import shadow_comparison
 
     captured = shadow_store(tmp_path / "c.db", data, 250, 30, 10, shadow_failed=5)
     comparison = shadow_comparison(captured)
@@ -498,7 +498,7 @@ def test_the_shadow_is_compared_on_the_rows_it_answered(data: pd.DataFrame, tmp_
 def test_rows_without_a_shadow_give_no_comparison(data: pd.DataFrame, tmp_path: Path) -> None:
     from backends.local import Local
     from inference.capture import CaptureStore
-    from monitoring.reports import challenger_finding, shadow_comparison, shadow_figures
+    from model_monitoring.reports import challenger_finding, shadow_comparison, shadow_figures
 
     path = tmp_path / "plain.db"
     store = CaptureStore(str(path))
@@ -513,7 +513,7 @@ def test_rows_without_a_shadow_give_no_comparison(data: pd.DataFrame, tmp_path: 
 
 
 def test_only_the_newest_pair_of_versions_is_compared(data: pd.DataFrame, tmp_path: Path) -> None:
-    from monitoring.reports import shadow_comparison
+    from model_monitoring.reports import shadow_comparison
 
     path = tmp_path / "c.db"
     shadow_store(path, data, 40, 0, 40, shadow="5")  # an earlier shadow
@@ -537,7 +537,7 @@ def test_only_the_newest_pair_of_versions_is_compared(data: pd.DataFrame, tmp_pa
 def test_the_finding_follows_the_promotion_rule(
     data: pd.DataFrame, tmp_path: Path, settings: dict, better: bool, reason: str
 ) -> None:
-    from monitoring.reports import challenger_finding, shadow_comparison, shadow_figures
+    from model_monitoring.reports import challenger_finding, shadow_comparison, shadow_figures
 
     # Champion wrong on 20 rows, shadow on 5: 0.92 against 0.98, p ~ 0.004.
     comparison = shadow_comparison(shadow_store(tmp_path / "c.db", data, 250, 20, 5))
@@ -553,7 +553,7 @@ def test_the_finding_follows_the_promotion_rule(
 
 
 def test_a_shadow_that_answered_nothing_is_not_better(data: pd.DataFrame, tmp_path: Path) -> None:
-    from monitoring.reports import challenger_finding, shadow_comparison, shadow_figures
+    from model_monitoring.reports import challenger_finding, shadow_comparison, shadow_figures
 
     comparison = shadow_comparison(shadow_store(tmp_path / "c.db", data, 20, 5, 0, 20))
     assert comparison.comparison is None and comparison.missing == 20
@@ -572,7 +572,7 @@ def test_the_card_section_shows_both_models_the_finding_and_the_matrices(
 ) -> None:
     from metaflow.cards import Markdown, Table
 
-    from monitoring.reports import challenger_finding, shadow_comparison, shadow_section
+    from model_monitoring.reports import challenger_finding, shadow_comparison, shadow_section
 
     comparison = shadow_comparison(shadow_store(tmp_path / "c.db", data, 250, 20, 5))
     finding = challenger_finding(comparison, PromotionSettings())
@@ -587,7 +587,7 @@ def test_the_card_section_shows_both_models_the_finding_and_the_matrices(
 
 
 def test_promotion_is_asked_only_for_a_better_shadow_with_auto_on() -> None:
-    from monitoring.reports import promotion_decision
+    from model_monitoring.reports import promotion_decision
 
     better = {"challenger_better": True, "shadow_version": "7", "reason": "gain"}
     worse = {**better, "challenger_better": False, "reason": "gain -0.1 is under"}
@@ -605,7 +605,7 @@ def test_promotion_is_asked_only_for_a_better_shadow_with_auto_on() -> None:
 def test_the_promotion_command_runs_the_deployment_pipeline_on_the_shadow() -> None:
     import sys
 
-    from monitoring.reports import promotion_command, run_promotion
+    from model_monitoring.reports import promotion_command, run_promotion
 
     command = promotion_command(
         "src/pipelines/deployment.py",

@@ -22,11 +22,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import monitoring.reports as monitoring
+import model_monitoring.reports as monitoring
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.settings import MonitoringSettings
-from monitoring.reports import REPORTS, Report, ReportError, ReportWorker, parallel_reports
+from model_monitoring.reports import REPORTS, Report, ReportError, ReportWorker, parallel_reports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PENGUINS_CSV = REPO_ROOT / "data" / "penguins.csv"
@@ -80,12 +80,12 @@ def rows() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 WHOLE = """
 import evidently
-from monitoring.reports import run_reports
+from model_monitoring.reports import run_reports
 reports = run_reports(reference, current, schema, MonitoringSettings())
 print(json.dumps({"ui": "evidently.ui" in sys.modules, "reports": described(reports)}))
 """
 IN_PART = """
-from monitoring.reports import ReportWorker, build_report, import_evidently
+from model_monitoring.reports import ReportWorker, build_report, import_evidently
 with ReportWorker() as worker:
     by_worker = worker.run(reference, current, schema, MonitoringSettings())
 evidently_here = "evidently" in sys.modules

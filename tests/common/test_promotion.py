@@ -18,8 +18,8 @@ from support.serving import ServingModels
 from common.data import DatasetSchema
 from common.registry import retire_challenger
 from common.settings import PromotionSettings
+from model_training.packaging import model_signature
 from promotion.audit import DeploymentEvent, deployment_history, record_event
-from promotion.paired_test import compare_paired
 from promotion.policy import (
     FORCE_HINT,
     CrossValidated,
@@ -37,7 +37,7 @@ from promotion.policy import (
     schema_differences,
     without_comparison,
 )
-from training.packaging import model_signature
+from promotion.rule import compare_paired
 
 DEFAULTS = PromotionSettings()
 

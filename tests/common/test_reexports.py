@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.reexports import ReexportingPackageFinder, Reexports, package_reexports
+from model_monitoring.reexports import ReexportingPackageFinder, Reexports, package_reexports
 
 
 def test_a_reexporting_initialiser_is_read_as_names_and_their_modules() -> None:

@@ -6,7 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from common.data import DatasetSchema
-from training.packaging import model_signature, pinned_requirements
+from model_training.packaging import model_signature, pinned_requirements
 
 
 def test_pinned_requirements_for_jax() -> None:
@@ -57,8 +57,8 @@ def train_small_model(seed: int) -> tuple[DatasetSchema, Any, Any, tuple[Any, An
     import numpy as np
     import pandas as pd
 
-    from training.network import train_model
-    from training.preprocessing import fit_transform
+    from model_training.network import train_model
+    from model_training.preprocessing import fit_transform
 
     rng = np.random.default_rng(seed)
     kind = rng.integers(0, 2, 60)
@@ -83,7 +83,7 @@ def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatc
     import numpy as np
 
     from common.tracking import prepare_tracking_store
-    from training.packaging import log_servable_model, servable_files
+    from model_training.packaging import log_servable_model, servable_files
 
     schema, data, x, (model, features, target) = train_small_model(seed=0)
 
@@ -114,7 +114,7 @@ def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatc
 def test_serving_package_is_found_without_importing_it() -> None:
     import sys
 
-    from training.packaging import serving_package
+    from model_training.packaging import serving_package
 
     imported = "inference" in sys.modules
     package = serving_package()
@@ -127,7 +127,7 @@ import json, pickle, sys
 import mlflow
 import pandas as pd
 from common.data import DatasetSchema
-from training.packaging import log_servable_model
+from model_training.packaging import log_servable_model
 from common.tracking import prepare_tracking_store
 
 directory = sys.argv[1]
@@ -168,7 +168,7 @@ def test_a_model_registers_from_its_files_without_keras_or_scikit_learn(tmp_path
 
     from inference.features import export_transform
     from inference.forward import export_dense
-    from training.packaging import model_files, transformer_files
+    from model_training.packaging import model_files, transformer_files
 
     _, data, x, (model, features, target) = train_small_model(seed=1)
     files = {
@@ -201,7 +201,7 @@ def test_a_model_registers_from_its_files_without_keras_or_scikit_learn(tmp_path
 def test_a_servable_model_needs_its_model_and_transformers() -> None:
     import pytest
 
-    from training.packaging import log_servable_model
+    from model_training.packaging import log_servable_model
 
     schema = DatasetSchema("kind", ("length",), (), {})
     with pytest.raises(ValueError, match=r"\['features_transformer', 'target_transformer'\]"):

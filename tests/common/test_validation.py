@@ -1,4 +1,4 @@
-"""Tests for training.cross_validation: stratified folds and score summaries."""
+"""Tests for model_training.cross_validation: stratified folds and score summaries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from training.cross_validation import (
+from model_training.cross_validation import (
     classification_scores,
     confusion_matrix,
     stratified_folds,
@@ -137,7 +137,7 @@ def test_classification_scores_match_keras_evaluate() -> None:
     import os
 
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    from training.network import evaluate_model, train_model
+    from model_training.network import evaluate_model, train_model
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(60, 4)).astype("float32")

@@ -327,7 +327,7 @@ def test_the_forward_artifact_loads_the_same_model_without_keras(
 ) -> None:
     from inference.forward import export_dense, load_dense
     from inference.model import Model
-    from training.packaging import save_artifacts
+    from model_training.packaging import save_artifacts
 
     paths = save_artifacts(
         str(tmp_path), trained.model, trained.features, trained.target, export_dense
@@ -375,7 +375,7 @@ def test_the_transform_artifact_loads_the_same_features_without_scikit_learn(
     from inference.features import export_transform, load_transform
     from inference.forward import export_dense
     from inference.scorer import Scorer
-    from training.packaging import save_artifacts
+    from model_training.packaging import save_artifacts
 
     paths = save_artifacts(
         str(tmp_path), trained.model, trained.features, trained.target, export_dense,

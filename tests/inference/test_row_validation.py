@@ -24,7 +24,7 @@ from inference.features import (
     FeatureTransform,
     InvalidInput,
 )
-from training.preprocessing import fit_features_transformer
+from model_training.preprocessing import fit_features_transformer
 
 GOOD = {
     "island": "Biscoe",

@@ -37,7 +37,7 @@ from support.toy_models import (
     train_toy,
 )
 
-from inference.capture import RECENT_COLUMNS, CaptureStore
+from inference.capture import CAPTURE_COLUMNS, CaptureStore
 from inference.shadow import (
     FIRST_COOLDOWN,
     TRIP_AFTER,
@@ -61,7 +61,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     broken = train_toy(root / "broken", data_seed=3, seed=7, epochs=1)
     kernel = broken.model.layers[0].kernel
     kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
-    from training.packaging import save_artifacts
+    from model_training.packaging import save_artifacts
 
     save_artifacts(str(root / "broken"), broken.model, broken.features, broken.target)
     other_categories = train_toy(
@@ -221,7 +221,7 @@ def test_one_label_labels_both_answers(models: SimpleNamespace, tmp_path: Path) 
     finally:
         store.close()
     assert len(rows) == 6
-    for row in (dict(zip(RECENT_COLUMNS, values, strict=True)) for values in rows):
+    for row in (dict(zip(CAPTURE_COLUMNS, values, strict=True)) for values in rows):
         assert row["ground_truth"] == "lizard"
         assert row["shadow_version"] == SHADOW_VERSION
         assert row["shadow_prediction"] is not None
@@ -500,7 +500,7 @@ def test_a_server_with_an_incompatible_shadow_refuses_to_start(
 
     from backends.local_server import ServerError
     from inference.features import export_transform
-    from training.preprocessing import fit_transform
+    from model_training.preprocessing import fit_transform
 
     champion = serving_models.good[0]
     shadow_path = download(serving_models, champion, tracking_uri, tmp_path / "shadow")

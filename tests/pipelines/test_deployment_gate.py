@@ -65,7 +65,7 @@ def accuracy_on(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> float:
 
 def train_weak_model(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> tuple[Any, ...]:
     """The same network and transformers after one gradient step: deliberately weak."""
-    from training.network import train_model
+    from model_training.network import train_model
 
     _, features, target = trained
     x = features.transform(data[schema.features])
@@ -80,7 +80,7 @@ def register(trained: tuple[Any, Any, Any], schema: Any, experiment_id: str) -> 
 
     from inference.features import export_transform
     from inference.forward import export_dense
-    from training.packaging import log_servable_model, servable_files
+    from model_training.packaging import log_servable_model, servable_files
 
     with mlflow.start_run(experiment_id=experiment_id):
         files = servable_files(*trained, export_dense, export_transform)

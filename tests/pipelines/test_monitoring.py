@@ -317,7 +317,7 @@ def test_the_end_card_draws_the_history_with_the_alert(second: mf.MonitoringRuns
 def test_the_shadow_is_compared_with_the_champion_on_the_same_rows(
     first: mf.MonitoringRuns,
 ) -> None:
-    from promotion.paired_test import compare_paired
+    from promotion.rule import compare_paired
 
     scenario = successful(first["shadow"])
     data = scenario.data()

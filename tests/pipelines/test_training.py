@@ -158,7 +158,11 @@ def test_transform_fold_tasks(training_run: Any) -> None:
 def test_fold_transforms_are_what_scikit_learn_fits_on_the_fold(training_run: Any) -> None:
     """The folds fit their transform with numpy; it must be scikit-learn's, value for value."""
     from common.data import DatasetSchema
-    from training.preprocessing import fit_features_transformer, fit_target_transformer, transform
+    from model_training.preprocessing import (
+        fit_features_transformer,
+        fit_target_transformer,
+        transform,
+    )
 
     data = task(training_run, "start")["data"].data
     config = load_project_configuration(LOCAL_CONFIG)
@@ -368,7 +372,7 @@ def test_registered_version_is_the_challenger_tagged_with_its_evidence(
     training_run: Any, mlflow_client: Any
 ) -> None:
     from common.registry import CHALLENGER
-    from training.model_card import training_data_digest
+    from model_training.model_card import training_data_digest
 
     version = task(training_run, "register")["model_version"].data
     average = task(training_run, "average_scores")

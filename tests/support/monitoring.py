@@ -83,7 +83,7 @@ def register_model() -> RegisteredModel:
     """Register `MODEL_NAME` as training.py's `register` step does, with training data."""
     import mlflow
 
-    from training.tracking import log_training_data
+    from model_training.tracking import log_training_data
 
     class Constant(mlflow.pyfunc.PythonModel):
         """Never loaded here: monitoring reads the version's run, not the model."""

@@ -50,8 +50,8 @@ def train_small_model(epochs: int = TRAINING_EPOCHS) -> tuple[Any, Any, tuple[An
     os.environ.setdefault("KERAS_BACKEND", "jax")
     from common.config import load_project_configuration
     from common.data import DatasetSchema, load_dataset
-    from training.network import train_model
-    from training.preprocessing import fit_transform
+    from model_training.network import train_model
+    from model_training.preprocessing import fit_transform
 
     schema = DatasetSchema.from_config(load_project_configuration(LOCAL_CONFIG)["dataset"])
     data = load_dataset(PENGUINS_CSV, schema, 42)
@@ -68,7 +68,7 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
 
     from inference.features import export_transform
     from inference.forward import export_dense
-    from training.packaging import log_servable_model, servable_files
+    from model_training.packaging import log_servable_model, servable_files
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)

@@ -2,7 +2,7 @@
 
 Used by tests/inference/test_model.py and test_shadow.py: three classes told apart by
 two numbers and a habitat. Training takes a second; the artifacts are the ones the
-training pipeline writes (`training.packaging.save_artifacts`), and `model_directory`
+training pipeline writes (`model_training.packaging.save_artifacts`), and `model_directory`
 lays them out as a downloaded registered model, so `inference.scorer.load_scorer`
 (the server's shadow loader) reads them.
 """
@@ -68,9 +68,9 @@ def train_toy(
 ) -> SimpleNamespace:
     """Train on 90 made-up rows; save the artifacts under `directory`."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    from training.network import train_model
-    from training.packaging import save_artifacts
-    from training.preprocessing import fit_transform
+    from model_training.network import train_model
+    from model_training.packaging import save_artifacts
+    from model_training.preprocessing import fit_transform
 
     data = make_data(90, seed=data_seed, habitats=habitats)
     features, target, x, y = fit_transform(data, SCHEMA)

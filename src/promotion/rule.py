@@ -6,9 +6,12 @@ McNemar's test asks whether those discordant rows split evenly, as they would if
 both models were equally accurate. The p-value here is the exact two-sided binomial
 one (no normal approximation), which holds for few discordant rows as for many.
 
-The promotion rule (`promotion:` settings): the challenger's accuracy must be at
+The promotion rule (`promotion:` settings), the one copy of it: a paired comparison
+counts only on at least `min_rows` labelled rows; the challenger's accuracy must be at
 least the champion's plus `min_gain` and, when `max_p_value` is set, McNemar's
-p-value must be under it. Only the standard library: any task can import this.
+p-value must be under it. The deployment pipeline's gate and the monitoring
+pipeline's "challenger is better" finding both decide with `paired_verdict`. Only
+the standard library: any task can import this.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from common.settings import PromotionSettings
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,18 @@ def beats(
         if p_value >= max_p_value:
             return False, f"p={p_value:.3g} is not under max_p_value {max_p_value:g}"
     return True, f"gain {difference:+.3f} meets the required {min_gain:+.3f}"
+
+
+def has_enough_rows(rows: int, settings: PromotionSettings) -> bool:
+    """Whether `rows` paired labelled rows are evidence enough (`promotion.min_rows`)."""
+    return rows >= settings.min_rows
+
+
+def paired_verdict(comparison: PairedComparison, settings: PromotionSettings) -> tuple[bool, str]:
+    """The promotion rule on a paired comparison: (does the challenger win, why)."""
+    if not has_enough_rows(comparison.rows, settings):
+        return False, (
+            f"only {comparison.rows} paired labelled rows; "
+            f"promotion.min_rows is {settings.min_rows}"
+        )
+    return beats(comparison.difference, comparison.p_value, settings.min_gain, settings.max_p_value)

@@ -10,7 +10,7 @@ docstring and a literal `__all__`) runs as usual, as do the packages named `eage
 
 What is skipped is the side effects of importing the skipped modules: registries they
 fill, global settings they change. Whoever defers a library's initialisers must check
-that what they use of it gives the same results (see monitoring.reports).
+that what they use of it gives the same results (see model_monitoring.reports).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from common.settings import MonitoringSettings, PromotionSettings
-    from promotion.paired_test import PairedComparison
+    from promotion.rule import PairedComparison
 
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
@@ -243,7 +243,7 @@ def run_reports(
 
 
 def import_plotting() -> None:
-    """Import Matplotlib as the history chart (`monitoring.cards.history_chart`) uses it.
+    """Import Matplotlib as the history chart (`model_monitoring.cards.history_chart`) uses it.
 
     Half a second, spent by the monitoring pipeline while its reports run elsewhere.
     """
@@ -283,7 +283,7 @@ class ReportError(RuntimeError):
 # metric, test, preset, descriptor (NLTK, LLM judges) and the UI server (Litestar), and
 # any `from evidently.x import y` runs them all first. Most of those initialisers only
 # re-export names of their submodules: in the report process they are skipped, and each
-# name is imported from its submodule when first used (monitoring.reexports). What the
+# name is imported from its submodule when first used (model_monitoring.reexports). What the
 # reports use is then ~120 of Evidently's ~430 modules, ~2.3 s of CPU, imported by the
 # worker while its caller loads the data. Two things initialisers did on the side are
 # kept: the statistical tests register themselves by name when their package is
@@ -315,7 +315,7 @@ def import_evidently() -> bool:
     """
     from importlib import metadata
 
-    from monitoring.reexports import defer_reexports
+    from model_monitoring.reexports import defer_reexports
 
     try:
         lazy = metadata.version("evidently") == LAZY_EVIDENTLY_VERSION
@@ -600,7 +600,7 @@ def shadow_comparison(captured: pd.DataFrame | None) -> ShadowComparison | None:
     several (served version, shadow version) pairs, the newest row's pair is compared:
     rows of another pair were answered by other models. None without shadow rows.
     """
-    from promotion.paired_test import compare_paired
+    from promotion.rule import compare_paired
 
     if captured is None or "shadow_version" not in captured:
         return None
@@ -645,10 +645,9 @@ def challenger_finding(
     """Whether the shadow beats the champion by the promotion rule, and why.
 
     Kept apart from the alerts: a better challenger is news, not a failure. The rule
-    is the deployment pipeline's (`promotion.paired_test.beats` with `promotion:`), on at
-    least `promotion.min_rows` paired labelled rows. None without shadow rows.
+    is the deployment pipeline's (`promotion.rule.paired_verdict`). None without shadow rows.
     """
-    from promotion.paired_test import beats
+    from promotion.rule import paired_verdict
 
     if comparison is None:
         return None
@@ -665,14 +664,7 @@ def challenger_finding(
             "(see its failures in the server log)",
             "summary": f"shadow v{comparison.shadow_version}: no answers to compare",
         }
-    better, reason = beats(
-        paired.difference, paired.p_value, promotion.min_gain, promotion.max_p_value
-    )
-    if paired.rows < promotion.min_rows:
-        better = False
-        reason = (
-            f"only {paired.rows} paired labelled rows; promotion.min_rows is {promotion.min_rows}"
-        )
+    better, reason = paired_verdict(paired, promotion)
     summary = (
         f"challenger v{comparison.shadow_version} {paired.challenger_accuracy:.3f} vs "
         f"champion v{comparison.champion_version} {paired.champion_accuracy:.3f} on "
