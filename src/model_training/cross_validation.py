@@ -53,18 +53,6 @@ def summarize_folds(scores: list[dict[str, Any]]) -> dict[str, float]:
     return {"accuracy": accuracy, "accuracy_std": accuracy_std, "loss": loss, "loss_std": loss_std}
 
 
-def confusion_matrix(actual: Any, predicted: Any, classes: int) -> np.ndarray:
-    """Counts of (actual, predicted) class index pairs: rows actual, columns predicted.
-
-    Labels may be shaped (n,) or (n, 1), as the target transformer returns them.
-    """
-    matrix = np.zeros((classes, classes), dtype=int)
-    actual = np.asarray(actual, dtype=int).reshape(-1)
-    predicted = np.asarray(predicted, dtype=int).reshape(-1)
-    np.add.at(matrix, (actual, predicted), 1)
-    return matrix
-
-
 # Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking their logarithm.
 EPSILON = 1e-7
 

@@ -281,8 +281,9 @@ class Training(Pipeline):
         """
         import numpy as np
 
+        from common.metrics import confusion_matrix
         from model_training.cards import confusion_table, fold_scores
-        from model_training.cross_validation import confusion_matrix, summarize_folds
+        from model_training.cross_validation import summarize_folds
         from model_training.model_card import slice_accuracy, summarize_importance
 
         self.merge_artifacts(inputs, include=["mlflow_run_id"])

@@ -10,7 +10,6 @@ import pytest
 
 from model_training.cross_validation import (
     classification_scores,
-    confusion_matrix,
     stratified_folds,
     summarize,
     summarize_folds,
@@ -93,28 +92,6 @@ def test_summarize_mean_and_population_std() -> None:
 
 def test_summarize_single_value() -> None:
     assert summarize([0.9]) == (0.9, 0.0)
-
-
-def test_confusion_matrix_counts_pairs() -> None:
-    actual = [0, 0, 1, 2, 2, 2]
-    predicted = [0, 1, 1, 2, 2, 0]
-    matrix = confusion_matrix(actual, predicted, classes=3)
-    expected = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
-    np.testing.assert_array_equal(matrix, expected)
-    assert matrix.sum() == len(actual)
-
-
-def test_confusion_matrix_has_rows_for_unseen_classes() -> None:
-    matrix = confusion_matrix(np.array([1, 1]), np.array([1, 1]), classes=4)
-    assert matrix.shape == (4, 4)
-    assert matrix[1, 1] == 2
-    assert matrix.sum() == 2
-
-
-def test_confusion_matrix_accepts_labels_shaped_like_the_target_transformer() -> None:
-    actual = np.array([[0], [1], [1], [2]])
-    matrix = confusion_matrix(actual, np.array([0, 1, 2, 2]), 3)
-    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
 
 
 def test_classification_scores_are_cross_entropy_and_accuracy() -> None:
