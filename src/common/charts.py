@@ -55,65 +55,104 @@ def nice_ticks(low: float, high: float, count: int = 5, integer: bool = False) -
     return [round(first + i * step, 10) for i in range(round((last - first) / step) + 1)]
 
 
+@dataclass(frozen=True)
+class _Axes:
+    """Where one panel's values land: its plotting area and the value range it spans."""
+
+    left: float
+    right: float
+    top: float
+    bottom: float
+    x_low: float
+    x_high: float
+    y_low: float
+    y_high: float
+
+    @property
+    def centre(self) -> float:
+        return (self.left + self.right) / 2
+
+    def x_of(self, x: float) -> float:
+        width = self.right - self.left
+        return self.left + (x - self.x_low) / (self.x_high - self.x_low) * width
+
+    def y_of(self, y: float) -> float:
+        height = self.bottom - self.top
+        return self.bottom - (y - self.y_low) / (self.y_high - self.y_low) * height
+
+
 def _panel_svg(panel: Panel, left: float) -> list[str]:
     """The SVG elements of one panel whose box starts at x = `left`."""
     count = max(len(panel.values), 1)
     finite = [v for v in panel.values if math.isfinite(v)] or [0.0]
     y_ticks = nice_ticks(min(finite), max(finite))
-    y_low, y_high = y_ticks[0], y_ticks[-1]
     x_ticks = [t for t in nice_ticks(1, count, count=6, integer=True) if 1 <= t <= count]
     # One point gets half a step of room each side instead of a zero-width axis.
     x_low, x_high = (0.5, 1.5) if count == 1 else (1, count)
-
-    plot_left, plot_right = left + MARGIN_LEFT, left + PANEL_WIDTH - MARGIN_RIGHT
-    plot_top, plot_bottom = MARGIN_TOP, PANEL_HEIGHT - MARGIN_BOTTOM
-
-    def x_of(x: float) -> float:
-        return plot_left + (x - x_low) / (x_high - x_low) * (plot_right - plot_left)
-
-    def y_of(y: float) -> float:
-        return plot_bottom - (y - y_low) / (y_high - y_low) * (plot_bottom - plot_top)
-
-    centre = (plot_left + plot_right) / 2
-    parts = [
-        f'<text x="{centre:.1f}" y="18" text-anchor="middle" {TITLE_FONT}>'
+    axes = _Axes(
+        left + MARGIN_LEFT, left + PANEL_WIDTH - MARGIN_RIGHT, MARGIN_TOP,
+        PANEL_HEIGHT - MARGIN_BOTTOM, x_low, x_high, y_ticks[0], y_ticks[-1],
+    )  # fmt: skip
+    title = (
+        f'<text x="{axes.centre:.1f}" y="18" text-anchor="middle" {TITLE_FONT}>'
         f"{escape(panel.title)}</text>"
+    )
+    return [
+        title,
+        *_grid(axes, x_ticks, y_ticks),
+        *_frame_and_label(axes, panel.x_label),
+        *_line(axes, panel.values),
     ]
+
+
+def _grid(axes: _Axes, x_ticks: list[float], y_ticks: list[float]) -> list[str]:
+    """A grid line and a label at every tick: across for y's, down for x's."""
+    parts = []
     for tick in y_ticks:
-        y = y_of(tick)
+        y = axes.y_of(tick)
         parts.append(
-            f'<line x1="{plot_left:.1f}" y1="{y:.1f}" x2="{plot_right:.1f}" y2="{y:.1f}" '
+            f'<line x1="{axes.left:.1f}" y1="{y:.1f}" x2="{axes.right:.1f}" y2="{y:.1f}" '
             f'stroke="{GRID_COLOUR}"/>'
         )
         parts.append(
-            f'<text x="{plot_left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
+            f'<text x="{axes.left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
             f"{tick:g}</text>"
         )
     for tick in x_ticks:
-        x = x_of(tick)
+        x = axes.x_of(tick)
         parts.append(
-            f'<line x1="{x:.1f}" y1="{plot_top}" x2="{x:.1f}" y2="{plot_bottom}" '
+            f'<line x1="{x:.1f}" y1="{axes.top}" x2="{x:.1f}" y2="{axes.bottom}" '
             f'stroke="{GRID_COLOUR}"/>'
         )
         parts.append(
-            f'<text x="{x:.1f}" y="{plot_bottom + 16}" text-anchor="middle" {FONT}>{tick:g}</text>'
+            f'<text x="{x:.1f}" y="{axes.bottom + 16}" text-anchor="middle" {FONT}>{tick:g}</text>'
         )
-    parts.append(
-        f'<rect x="{plot_left:.1f}" y="{plot_top}" width="{plot_right - plot_left:.1f}" '
-        f'height="{plot_bottom - plot_top}" fill="none" stroke="#444"/>'
-    )
-    if panel.x_label:
-        parts.append(
-            f'<text x="{centre:.1f}" y="{PANEL_HEIGHT - 8}" text-anchor="middle" {FONT}>'
-            f"{escape(panel.x_label)}</text>"
-        )
+    return parts
 
+
+def _frame_and_label(axes: _Axes, x_label: str) -> list[str]:
+    """The box around the plotting area, and the x axis's label under it, if any."""
+    parts = [
+        f'<rect x="{axes.left:.1f}" y="{axes.top}" width="{axes.right - axes.left:.1f}" '
+        f'height="{axes.bottom - axes.top}" fill="none" stroke="#444"/>'
+    ]
+    if x_label:
+        parts.append(
+            f'<text x="{axes.centre:.1f}" y="{PANEL_HEIGHT - 8}" text-anchor="middle" {FONT}>'
+            f"{escape(x_label)}</text>"
+        )
+    return parts
+
+
+def _line(axes: _Axes, values: Sequence[float]) -> list[str]:
+    """The values as a line, broken where one is not finite; a lone point as a dot."""
     segments: list[list[tuple[float, float]]] = [[]]
-    for x, value in enumerate(panel.values, start=1):
+    for x, value in enumerate(values, start=1):
         if math.isfinite(value):
-            segments[-1].append((x_of(x), y_of(value)))
+            segments[-1].append((axes.x_of(x), axes.y_of(value)))
         elif segments[-1]:
             segments.append([])
+    parts = []
     for points in segments:
         if len(points) == 1:
             ((x, y),) = points
