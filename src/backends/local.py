@@ -27,6 +27,7 @@ from backends.base import (
     simulate_ground_truth,
 )
 from backends.local_server import DEFAULT_STATE_DIR, LocalServer, ServerError, ping
+from common.settings_loader import require_positive_integers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,11 +51,7 @@ class LocalSettings:
                 f"backend.target: {self.target!r} is not where a local server can answer: "
                 "write it as http://<host>:<port>/invocations."
             )
-        for key in ("workers", "max_batch_size"):
-            if getattr(self, key) < 1:
-                raise SettingsError(
-                    f"backend.{key}: must be a positive integer, got {getattr(self, key)!r}."
-                )
+        require_positive_integers(self, "workers", "max_batch_size")
         if not self.database:
             raise SettingsError("backend.database: must name a SQLite file, e.g. penguins.db.")
 

@@ -1,10 +1,11 @@
-"""Project configuration: parse, expand and validate the YAML files under `config/`.
+"""The YAML config loader: read a file under `config/`, expand its `${VAR}` placeholders,
+validate it into the typed settings of `common.settings`, and hand Metaflow plain data.
 
 Metaflow calls `parse_project_configuration` once, when a run starts, with the text of
 the file given to `--config project <path>` (default `config/local.yml`). The result is
 frozen into the run, so every task, local or remote, sees the same settings.
 
-The file is validated into `ProjectSettings`, frozen and typed: an unknown key at any
+The file is validated into `common.settings.ProjectSettings`: an unknown key at any
 level stops the run, naming the key, where it is and the nearest valid name
 ("monitoring.accuracy_treshold: unknown setting, did you mean accuracy_threshold?").
 Keys are snake_case. Metaflow's `Config` holds the settings as plain data (what
@@ -12,8 +13,8 @@ Keys are snake_case. Metaflow's `Config` holds the settings as plain data (what
 a step) gives them back typed. Of `backend`, only `module` is checked here: the rest
 belongs to the backend, which checks it when it is built.
 
-Only the standard library, PyYAML and Metaflow's exception are imported here: every
-task imports this module.
+Besides the settings modules, only the standard library, PyYAML and Metaflow's
+exception are imported here: every task imports this module.
 """
 
 from __future__ import annotations

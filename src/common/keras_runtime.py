@@ -1,6 +1,9 @@
-"""The Keras classifier: import, build, train and evaluate.
+"""The Keras runtime every process that trains or loads a Keras model shares.
 
-Pure functions over numpy arrays, so they can be tested without Metaflow or MLflow.
+Which Keras backend runs (KERAS_BACKEND, JAX by default) and whether it is installed,
+importing Keras quickly (`import_keras`), and JAX's on-disk compilation cache. The
+classifier itself (build, train) is `model_training.network`'s. Importing this module
+imports neither Keras nor JAX.
 """
 
 from __future__ import annotations
@@ -9,10 +12,6 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 DEFAULT_KERAS_BACKEND = "jax"
 

@@ -1,4 +1,13 @@
-"""TODO docstring."""
+"""The project's typed settings: what each section of `config/*.yml` may hold.
+
+One frozen dataclass per section (`dataset`, `model`, `monitoring`, `retraining`,
+`promotion`, `scoring`), joined by `ProjectSettings`, with every default, what each
+setting means, and the checks a type cannot express (a range, a cron expression, a
+project name Metaflow accepts). `project_settings` fills them from a configuration, as
+`common.config` parsed it or as raw YAML data, through the generic
+`common.settings_loader`; a wrong value is a `ConfigurationError` naming its key.
+`backend:` is only a mapping here: each backend checks its own settings.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,12 @@ from typing import Any
 from metaflow.exception import MetaflowException
 
 from common.data import DatasetSchema
-from common.settings_loader import SettingsError, SettingValueError, load_settings
+from common.settings_loader import (
+    SettingsError,
+    SettingValueError,
+    load_settings,
+    require_positive_integers,
+)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -176,10 +190,7 @@ class MonitoringSettings:
         _non_negative(
             self, "accuracy_threshold", "numeric_drift_threshold", "categorical_drift_threshold"
         )
-        if self.max_rows <= 0:
-            raise SettingValueError(
-                "max_rows", f"must be a positive integer, got {self.max_rows!r}."
-            )
+        require_positive_integers(self, "max_rows")
         object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
 
 
@@ -226,10 +237,7 @@ class PromotionSettings:
     auto: bool = False
 
     def __post_init__(self) -> None:
-        if self.min_rows < 1:
-            raise SettingValueError(
-                "min_rows", f"must be a positive integer, got {self.min_rows!r}."
-            )
+        require_positive_integers(self, "min_rows")
         if not -1.0 <= self.min_gain <= 1.0:
             raise SettingValueError(
                 "min_gain", f"must be an accuracy difference in [-1, 1], got {self.min_gain!r}."
@@ -305,11 +313,6 @@ class ProjectSettings:
         object.__setattr__(self, "backend", {**self.backend, "module": module})
         if self.model.name is None:
             object.__setattr__(self, "model", replace(self.model, name=self.project))
-
-    @property
-    def backend_module(self) -> str:
-        """The backend class's name: a `common.pipeline.BACKENDS` name or `module.Class`."""
-        return str(self.backend["module"])
 
 
 def project_settings(config: Mapping[str, Any]) -> ProjectSettings:

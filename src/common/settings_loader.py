@@ -1,4 +1,8 @@
-"""Typed settings: frozen dataclasses filled from a config mapping, refusing typos.
+"""The generic typed-settings loader: any frozen settings dataclass, filled from a
+config mapping, with every value checked against its annotation and every typo refused.
+
+It knows no setting of this project (those are `common.settings`, and each backend's
+own); `load_settings` is what turns a mapping into one of them:
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -18,8 +22,9 @@ settings dataclasses; an empty section (YAML null) takes the defaults.
 A field's `metadata={"hint": "..."}` is a sentence saying how to write it; it follows
 every message about that field. Checks that need more than a type (a range, a value
 that depends on another) go in `__post_init__`, raising `SettingValueError(key, why)`;
-the message then names the key where it is, as for a type error. Only the standard
-library: every task process imports this.
+the message then names the key where it is, as for a type error
+(`require_positive_integers` is the common one). Only the standard library: every task
+process imports this.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ class SettingValueError(ValueError):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+
+def require_positive_integers(settings: Any, *names: str) -> None:
+    """For a settings class's `__post_init__`: refuse the first of `names` below 1."""
+    for name in names:
+        value = getattr(settings, name)
+        if value < 1:
+            raise SettingValueError(name, f"must be a positive integer, got {value!r}.")
 
 
 def load_settings(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
@@ -150,57 +163,74 @@ def _check(value: Any, annotation: Any, where: str, hint: str = "") -> Any:
     `hint` says how to write the field; it ends every message about it.
     """
     origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
     if annotation is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in arguments:
-            return None
-        options = [option for option in arguments if option is not type(None)]
-        if len(options) == 1:  # `X | None`: the error about X is the useful one.
-            return _check(value, options[0], where, hint)
-        for option in options:
-            try:
-                return _check(value, option, where, hint)
-            except SettingsError:
-                continue
-        raise _wrong(where, value, annotation, hint)
+        return _check_union(value, annotation, where, hint)
     if origin is typing.Literal:
+        arguments = typing.get_args(annotation)
         if value in arguments:
             return value
         message = f"{where}: must be one of {', '.join(map(repr, arguments))}, got {value!r}."
         raise SettingsError(f"{message} {hint}".rstrip())
     if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise _wrong(where, value, annotation, hint)
-        item = arguments[0] if arguments else Any
-        checked = [_check(v, item, f"{where}[{i}]", hint) for i, v in enumerate(value)]
-        return tuple(checked) if origin is tuple else checked
+        return _check_sequence(value, annotation, where, hint)
     if origin is dict:
-        if value is None:  # A section with every key commented out.
-            return {}
-        if not isinstance(value, Mapping):
-            raise _wrong(where, value, annotation, hint)
-        item = arguments[1] if len(arguments) == 2 else Any
-        return {str(k): _check(v, item, f"{where}.{k}", hint) for k, v in value.items()}
+        return _check_mapping(value, annotation, where, hint)
     if dataclasses.is_dataclass(annotation):
         if value is not None and not isinstance(value, Mapping):
             raise _wrong(where, value, "a mapping of settings", hint)
         return load_settings(annotation, value, where)  # type: ignore[arg-type]
+    return _check_scalar(value, annotation, where, hint)
+
+
+def _check_union(value: Any, annotation: Any, where: str, hint: str) -> Any:
+    arguments = typing.get_args(annotation)
+    if value is None and type(None) in arguments:
+        return None
+    options = [option for option in arguments if option is not type(None)]
+    if len(options) == 1:  # `X | None`: the error about X is the useful one.
+        return _check(value, options[0], where, hint)
+    for option in options:
+        try:
+            return _check(value, option, where, hint)
+        except SettingsError:
+            continue
+    raise _wrong(where, value, annotation, hint)
+
+
+def _check_sequence(value: Any, annotation: Any, where: str, hint: str) -> list | tuple:
+    if not isinstance(value, list | tuple):
+        raise _wrong(where, value, annotation, hint)
+    arguments = typing.get_args(annotation)
+    item = arguments[0] if arguments else Any
+    checked = [_check(v, item, f"{where}[{i}]", hint) for i, v in enumerate(value)]
+    return tuple(checked) if typing.get_origin(annotation) is tuple else checked
+
+
+def _check_mapping(value: Any, annotation: Any, where: str, hint: str) -> dict[str, Any]:
+    if value is None:  # A section with every key commented out.
+        return {}
+    if not isinstance(value, Mapping):
+        raise _wrong(where, value, annotation, hint)
+    arguments = typing.get_args(annotation)
+    item = arguments[1] if len(arguments) == 2 else Any
+    return {str(k): _check(v, item, f"{where}.{k}", hint) for k, v in value.items()}
+
+
+def _check_scalar(value: Any, annotation: Any, where: str, hint: str) -> Any:
+    # bool is an int to Python, never a number in a config file.
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is bool:
-        if isinstance(value, bool):
-            return value
+        accepted = isinstance(value, bool)
+    elif annotation is int:
+        accepted = is_number and isinstance(value, int)
+    elif annotation is float:
+        accepted = is_number
+    elif annotation is str:
+        accepted = isinstance(value, str)
+    else:
+        raise TypeError(f"{where}: settings of type {annotation!r} are not supported.")
+    if not accepted:
         raise _wrong(where, value, annotation, hint)
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _wrong(where, value, annotation, hint)
-    if annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _wrong(where, value, annotation, hint)
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise _wrong(where, value, annotation, hint)
-    raise TypeError(f"{where}: settings of type {annotation!r} are not supported.")
+    return float(value) if annotation is float else value

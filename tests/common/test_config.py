@@ -1,4 +1,5 @@
-"""Tests for common.config: parsing, placeholder expansion, defaults and validation.
+"""Tests for common.config: parsing, placeholder expansion, defaults, unknown keys, and
+every shipped configuration file. What each setting accepts is tests/common/test_settings.py's.
 
 Every refusal is checked for its message: the key, where it is, and how to fix it.
 """
@@ -6,13 +7,13 @@ Every refusal is checked for its message: the key, where it is, and how to fix i
 from __future__ import annotations
 
 import ast
-import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from support.configuration import clean_environment, error_message, minimal, parse  # noqa: F401
 
 from common.config import (
     expand_placeholders,
@@ -20,59 +21,15 @@ from common.config import (
     parse_project_configuration,
     unexpanded_placeholders,
 )
-from common.data import DatasetSchema
 from common.settings import (
     DEFAULT_BACKEND,
     DEFAULT_TRACKING_URI,
     ConfigurationError,
-    DatasetSettings,
-    MonitoringSettings,
-    ProjectSettings,
-    RetrainingSettings,
     project_settings,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "config"
-
-PLACEHOLDER_VARIABLES = (
-    "MLFLOW_TRACKING_URI",
-    "ENDPOINT_NAME",
-    "BUCKET",
-    "AWS_REGION",
-    "SAGEMAKER_ROLE",
-    "CFG_TEST_VALUE",
-    "CFG_TEST_UNSET",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts without the variables the config files refer to."""
-    for name in PLACEHOLDER_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
-def minimal() -> dict[str, Any]:
-    return {
-        "project": "demo",
-        "dataset": {
-            "target": "label",
-            "numeric_features": ["width", "height"],
-            "categorical_features": ["color"],
-        },
-    }
-
-
-def parse(config: Any) -> dict[str, Any]:
-    return parse_project_configuration(yaml.safe_dump(config))
-
-
-def error_message(config_text: str) -> str:
-    with pytest.raises(ConfigurationError) as info:
-        parse_project_configuration(config_text)
-    return str(info.value)
-
 
 # --- The shipped configuration files -------------------------------------------------
 
@@ -234,231 +191,6 @@ def test_non_mapping_is_a_configuration_error(text: str) -> None:
     assert "must be a YAML mapping" in error_message(text)
 
 
-def test_missing_project_name() -> None:
-    config = minimal()
-    del config["project"]
-    message = error_message(yaml.safe_dump(config))
-    assert message.startswith("project: missing required setting.")
-    assert "e.g. `project: penguins`" in message
-
-
-@pytest.mark.parametrize("name", [42, ["demo"]])
-def test_project_name_of_wrong_type(name: Any) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"project": name}))
-    assert message.startswith("project: expected str")
-    assert "e.g. `project: penguins`" in message
-
-
-@pytest.mark.parametrize("name", ["", "   "])
-def test_empty_project_name(name: str) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"project": name}))
-    assert message.startswith("project: must be lowercase letters, digits and underscores")
-
-
-@pytest.mark.parametrize("name", ["Penguins", "my-project", "two words"])
-def test_invalid_project_name(name: str) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"project": name}))
-    assert "lowercase letters, digits and underscores" in message
-    assert repr(name) in message
-
-
-def test_missing_dataset_section() -> None:
-    config = minimal()
-    del config["dataset"]
-    message = error_message(yaml.safe_dump(config))
-    assert message.startswith("dataset: missing required setting.")
-    assert "`target`, `numeric_features` and `categorical_features`" in message
-
-
-def test_dataset_section_not_a_mapping() -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"dataset": ["label"]}))
-    assert message.startswith("dataset: expected a mapping of settings, got list")
-
-
-@pytest.mark.parametrize("key", ["target", "numeric_features", "categorical_features"])
-def test_missing_dataset_key(key: str) -> None:
-    config = minimal()
-    del config["dataset"][key]
-    assert error_message(yaml.safe_dump(config)).startswith(
-        f"dataset: missing required setting {key}."
-    )
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "fragment"),
-    [
-        ("numeric_features", "width", "dataset.numeric_features: expected list[str], got str"),
-        ("categorical_features", {"a": 1}, "dataset.categorical_features: expected list[str]"),
-        ("target", ["label"], "dataset.target: expected str, got list"),
-    ],
-)
-def test_dataset_key_of_wrong_type(key: str, value: Any, fragment: str) -> None:
-    config = minimal()
-    config["dataset"][key] = value
-    assert fragment in error_message(yaml.safe_dump(config))
-
-
-def test_feature_names_must_be_non_empty_strings() -> None:
-    config = minimal()
-    config["dataset"]["numeric_features"] = ["width", 3]
-    assert "dataset.numeric_features[1]: expected str, got int 3" in error_message(
-        yaml.safe_dump(config)
-    )
-    config["dataset"]["numeric_features"] = ["width", " "]
-    assert "dataset.numeric_features: column names must be non-empty strings" in error_message(
-        yaml.safe_dump(config)
-    )
-
-
-def test_no_features_at_all() -> None:
-    config = minimal()
-    config["dataset"]["numeric_features"] = []
-    config["dataset"]["categorical_features"] = []
-    assert error_message(yaml.safe_dump(config)).startswith(
-        "dataset.numeric_features: the dataset lists no feature columns"
-    )
-
-
-def test_target_listed_as_feature() -> None:
-    config = minimal()
-    config["dataset"]["categorical_features"] = ["color", "label"]
-    message = error_message(yaml.safe_dump(config))
-    assert message.startswith("dataset.target: the target column `label` is also listed")
-
-
-@pytest.mark.parametrize(
-    ("numeric", "categorical"),
-    [(["width", "width"], ["color"]), (["width", "height"], ["width"])],
-)
-def test_duplicate_columns(numeric: list[str], categorical: list[str]) -> None:
-    config = minimal()
-    config["dataset"]["numeric_features"] = numeric
-    config["dataset"]["categorical_features"] = categorical
-    message = error_message(yaml.safe_dump(config))
-    assert "['width'] appear twice" in message and "list each column once" in message
-
-
-def test_extraneous_values_on_unknown_column() -> None:
-    config = minimal()
-    config["dataset"]["extraneous_values"] = {"colour": ["."], "color": ["?"]}
-    message = error_message(yaml.safe_dump(config))
-    assert message.startswith("dataset.extraneous_values: names unknown columns: ['colour']")
-
-
-def test_extraneous_values_on_target_is_allowed() -> None:
-    config = minimal()
-    config["dataset"]["extraneous_values"] = {"label": ["unknown"]}
-    assert parse(config)["dataset"]["extraneous_values"] == {"label": ["unknown"]}
-
-
-@pytest.mark.parametrize(
-    ("value", "where"),
-    [(["."], "dataset.extraneous_values:"), ({"color": "."}, "dataset.extraneous_values.color:")],
-)
-def test_extraneous_values_of_wrong_shape(value: Any, where: str) -> None:
-    config = minimal()
-    config["dataset"]["extraneous_values"] = value
-    message = error_message(yaml.safe_dump(config))
-    assert message.startswith(where)
-    assert "maps a column name to a list of values to treat as missing" in message
-
-
-@pytest.mark.parametrize("module", ["Local", 3])
-def test_backend_module_must_look_like_module_class(module: Any) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"backend": {"module": module}}))
-    assert message.startswith("backend.module: must look like `module.Class`")
-
-
-def test_backend_of_wrong_type() -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"backend": ["backend.Local"]}))
-    assert message.startswith("backend: expected dict[str, Any], got list")
-    assert "a mapping with at least `module: backend.Local`" in message
-
-
-def test_tracking_uri_of_wrong_type() -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"mlflow_tracking_uri": 5000}))
-    assert message.startswith("mlflow_tracking_uri: expected str, got int 5000.")
-    assert "such as http://localhost:5000" in message
-
-
-# --- Production schedule and retraining on alert ------------------------------------------
-
-
-def test_monitoring_runs_hourly_and_retraining_is_off_by_default() -> None:
-    config = parse(minimal())
-    assert config["monitoring"]["schedule"] == "0 * * * ? *"
-    assert config["retraining"] == {"event": None}
-
-
-@pytest.mark.parametrize(
-    ("schedule", "cron"),
-    [
-        ("hourly", "0 * * * ? *"),
-        ("Daily", "0 0 * * ? *"),
-        ("weekly", "0 0 ? * SUN *"),
-        ("30  6 * * ? *", "30 6 * * ? *"),
-    ],
-)
-def test_schedule_shorthands_and_cron_expressions(schedule: str, cron: str) -> None:
-    config = parse(minimal() | {"monitoring": {"schedule": schedule}})
-    assert config["monitoring"]["schedule"] == cron
-
-
-@pytest.mark.parametrize("schedule", ["0 * * * *", "every hour", ""])
-def test_schedule_that_is_not_a_six_field_cron_names_the_format(schedule: str) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"monitoring": {"schedule": schedule}}))
-    assert message.startswith(f"monitoring.schedule: {schedule!r} is not hourly, daily, weekly")
-    assert "e.g. `0 6 * * ? *`" in message
-
-
-def test_schedule_of_wrong_type() -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"monitoring": {"schedule": 60}}))
-    assert message.startswith("monitoring.schedule: expected str, got int 60.")
-    assert "Write hourly, daily, weekly or a six-field EventBridge cron expression" in message
-
-
-def test_retraining_event_is_kept() -> None:
-    config = parse(minimal() | {"retraining": {"event": "retrain.penguins"}})
-    assert config["retraining"]["event"] == "retrain.penguins"
-
-
-def test_retraining_event_from_an_unset_variable_means_off() -> None:
-    config = parse_project_configuration(
-        yaml.safe_dump(minimal()) + "retraining:\n  event: ${CFG_TEST_UNSET:-}\n"
-    )
-    assert config["retraining"]["event"] is None
-
-
-@pytest.mark.parametrize("event", ["retrain now", "retrain/penguins", 5, ["retrain"]])
-def test_retraining_event_that_argo_events_would_refuse(event: Any) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"retraining": {"event": event}}))
-    assert message.startswith("retraining.event: ")
-    assert "no retraining on alert" in message
-
-
-def test_thresholds_must_be_non_negative_numbers() -> None:
-    message = error_message(
-        yaml.safe_dump(minimal() | {"monitoring": {"numeric_drift_threshold": -0.1}})
-    )
-    assert message == "monitoring.numeric_drift_threshold: must be a non-negative number, got -0.1."
-    message = error_message(
-        yaml.safe_dump(minimal() | {"monitoring": {"accuracy_threshold": "high"}})
-    )
-    assert message.startswith("monitoring.accuracy_threshold: expected float, got str 'high'")
-    message = error_message(
-        yaml.safe_dump(minimal() | {"monitoring": {"accuracy_threshold": True}})
-    )
-    assert message.startswith("monitoring.accuracy_threshold: expected float, got bool True")
-
-
-@pytest.mark.parametrize(
-    ("rows", "fragment"), [(0, "must be a positive integer, got 0"), (2.5, "expected int")]
-)
-def test_max_rows_must_be_a_positive_integer(rows: Any, fragment: str) -> None:
-    message = error_message(yaml.safe_dump(minimal() | {"monitoring": {"max_rows": rows}}))
-    assert message.startswith(f"monitoring.max_rows: {fragment}")
-
-
 # --- Unknown keys, at every level ----------------------------------------------------------
 
 
@@ -562,60 +294,6 @@ def test_the_shipped_files_use_one_key_style() -> None:
             load_project_configuration(path)
 
 
-# --- Typed settings ------------------------------------------------------------------------
-
-
-def test_typed_settings_of_a_parsed_configuration() -> None:
-    config = load_project_configuration(CONFIG_DIR / "local.yml")
-    settings = project_settings(config)
-    assert isinstance(settings, ProjectSettings)
-    assert settings.project == "penguins"
-    assert settings.backend_module == "backend.Local"
-    assert settings.model.name == "penguins"
-    assert settings.monitoring.accuracy_threshold == 0.7
-    assert settings.monitoring.schedule == "0 * * * ? *"
-    assert settings.retraining.event is None
-    assert settings.dataset.numeric_features == (
-        "culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g",
-    )  # fmt: skip
-    assert settings.dataset.schema == DatasetSchema.from_config(config["dataset"])
-
-
-def test_typed_settings_round_trip_through_the_plain_configuration() -> None:
-    # What Metaflow stores (plain data) gives back the same typed settings in a task.
-    parsed = parse(
-        minimal()
-        | {"monitoring": {"schedule": "daily"}, "retraining": {"event": ""}, "model": None}
-    )
-    settings = project_settings(parsed)
-    assert dataclasses.asdict(settings) == dataclasses.asdict(project_settings(parsed))
-    assert parse_project_configuration(yaml.safe_dump(parsed)) == parsed
-    assert settings.monitoring.schedule == "0 0 * * ? *"
-    assert settings.retraining.event is None
-    assert settings.model.name == "demo"
-
-
-def test_settings_are_frozen() -> None:
-    settings = project_settings(parse(minimal()))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.monitoring.accuracy_threshold = 0.1  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.project = "other"  # type: ignore[misc]
-
-
-def test_defaults_of_each_section() -> None:
-    assert MonitoringSettings().max_rows == 5000
-    assert MonitoringSettings().schedule == "0 * * * ? *"
-    assert RetrainingSettings().event is None
-    with pytest.raises(TypeError):
-        DatasetSettings()  # type: ignore[call-arg]
-
-
-def test_project_settings_refuses_like_the_parser() -> None:
-    with pytest.raises(ConfigurationError, match=r"^monitoring\.max_row: unknown setting"):
-        project_settings(minimal() | {"monitoring": {"max_row": 3}})
-
-
 # --- Every configuration file in the repository loads ---------------------------------------
 
 
@@ -634,29 +312,3 @@ def test_every_config_file_loads() -> None:
     for path in paths:
         assert project_settings(load_project_configuration(path)).project == "penguins"
     assert parse_project_configuration(bench_monitoring_config())["project"] == "penguins"
-
-
-# --- Promotion and scoring ----------------------------------------------------------
-
-
-def test_promotion_defaults() -> None:
-    assert parse(minimal())["promotion"] == {
-        "min_rows": 200, "min_gain": 0.0, "max_p_value": None, "auto": False
-    }  # fmt: skip
-    assert parse(minimal())["scoring"]["schedule"] == "0 0 * * ? *"
-
-
-@pytest.mark.parametrize(
-    ("promotion", "message"),
-    [
-        ({"min_gain": 1.5}, r"promotion\.min_gain: must be an accuracy difference in \[-1, 1\]"),
-        ({"min_gain": "big"}, r"promotion\.min_gain"),
-        ({"min_rows": 0}, r"promotion\.min_rows: must be a positive integer"),
-        ({"max_p_value": 0}, r"promotion\.max_p_value: must be a probability"),
-        ({"auto": "yes"}, r"promotion\.auto"),
-        ({"min_gian": 0.1}, r"did you mean min_gain"),
-    ],
-)
-def test_bad_promotion_settings_are_refused(promotion, message) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        parse(minimal() | {"promotion": promotion})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.base import SettingsError, load_backend_settings
+from common.settings_loader import require_positive_integers
 
 REQUIRED = ("target", "data_capture_uri", "ground_truth_uri", "region")
 # SageMaker resource names: at most 63 letters, digits and inner hyphens.
@@ -49,11 +50,7 @@ class SagemakerSettings:
                 f"backend.target: {self.target!r} is not a valid endpoint name: up to 63 "
                 "letters, digits and hyphens, starting with a letter or digit."
             )
-        for key in ("instance_count", "wait_seconds"):
-            if getattr(self, key) < 1:
-                raise SettingsError(
-                    f"backend.{key}: must be a positive integer, got {getattr(self, key)!r}."
-                )
+        require_positive_integers(self, "instance_count", "wait_seconds")
         # Each URI is checked now, not at the first AWS call that needs it.
         for key in ("data_capture_uri", "ground_truth_uri", "model_artifacts_uri"):
             if getattr(self, key) is not None:
