@@ -79,6 +79,7 @@ PACKAGED_CODE = (
     "backends",
     "inference",
     "model_training",
+    "model_tuning",
     "promotion",
     "model_monitoring",
     "batch_scoring",

@@ -1,0 +1,1 @@
+"""The tuning stage: a hyperparameter search over the training pipeline's folds."""
