@@ -11,9 +11,9 @@ Everything happens in a temporary directory:
    every one labelled with its true species, as the server and `label_by_id` write them.
 3. `--runs` times, in a fresh process (as the pipeline's `start` task is one), the
    comparison exactly as `src/pipelines/deployment.py` runs it: import the serving code
-   (`inference.model`, and scikit-learn by `promotion.policy.prepare_scoring`), read the
+   (`inference.model`, and scikit-learn by `promotion.evidence.prepare_scoring`), read the
    newest labelled captures through the Local backend, then
-   `promotion.policy.compare_on_captures`: download both versions, load both scorers,
+   `promotion.evidence.compare_on_captures`: download both versions, load both scorers,
    score every row with each, compare pair by pair (McNemar).
 
 Target: the comparison of 5,000 labelled rows takes <= 3 s inside the pipeline. The
@@ -78,7 +78,7 @@ def measure(directory: Path, places: dict[str, str], rows: int) -> dict[str, flo
     import mlflow
 
     from backends.local import Local
-    from promotion.policy import compare_on_captures
+    from promotion.evidence import compare_on_captures
 
     client = mlflow.MlflowClient()
     for role in ("champion", "challenger"):
@@ -86,8 +86,8 @@ def measure(directory: Path, places: dict[str, str], rows: int) -> dict[str, flo
 
     seconds = {}
     mark = time.perf_counter()
-    from inference.model import load_scorer
-    from promotion.policy import prepare_scoring
+    import inference.model  # noqa: F401
+    from promotion.evidence import prepare_scoring
 
     prepare_scoring()
 
@@ -99,7 +99,6 @@ def measure(directory: Path, places: dict[str, str], rows: int) -> dict[str, flo
     assert captures is not None and len(captures) == rows, "the captures are not all there"
     with tempfile.TemporaryDirectory() as models:
         paired = compare_on_captures(
-            load_scorer,
             f"models:/penguins/{places['champion']}",
             f"models:/penguins/{places['challenger']}",
             captures,

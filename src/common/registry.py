@@ -91,15 +91,6 @@ def promote(client: Any, name: str, version: str, target: str, when: str) -> str
     return current
 
 
-# --- The deployment audit trail ------------------------------------------------------------
-#
-# Each decision the deployment pipeline takes (promoted, refused, forced, rollback,
-# redeployed, shadow) is one event, written as model-version tags on every version it
-# involves: `audit.<event id>.<field>`. The event id starts with the UTC time to the
-# microsecond, so tags sort by time and no event ever overwrites another: a version can
-# be refused, then forced, then rolled back, and all three stay readable in MLflow.
-
-
 def retire_challenger(client: Any, name: str, version: str) -> bool:
     """Drop the `challenger` alias from `version` once it is the champion; True if it had it.
 

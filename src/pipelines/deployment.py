@@ -24,9 +24,23 @@ card of `start` shows this run's decision beside the model's history
 (`uv run src/pipelines/deployment.py card view start`).
 """
 
+import contextlib
+from collections.abc import Iterator
+
 from metaflow import Parameter, card, current, step
 
 from common.pipeline import Pipeline, PipelineError, backend, dataset
+
+
+@contextlib.contextmanager
+def failing_the_run_on_refusal() -> Iterator[None]:
+    """A request promotion cannot go on with fails the run with its message, no traceback."""
+    from promotion.errors import PromotionError
+
+    try:
+        yield
+    except PromotionError as error:
+        raise PipelineError(str(error)) from None
 
 
 class Deployment(Pipeline):
@@ -69,41 +83,25 @@ class Deployment(Pipeline):
         """Decide what to deploy and whether the evidence allows it, while the old one serves."""
         import mlflow
 
-        from backends.base import BackendError
-        from common.pipeline import development_seed
         from common.registry import CHAMPION, alias_version
-        from common.traffic import sample_requests
+        from promotion.gate import decide_promotion
+        from promotion.rollout import prepare
 
         client = mlflow.MlflowClient()
         self.model_name = self.settings.model.name
         self.champion = alias_version(client, self.model_name, CHAMPION)
-        self.version = self.resolve(client, self.requested_version(), "--model-version")
-        self.model_uri = f"models:/{self.model_name}/{self.version}"
-        self.shadow_version = self.check_shadow(client)
-        self.serving_version = self.backend_impl.deployed_version()
-        self.serving_shadow = self.backend_impl.deployed_shadow_version()
-        self.logger.info(
-            "Deploying %s%s (serving now: %s; champion: %s).",
-            self.model_uri,
-            f" with version {self.shadow_version} in shadow" if self.shadow_version else "",
-            self.serving_version or "nothing",
-            self.champion or "none",
-        )
-        self.decision = self.judge(client)
-        self.logger.info("Decision: %s.", self.decision.reason)
-        if self.decision.refused:
-            self.record(self.decision, {self.version: "challenger", self.champion: "champion"})
-        elif self.changes_serving():
-            # Here, where MLflow is imported already, and while the old version serves.
-            try:
-                self.backend_impl.prepare(self.model_uri, self.version, self.shadow_model())
-            except BackendError as error:
-                raise PipelineError(f"{error}; nothing was changed.") from None
-
-        schema = self.schema
-        seed = development_seed(current.is_production)
-        self.smoke_rows = sample_requests(self.data, schema, self.smoke_samples, False, seed=seed)
-        self.classes = sorted(str(c) for c in self.data[schema.target].unique())
+        with failing_the_run_on_refusal():
+            self.choose_versions(client)
+            self.decision = decide_promotion(
+                client, self.backend_impl, self.promotion_request(), self.settings.promotion
+            )
+            self.logger.info("Decision: %s.", self.decision.reason)
+            if self.decision.refused:
+                self.record(self.decision, {self.version: "challenger", self.champion: "champion"})
+            elif self.changes_serving():
+                # Here, where MLflow is imported already, and while the old version serves.
+                prepare(self.backend_impl, self.release())
+        self.smoke_rows, self.classes = self.smoke_test_rows()
         self.show_decision()
         self.next(self.deploy)
 
@@ -111,44 +109,31 @@ class Deployment(Pipeline):
     @step
     def deploy(self):
         """Stop a refused run; else deploy and smoke test, rolling back on failure."""
-        import time
-
-        from backends.base import BackendError
-        from promotion.policy import refusal_message
-        from promotion.smoke_test import SmokeTestError, check_predictions
+        from promotion.decision import refusal_message
+        from promotion.rollout import RolloutFailed, roll_out
 
         if self.decision.refused:
             raise PipelineError(refusal_message(self.decision))
         if not self.changes_serving():
             self.deployed = False
             self.logger.info("Version %s is already serving: nothing to do.", self.version)
-            self.next(self.promote)
-            return
-
-        stage = "start"
-        started = time.perf_counter()
-        try:
-            self.backend_impl.deploy(self.model_uri, self.version, shadow=self.shadow_model())
-            serving = time.perf_counter()
-            stage = "smoke test"
-            response = self.backend_impl.invoke(self.smoke_rows)
-            check_predictions(response, len(self.smoke_rows), set(self.classes))
-        except (BackendError, SmokeTestError) as error:
-            self.rollback()
-            message = (
-                f"Version {self.version} failed its {stage} and was rolled back to "
-                f"{self.serving_version or 'no deployment'}: {error}"
+        else:
+            try:
+                times = roll_out(
+                    self.backend_impl, self.release(), self.serving_release(),
+                    self.smoke_rows, self.classes,
+                )  # fmt: skip
+            except RolloutFailed as failure:
+                self.record_rollback(str(failure))
+                raise PipelineError(str(failure)) from None
+            self.deployed = True
+            # bench/deployment.py reads this line: keep its wording.
+            self.logger.info(
+                "Version %s serves after %.1f s; its smoke test took %.2f s and passed.",
+                self.version,
+                times.start,
+                times.smoke_test,
             )
-            self.record_rollback(message)
-            raise PipelineError(message) from None
-        self.deployed = True
-        # bench/deployment.py reads this line: keep its wording.
-        self.logger.info(
-            "Version %s serves after %.1f s; its smoke test took %.2f s and passed.",
-            self.version,
-            serving - started,
-            time.perf_counter() - serving,
-        )
         self.next(self.promote)
 
     @step
@@ -157,7 +142,8 @@ class Deployment(Pipeline):
         import mlflow
 
         from common.registry import promote, retire_challenger
-        from promotion.policy import SHADOW, Decision
+        from promotion.audit import promotion_roles
+        from promotion.decision import shadowing
 
         self.previous = None
         client = mlflow.MlflowClient()
@@ -171,18 +157,10 @@ class Deployment(Pipeline):
             )
             retire_challenger(client, self.model_name, self.version)
             self.logger.info("Version %s is now the champion.", self.version)
-            replaced = {self.previous: "replaced"} if self.previous != self.version else {}
-            role = {"rollback": "restored", "redeployed": "champion"}
-            self.record(
-                self.decision,
-                {self.version: role.get(self.decision.decision, "challenger"), **replaced},
-            )
+            roles = promotion_roles(self.decision.decision, self.version, self.previous)
+            self.record(self.decision, roles)
         if self.deployed and self.shadow_version:
-            shadow = Decision(
-                SHADOW,
-                f"version {self.shadow_version} scores every request in shadow beside "
-                f"version {self.version}",
-            )
+            shadow = shadowing(self.shadow_version, self.version)
             self.record(shadow, {self.shadow_version: "shadow", self.version: "served"})
         self.next(self.end)
 
@@ -197,7 +175,7 @@ class Deployment(Pipeline):
             self.target,
         )
 
-    # --- helpers of the steps ------------------------------------------------------------
+    # --- what the steps read and write ---------------------------------------------------
 
     @property
     def target(self) -> str:
@@ -208,151 +186,61 @@ class Deployment(Pipeline):
 
         return datetime.now(UTC)
 
-    def requested_version(self) -> str:
-        """What `--model-version` asks for; with only `--shadow`, the champion keeps serving."""
-        from common.registry import CHAMPION
+    def choose_versions(self, client) -> None:
+        """The versions to serve and to shadow (checked), and what serves now."""
+        from common.registry import model_uri
+        from promotion.requested_versions import (
+            requested_to_serve,
+            resolve_requested,
+            resolve_shadow,
+        )
 
-        if self.shadow and self.model_version in (None, "", "latest"):
-            if self.champion is None:
-                raise PipelineError(
-                    f"--shadow {self.shadow}: no champion of model {self.model_name!r} serves "
-                    "to shadow. Deploy one first, or name the version to serve with "
-                    "--model-version."
-                )
-            return CHAMPION
-        return self.model_version
+        name = self.model_name
+        requested = requested_to_serve(self.model_version, self.shadow, self.champion, name)
+        self.version = resolve_requested(client, name, requested, "--model-version")
+        self.model_uri = model_uri(name, self.version)
+        self.shadow_version = resolve_shadow(client, name, self.shadow, self.version)
+        self.serving_version = self.backend_impl.deployed_version()
+        self.serving_shadow = self.backend_impl.deployed_shadow_version()
+        self.logger.info(
+            "Deploying %s%s (serving now: %s; champion: %s).",
+            self.model_uri,
+            f" with version {self.shadow_version} in shadow" if self.shadow_version else "",
+            self.serving_version or "nothing",
+            self.champion or "none",
+        )
 
-    def resolve(self, client, requested: str, option: str) -> str:
-        """The version `requested` names; a clear message listing what exists if none."""
-        from common.registry import resolve_version
-        from promotion.policy import available_versions
+    def promotion_request(self):
+        from promotion.gate import PromotionRequest
 
-        try:
-            return resolve_version(client, self.model_name, requested)
-        except LookupError as error:
-            raise PipelineError(
-                f"{option} {requested}: {error} Registered versions of {self.model_name!r}: "
-                f"{available_versions(client, self.model_name)}."
-            ) from None
+        return PromotionRequest(
+            self.model_name, self.version, self.champion, self.model_version, self.force
+        )
 
-    def check_shadow(self, client) -> str | None:
-        """The `--shadow` version, once it exists and takes the served model's inputs."""
-        from mlflow.models import get_model_info
+    def release(self):
+        """What this run deploys."""
+        from promotion.rollout import Release
 
-        from promotion.policy import input_columns, schema_differences
+        return Release(self.model_name, self.version, self.shadow_version)
 
-        if not self.shadow:
-            return None
-        version = self.resolve(client, self.shadow, "--shadow")
-        if version == self.version:
-            raise PipelineError(
-                f"--shadow {self.shadow}: version {version} is the one being served; a model "
-                "cannot shadow itself. Name another version (e.g. --shadow challenger)."
-            )
-        served = input_columns(get_model_info(self.model_uri).signature)
-        shadow = input_columns(get_model_info(f"models:/{self.model_name}/{version}").signature)
-        differences = schema_differences(served, shadow)
-        if differences:
-            raise PipelineError(
-                f"--shadow {self.shadow}: version {version} does not take the inputs version "
-                f"{self.version} takes: {'; '.join(differences)}. A shadow scores the served "
-                "model's requests: shadow a version trained on the same features."
-            )
-        return version
+    def serving_release(self):
+        """What served when this run started."""
+        from promotion.rollout import Release
 
-    def shadow_model(self):
-        from backends.base import ShadowModel
-
-        if not self.shadow_version:
-            return None
-        uri = f"models:/{self.model_name}/{self.shadow_version}"
-        return ShadowModel(uri, self.shadow_version)
+        return Release(self.model_name, self.serving_version, self.serving_shadow)
 
     def changes_serving(self) -> bool:
-        return (self.serving_version, self.serving_shadow) != (self.version, self.shadow_version)
+        return self.release() != self.serving_release()
 
-    def judge(self, client):
-        """Whether the version asked for may replace the champion (see promotion.policy)."""
-        from common.registry import PREVIOUS
-        from promotion.policy import forced, without_comparison
+    def smoke_test_rows(self) -> tuple[list, list[str]]:
+        """Dataset rows to send the new deployment, and the classes its answers may name."""
+        from common.pipeline import development_seed
+        from common.traffic import sample_requests
 
-        decision = without_comparison(self.model_version, self.version, self.champion, PREVIOUS)
-        if decision is not None:
-            return decision
-        try:
-            decision = self.compare(client)
-        except PipelineError as error:
-            if not self.force:
-                raise
-            self.logger.warning("The comparison failed (%s); deploying anyway (--force).", error)
-            from promotion.policy import Decision
-
-            decision = Decision("refused", f"the comparison failed: {error}")
-        return forced(decision, self.version) if self.force else decision
-
-    def compare(self, client):
-        """Challenger against champion: paired on labelled captures, else cross-validated."""
-        import tempfile
-
-        from mlflow.exceptions import MlflowException
-
-        from backends.base import BackendError
-        from promotion.policy import (
-            EVIDENCE_ROWS,
-            compare_on_captures,
-            cross_validated_scores,
-            judge_cross_validated,
-            judge_paired,
-            no_evidence,
-        )
-
-        settings = self.settings.promotion
-        try:
-            captures = self.backend_impl.load(
-                limit=max(settings.min_rows, EVIDENCE_ROWS), labeled_only=True
-            )
-        except BackendError as error:
-            raise PipelineError(f"Reading the labelled captures failed: {error}") from None
-        rows = 0 if captures is None else len(captures)
-        if rows >= settings.min_rows:
-            from inference.scorer import load_scorer
-            from promotion.policy import prepare_scoring
-
-            prepare_scoring()
-
-            champion_uri = f"models:/{self.model_name}/{self.champion}"
-            try:
-                with tempfile.TemporaryDirectory() as directory:
-                    paired = compare_on_captures(
-                        load_scorer, champion_uri, self.model_uri, captures, directory
-                    )
-            except (ValueError, OSError, MlflowException) as error:
-                raise PipelineError(
-                    f"Comparing version {self.version} with champion {self.champion} on "
-                    f"{rows} labelled captures failed: {error}. Nothing serving was changed."
-                ) from None
-            self.logger.info(
-                "Compared on %d labelled captures in %.2f s (%s).",
-                rows,
-                paired.seconds["total"],
-                ", ".join(f"{k} {v:.2f} s" for k, v in paired.seconds.items() if k != "total"),
-            )
-            return judge_paired(paired.comparison, self.version, self.champion, settings)
-        self.logger.warning(
-            "Only %d labelled captures (promotion.min_rows is %d): comparing cross-validated "
-            "scores instead.",
-            rows,
-            settings.min_rows,
-        )
-        pair = (self.version, self.champion)
-        scores = {v: cross_validated_scores(client, self.model_name, v) for v in pair}
-        missing = [version for version, score in scores.items() if score is None]
-        if missing:
-            return no_evidence(missing, self.version, self.champion, rows, settings.min_rows)
-        return judge_cross_validated(
-            scores[self.version], scores[self.champion], self.version, self.champion, rows,
-            settings,
-        )  # fmt: skip
+        schema = self.schema
+        seed = development_seed(current.is_production)
+        rows = sample_requests(self.data, schema, self.smoke_samples, False, seed=seed)
+        return rows, sorted(str(c) for c in self.data[schema.target].unique())
 
     def record(self, decision, roles: dict) -> None:
         """Write `decision` to the audit trail of every version in `roles`."""
@@ -376,13 +264,12 @@ class Deployment(Pipeline):
         roles = {version: role for version, role in roles.items() if version}
         record_event(mlflow.MlflowClient(), self.model_name, event, roles, when)
 
-    def record_rollback(self, message: str) -> None:
+    def record_rollback(self, failure: str) -> None:
         """Record an automatic rollback after a failed deployment (never masking its error)."""
-        from promotion.policy import ROLLBACK, Decision
+        from promotion.decision import rolled_back
 
         try:
-            reason = f"{message} (it was deployed as {self.decision.reason})"
-            decision = Decision(ROLLBACK, reason, self.decision.evidence, self.decision.figures)
+            decision = rolled_back(failure, self.decision)
             self.record(decision, {self.version: "failed", self.serving_version: "restored"})
         except Exception as error:  # The registry may be what failed: say so, fail as planned.
             self.logger.error("Could not record the rollback in the registry: %s", error)
@@ -392,25 +279,10 @@ class Deployment(Pipeline):
         import mlflow
 
         from promotion.audit import deployment_history
-        from promotion.policy import history_card
+        from promotion.decision_card import history_card
 
         history = deployment_history(mlflow.MlflowClient(), self.model_name, limit=50)
         current.card.extend(history_card(self.decision, history))
-
-    def rollback(self):
-        """Put back what served before this deployment (or nothing, if nothing did)."""
-        from backends.base import ShadowModel
-
-        self.logger.warning("Rolling back to %s.", self.serving_version or "no deployment")
-        if self.serving_version is None:
-            self.backend_impl.stop()
-            return
-        uri = f"models:/{self.model_name}/{self.serving_version}"
-        shadow = None
-        if self.serving_shadow:
-            shadow_uri = f"models:/{self.model_name}/{self.serving_shadow}"
-            shadow = ShadowModel(shadow_uri, self.serving_shadow)
-        self.backend_impl.deploy(uri, self.serving_version, shadow=shadow)
 
 
 if __name__ == "__main__":

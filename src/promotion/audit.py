@@ -1,15 +1,21 @@
-"""TODO docstring."""
+"""The deployment audit trail: every decision about deploying a model, kept in the registry.
+
+Each decision the deployment pipeline takes (promoted, refused, forced, rollback,
+redeployed, shadow) is one event, written as model-version tags on every version it
+involves: `audit.<event id>.<field>`. The event id starts with the UTC time to the
+microsecond, so tags sort by time and no event ever overwrites another: a version can
+be refused, then forced, then rolled back, and all three stay readable in MLflow.
+`deployment_history` reads them back, newest first.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    pass
-
+from promotion.decision import REDEPLOYED, ROLLBACK
 
 AUDIT_PREFIX = "audit."
 
@@ -39,6 +45,13 @@ class DeploymentEvent:
     evidence: str = "none"
     figures: dict[str, Any] | None = None
     run: str | None = None
+
+
+def promotion_roles(decision: str, version: str, previous: str | None) -> dict[str, str]:
+    """Each version's part in `decision`, which made `version` the champion after `previous`."""
+    role = {ROLLBACK: "restored", REDEPLOYED: "champion"}.get(decision, "challenger")
+    replaced = {previous: "replaced"} if previous and previous != version else {}
+    return {version: role, **replaced}
 
 
 def event_id(when: datetime) -> str:

@@ -62,12 +62,6 @@ def mcnemar_p_value(champion_only: int, challenger_only: int) -> float:
     return min(1.0, 2 * tail / 2**discordant)
 
 
-def mcnemar_statistic(champion_only: int, challenger_only: int) -> float:
-    """McNemar's chi-squared statistic (no continuity correction), for reports."""
-    discordant = champion_only + challenger_only
-    return 0.0 if discordant == 0 else (champion_only - challenger_only) ** 2 / discordant
-
-
 def compare_paired(
     truth: Sequence[Any], champion: Sequence[Any], challenger: Sequence[Any]
 ) -> PairedComparison:

@@ -1,8 +1,10 @@
-"""The paired comparison and McNemar's test, against figures worked out by hand."""
+"""Tests for promotion.rule: the paired comparison, McNemar's test and the promotion rule,
+against figures worked out by hand."""
 
 import pytest
+from support.statistics import mcnemar_statistic
 
-from promotion.rule import beats, compare_paired, mcnemar_p_value, mcnemar_statistic
+from promotion.rule import beats, compare_paired, mcnemar_p_value
 
 
 def test_mcnemar_exact_p_value_of_a_worked_example() -> None:
@@ -64,3 +66,8 @@ def test_promotion_rule(difference, p_value, min_gain, max_p_value, wins) -> Non
     won, reason = beats(difference, p_value, min_gain, max_p_value)
     assert won is wins
     assert reason
+
+
+def test_a_comparison_without_labelled_rows_says_how_to_label_them() -> None:
+    with pytest.raises(ValueError, match="label captured predictions first"):
+        compare_paired([], [], [])

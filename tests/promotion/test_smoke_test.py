@@ -1,4 +1,4 @@
-"""The deployment smoke test's check of a model's answers (src/common/smoke.py)."""
+"""The deployment smoke test's check of a model's answers (promotion.smoke_test)."""
 
 from __future__ import annotations
 
