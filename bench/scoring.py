@@ -61,8 +61,6 @@ from common.data import DatasetSchema, clean_dataset
 from model_training.preprocessing import fit_transform
 from model_training.network import train_model
 from model_training.packaging import log_servable_model, servable_files
-from inference.features import export_transform
-from inference.forward import export_dense
 from common.tracking import log_training_data
 sys.path.insert(0, {str(ROOT / "bench")!r})
 import dataset
@@ -78,7 +76,7 @@ mlflow.set_experiment("bench")
 with mlflow.start_run():
     log_training_data(data, "synthetic", schema.target)
     logged = log_servable_model(
-        servable_files(model, features, target, export_dense, export_transform),
+        servable_files(model, features, target),
         schema, config["model"]["name"],
     )
 client.set_registered_model_alias(config["model"]["name"], "champion", logged.version)

@@ -138,8 +138,6 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
     os.environ.setdefault("KERAS_BACKEND", "jax")
     project, schema, data = loaded
 
-    from inference.features import export_transform
-    from inference.forward import export_dense
     from model_training.network import train_model
     from model_training.packaging import log_servable_model, servable_files
     from model_training.preprocessing import fit_transform
@@ -165,9 +163,7 @@ def train_and_register(directory: Path, epochs: int, loaded: Any) -> tuple[str, 
     with mlflow.start_run(run_name="bench-serving"):
         mlflow.log_metrics({f"training_{key}": values[-1] for key, values in history.items()})
         logged = log_servable_model(
-            servable_files(
-                model, features_transformer, target_transformer, export_dense, export_transform
-            ),
+            servable_files(model, features_transformer, target_transformer),
             schema,
             registered_model_name=project["model"]["name"],
             input_example=data[schema.features].head(3),

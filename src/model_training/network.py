@@ -1,8 +1,16 @@
-"""TODO docstring."""
+"""The classifier: a small Keras multilayer perceptron, built and trained on numpy arrays.
+
+On JAX (the default backend) training runs as one compiled loop (`_fit_jax`), the same
+arithmetic as Keras's `fit` without its per-batch Python. Scoring a trained model is not
+here: `inference.forward` runs it as the server does, and
+`model_training.cross_validation.classification_scores` turns its answers into scores.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.keras_runtime import enable_compilation_cache, import_keras
@@ -83,25 +91,75 @@ def _fit_jax(
     shuffle inside it (a sort) would triple the compilation time, which is most of the
     cost at this size (measured: ~0.8 s to compile, 25 ms to run 50 epochs of 9 steps).
     """
-    import jax
+    import numpy as np
+
+    batches = _padded_batches(x, y, batch_size)
+    model.optimizer.build(model.trainable_variables)
+    epoch = _compiled_epoch(model)
+    state = _training_state(model)
+    rng = np.random.default_rng(seed)
+    losses, accuracies = [], []
+    for _ in range(epochs):
+        order = batches.shuffled_order(rng)
+        state, loss, correct = epoch(state, order, batches.mask, batches.features, batches.labels)
+        losses.append(loss)
+        accuracies.append(correct)
+    _assign_training_state(model, state)
+    return {
+        "accuracy": [float(value) / batches.rows for value in accuracies],
+        "loss": [float(value) / batches.rows for value in losses],
+    }
+
+
+@dataclass(frozen=True)
+class _PaddedBatches:
+    """The training rows as JAX arrays, padded to whole batches, and which rows are real.
+
+    Arguments of the compiled epoch, not constants captured by it: the data would be
+    embedded in the program. Padded, so folds of nearly equal size share one compiled
+    program (and the persistent cache's entry for it).
+    """
+
+    features: Any
+    labels: Any
+    mask: Any  # (steps, batch_size): 1 for a real row, 0 for padding
+    rows: int
+    steps: int
+    batch_size: int
+
+    def shuffled_order(self, rng: np.random.Generator) -> np.ndarray:
+        """A new shuffle of the real rows, padded and cut into (steps, batch_size)."""
+        import numpy as np
+
+        padding = self.steps * self.batch_size - self.rows
+        order = np.concatenate([rng.permutation(self.rows), np.zeros(padding, dtype=np.int64)])
+        return order.astype("int32").reshape(self.steps, self.batch_size)
+
+
+def _padded_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> _PaddedBatches:
     import jax.numpy as jnp
     import numpy as np
 
-    keras = import_keras()
     rows = len(x)
     batch_size = min(batch_size, rows)
     steps = -(-rows // batch_size)
     padding = steps * batch_size - rows
-    optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(seed)
-    # Arguments, not constants captured by the compiled function: the data would be
-    # embedded in the program. Padded to whole batches, so folds of nearly equal size
-    # share one compiled program (and the persistent cache's entry for it).
     features = jnp.asarray(np.concatenate([x, np.zeros((padding, x.shape[1]), x.dtype)]))
     labels = jnp.asarray(np.concatenate([y, np.zeros(padding, y.dtype)]).astype("int32"))
     mask = np.concatenate([np.ones(rows, "float32"), np.zeros(padding, "float32")])
-    mask = jnp.asarray(mask.reshape(steps, batch_size))
+    return _PaddedBatches(
+        features, labels, jnp.asarray(mask.reshape(steps, batch_size)), rows, steps, batch_size
+    )
+
+
+def _compiled_epoch(model: keras.Model) -> Callable[..., Any]:
+    """One epoch of training as a compiled function of (state, order, mask, features,
+    labels): the new state, and the epoch's summed loss and count of right answers."""
+    import jax
+    import jax.numpy as jnp
+
+    keras = import_keras()
+    optimizer = model.optimizer
 
     def loss_and_outputs(trainable, non_trainable, xb, yb, weights):
         outputs, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=True)
@@ -129,36 +187,25 @@ def _fit_jax(
         state, (losses, correct) = jax.lax.scan(train_step, state, (order, mask))
         return state, jnp.sum(losses), jnp.sum(correct)
 
-    state = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in optimizer.variables],
+    return epoch
+
+
+def _state_variables(model: keras.Model) -> tuple[list[Any], list[Any], list[Any]]:
+    """The model's trainable and other variables and its optimizer's, in that order."""
+    return (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
     )
-    losses, accuracies = [], []
-    for _ in range(epochs):
-        order = np.concatenate([rng.permutation(rows), np.zeros(padding, dtype=np.int64)])
-        order = order.astype("int32").reshape(steps, batch_size)
-        state, loss, correct = epoch(state, order, mask, features, labels)
-        losses.append(loss)
-        accuracies.append(correct)
-    for variables, values in zip(
-        (model.trainable_variables, model.non_trainable_variables, optimizer.variables),
-        state,
-        strict=True,
-    ):
+
+
+def _training_state(model: keras.Model) -> tuple[list[Any], ...]:
+    """The values the compiled epoch updates, read out of the model's variables."""
+    return tuple([v.value for v in variables] for variables in _state_variables(model))
+
+
+def _assign_training_state(model: keras.Model, state: tuple[list[Any], ...]) -> None:
+    """Write the trained values back into the model's (and optimizer's) variables."""
+    for variables, values in zip(_state_variables(model), state, strict=True):
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
-    return {
-        "accuracy": [float(value) / rows for value in accuracies],
-        "loss": [float(value) / rows for value in losses],
-    }
-
-
-def evaluate_model(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Loss, accuracy and predicted class indices of `model` on (x, y)."""
-    import numpy as np
-
-    labels = np.asarray(y).reshape(-1)
-    loss, accuracy = model.evaluate(x, labels, verbose=0)
-    predictions = model.predict_on_batch(x).argmax(axis=1)
-    return float(loss), float(accuracy), predictions

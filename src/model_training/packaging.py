@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""What a registered model is made of, and registering it.
+
+A servable model is its artifact files (`model_files`: the Keras model and its numpy
+forward pass; `transformer_files`: the fitted transformers and their compiled numpy
+form), the `inference` package that serves them, the pinned requirements of the
+Keras backend it was trained on, and a signature naming the dataset's columns.
+`log_servable_model` logs and registers all of it on the active MLflow run.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import importlib.util
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +27,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.models import ModelSignature
 
+
+# A model's artifacts as files: artifact name -> (file name, contents). As bytes they
+# travel between steps as Metaflow artifacts, so the step that registers a model
+# needs neither Keras nor scikit-learn to write them (seconds of imports each).
+ArtifactFiles = dict[str, tuple[str, bytes]]
 
 # What the pyfunc in src/inference/model.py imports at serving time, per Keras backend.
 SERVING_PACKAGES = ("mlflow", "keras", "scikit-learn", "pandas", "numpy")
@@ -47,20 +59,20 @@ def pinned_requirements(keras_backend: str) -> list[str]:
     return requirements
 
 
-def model_files(
-    model: Any, export_forward: Callable[[Any, str], bool] | None = None
-) -> ArtifactFiles:
-    """The Keras model as `model.keras`, and as `forward.npz` when `export_forward` can.
+def model_files(model: Any, with_forward: bool = True) -> ArtifactFiles:
+    """The Keras model as `model.keras` and, `with_forward`, as `forward.npz`.
 
-    `export_forward` (`inference.forward.export_dense`, passed in because `common`
-    does not import `inference`) writes the weights as numpy, so the server and the
-    pipelines that score can skip importing Keras (seconds per process).
+    `forward.npz` (`inference.forward.export_dense`) holds the weights as numpy, so the
+    server and the pipelines that score skip importing Keras (seconds per process); it
+    is left out for an architecture the numpy forward pass does not know.
     """
+    from inference.forward import export_dense
+
     with tempfile.TemporaryDirectory() as directory:
         saved = {"model": os.path.join(directory, "model.keras")}
         model.save(saved["model"])
         forward = os.path.join(directory, "forward.npz")
-        if export_forward is not None and export_forward(model, forward):
+        if with_forward and export_dense(model, forward):
             saved["forward"] = forward
         return {
             name: (os.path.basename(path), Path(path).read_bytes()) for name, path in saved.items()
@@ -68,25 +80,24 @@ def model_files(
 
 
 def transformer_files(
-    features_transformer: Any,
-    target_transformer: Any,
-    export_transform: Callable[[Any, Any, str], bool] | None = None,
+    features_transformer: Any, target_transformer: Any, with_transform: bool = True
 ) -> ArtifactFiles:
-    """The fitted transformers as pickles, and as `transform.json` when `export_transform` can.
+    """The fitted transformers as pickles and, `with_transform`, as `transform.json`.
 
-    `export_transform` (`inference.features.export_transform`) writes the features
-    transformer compiled to numpy and the class names, as JSON, so the model can load
-    without unpickling the transformers, which imports scikit-learn (seconds too).
+    `transform.json` (`inference.features.export_transform`) holds the features
+    transformer compiled to numpy and the class names, so the model loads without
+    unpickling the transformers, which imports scikit-learn (seconds too); it is left
+    out when the compiled form cannot reproduce the transformer.
     """
+    from inference.features import export_transform
+
     files = {
         "features_transformer": ("features.pkl", pickle.dumps(features_transformer)),
         "target_transformer": ("target.pkl", pickle.dumps(target_transformer)),
     }
     with tempfile.TemporaryDirectory() as directory:
         transform = os.path.join(directory, "transform.json")
-        if export_transform is not None and export_transform(
-            features_transformer, target_transformer, transform
-        ):
+        if with_transform and export_transform(features_transformer, target_transformer, transform):
             files["transform"] = ("transform.json", Path(transform).read_bytes())
     return files
 
@@ -95,13 +106,13 @@ def servable_files(
     model: Any,
     features_transformer: Any,
     target_transformer: Any,
-    export_forward: Callable[[Any, str], bool] | None = None,
-    export_transform: Callable[[Any, Any, str], bool] | None = None,
+    with_forward: bool = True,
+    with_transform: bool = True,
 ) -> ArtifactFiles:
     """Every artifact of a servable model: `model_files` and `transformer_files`."""
     return {
-        **model_files(model, export_forward),
-        **transformer_files(features_transformer, target_transformer, export_transform),
+        **model_files(model, with_forward),
+        **transformer_files(features_transformer, target_transformer, with_transform),
     }
 
 
@@ -112,21 +123,6 @@ def write_files(directory: str, files: ArtifactFiles) -> dict[str, str]:
         paths[name] = os.path.join(directory, file_name)
         Path(paths[name]).write_bytes(contents)
     return paths
-
-
-def save_artifacts(
-    directory: str,
-    model: Any,
-    features_transformer: Any,
-    target_transformer: Any,
-    export_forward: Callable[[Any, str], bool] | None = None,
-    export_transform: Callable[[Any, Any, str], bool] | None = None,
-) -> dict[str, str]:
-    """Write the model's artifacts into `directory`; return their paths by name."""
-    files = servable_files(
-        model, features_transformer, target_transformer, export_forward, export_transform
-    )
-    return write_files(directory, files)
 
 
 def model_signature(schema: DatasetSchema) -> ModelSignature:
@@ -160,7 +156,7 @@ class ServableModel:
 def serving_package() -> Path:
     """The `inference` package's directory, wherever it is (src/ or a code package root).
 
-    Found, not imported: `common` never imports the serving code.
+    Found, not imported: logging a model loads none of the code that serves it.
     """
     spec = importlib.util.find_spec("inference")
     if spec is None or not spec.submodule_search_locations:
@@ -252,9 +248,3 @@ def log_servable_model(
         code_paths=code_paths,
         pip_requirements=requirements,
     )
-
-
-# A model's artifacts as files: artifact name -> (file name, contents). As bytes they
-# travel between steps as Metaflow artifacts, so the step that registers a model
-# needs neither Keras nor scikit-learn to write them (seconds of imports each).
-ArtifactFiles = dict[str, tuple[str, bytes]]

@@ -24,7 +24,7 @@ of tasks, so it runs beside the folds instead of after them.
 Champion and challenger: a registered version gets the alias `challenger` and the tags
 `cv_accuracy`, `cv_accuracy_std`, `cv_fold_accuracies` (JSON list), `training_rows` and
 `training_data_digest`, which the deployment pipeline reads to compare it with the
-champion. Its model card (common/model_card.py) is `model_card.md` on its MLflow run
+champion. Its model card (model_training/model_card.py) is `model_card.md` on its MLflow run
 and the `register` step's card (`card view register --id model_card`). The card's
 slices and permutation importances come from the folds: `evaluate_fold` permutes each
 feature of its unseen rows through the same forward pass, `average_scores` slices the
@@ -327,7 +327,6 @@ class Training(Pipeline):
         The digest is computed here, beside the folds, rather than in a step they wait for.
         The transformers' artifact files for the registry are written here too.
         """
-        from inference.features import export_transform
         from model_training.model_card import training_data_digest
         from model_training.packaging import transformer_files
         from model_training.preprocessing import fit_transform
@@ -337,7 +336,7 @@ class Training(Pipeline):
         )
         # Written here, where scikit-learn is imported anyway: `register` then needs none.
         self.transformer_files = transformer_files(
-            self.features_transformer, self.target_transformer, export_transform
+            self.features_transformer, self.target_transformer
         )
         self.training_data_digest = training_data_digest(self.data)
         self.class_names = [str(name) for name in self.target_transformer.categories_[0]]
@@ -353,7 +352,6 @@ class Training(Pipeline):
 
         Its card draws the training curves.
         """
-        from inference.forward import export_dense
         from model_training.cards import training_curves
         from model_training.network import train_model
         from model_training.packaging import model_files
@@ -368,7 +366,7 @@ class Training(Pipeline):
             seed=development_seed(current.is_production),
         )
         # Written here, where Keras is imported anyway: `register` then needs none.
-        self.model_files = model_files(self.model, export_dense)
+        self.model_files = model_files(self.model)
         current.card.extend(training_curves(self.history))
         self.next(self.register)
 

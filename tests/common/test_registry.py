@@ -93,7 +93,7 @@ def test_log_servable_model_registers_a_model_that_predicts(tmp_path, monkeypatc
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("registry-test")
     with mlflow.start_run() as run:
-        files = servable_files(model, features, target)
+        files = servable_files(model, features, target, with_forward=False, with_transform=False)
         logged = log_servable_model(files, schema, "registry-test", input_example=data.head(2))
 
     assert logged.version == "1"
@@ -166,14 +166,12 @@ def test_a_model_registers_from_its_files_without_keras_or_scikit_learn(tmp_path
     import numpy as np
     from support.paths import REPO_ROOT, SRC
 
-    from inference.features import export_transform
-    from inference.forward import export_dense
     from model_training.packaging import model_files, transformer_files
 
     _, data, x, (model, features, target) = train_small_model(seed=1)
     files = {
-        **model_files(model, export_dense),
-        **transformer_files(features, target, export_transform),
+        **model_files(model),
+        **transformer_files(features, target),
     }
     assert set(files) == {
         "model", "forward", "features_transformer", "target_transformer", "transform"

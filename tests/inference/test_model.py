@@ -18,7 +18,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from mlflow.exceptions import MlflowException
 from support.paths import PENGUINS_CSV
-from support.toy_models import CLASSES, SCHEMA, features_of, serve, train_toy
+from support.toy_models import CLASSES, SCHEMA, features_of, save_artifacts, serve, train_toy
 
 
 @pytest.fixture(scope="module")
@@ -325,12 +325,11 @@ def test_load_scorer_refuses_a_directory_without_a_model(tmp_path) -> None:
 def test_the_forward_artifact_loads_the_same_model_without_keras(
     trained: SimpleNamespace, tmp_path: Path
 ) -> None:
-    from inference.forward import export_dense, load_dense
+    from inference.forward import load_dense
     from inference.model import Model
-    from model_training.packaging import save_artifacts
 
     paths = save_artifacts(
-        str(tmp_path), trained.model, trained.features, trained.target, export_dense
+        str(tmp_path), trained.model, trained.features, trained.target, with_forward=True
     )
     assert set(paths) == {"model", "features_transformer", "target_transformer", "forward"}
     instance = Model()
@@ -372,14 +371,12 @@ def test_the_transform_artifact_loads_the_same_features_without_scikit_learn(
 ) -> None:
     import json
 
-    from inference.features import export_transform, load_transform
-    from inference.forward import export_dense
+    from inference.features import load_transform
     from inference.scorer import Scorer
-    from model_training.packaging import save_artifacts
 
     paths = save_artifacts(
-        str(tmp_path), trained.model, trained.features, trained.target, export_dense,
-        export_transform,
+        str(tmp_path), trained.model, trained.features, trained.target, with_forward=True,
+        with_transform=True,
     )  # fmt: skip
     assert "transform" in paths
     scorer = Scorer()

@@ -33,6 +33,7 @@ from support.toy_models import (
     HABITATS,
     features_of,
     model_directory,
+    save_artifacts,
     serve,
     train_toy,
 )
@@ -61,8 +62,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     broken = train_toy(root / "broken", data_seed=3, seed=7, epochs=1)
     kernel = broken.model.layers[0].kernel
     kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
-    from model_training.packaging import save_artifacts
-
     save_artifacts(str(root / "broken"), broken.model, broken.features, broken.target)
     other_categories = train_toy(
         root / "categories", habitats=[*HABITATS[:2], "ocean"], data_seed=3

@@ -78,12 +78,10 @@ def train_weak_model(trained: tuple[Any, Any, Any], data: Any, schema: Any) -> t
 def register(trained: tuple[Any, Any, Any], schema: Any, experiment_id: str) -> str:
     import mlflow
 
-    from inference.features import export_transform
-    from inference.forward import export_dense
     from model_training.packaging import log_servable_model, servable_files
 
     with mlflow.start_run(experiment_id=experiment_id):
-        files = servable_files(*trained, export_dense, export_transform)
+        files = servable_files(*trained)
         logged = log_servable_model(files, schema, MODEL_NAME)
     return str(logged.version)
 

@@ -66,8 +66,6 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
     """Register the broken version, then two good ones, in experiment `EXPERIMENT`."""
     import mlflow
 
-    from inference.features import export_transform
-    from inference.forward import export_dense
     from model_training.packaging import log_servable_model, servable_files
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -81,7 +79,7 @@ def register_serving_models(session_root: Path, tracking_uri: str) -> ServingMod
         )
     )
     schema, _, trained = train_small_model()
-    files = servable_files(*trained, export_dense, export_transform)
+    files = servable_files(*trained)
 
     def log(python_model: Path | None = None) -> str:
         # As src/pipelines/training.py's `register` step does.

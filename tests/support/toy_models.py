@@ -2,9 +2,10 @@
 
 Used by tests/inference/test_model.py and test_shadow.py: three classes told apart by
 two numbers and a habitat. Training takes a second; the artifacts are the ones the
-training pipeline writes (`model_training.packaging.save_artifacts`), and `model_directory`
-lays them out as a downloaded registered model, so `inference.scorer.load_scorer`
-(the server's shadow loader) reads them.
+training pipeline writes (`save_artifacts`), and `model_directory` lays them out as a
+downloaded registered model, so `inference.scorer.load_scorer` (the server's shadow
+loader) reads them. `evaluate_model` is Keras's own evaluation, the reference the
+project's scores are checked against.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ def train_toy(
     """Train on 90 made-up rows; save the artifacts under `directory`."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     from model_training.network import train_model
-    from model_training.packaging import save_artifacts
     from model_training.preprocessing import fit_transform
 
     data = make_data(90, seed=data_seed, habitats=habitats)
@@ -82,6 +82,35 @@ def train_toy(
     return SimpleNamespace(
         model=model, features=features, target=target, paths=paths, history=history
     )
+
+
+def save_artifacts(
+    directory: str,
+    model: Any,
+    features_transformer: Any,
+    target_transformer: Any,
+    with_forward: bool = False,
+    with_transform: bool = False,
+) -> dict[str, str]:
+    """Write a model's artifact files into `directory`; return their paths by name.
+
+    The numpy forward pass and the compiled transform only when asked: without them
+    the model loads through Keras and scikit-learn.
+    """
+    from model_training.packaging import servable_files, write_files
+
+    files = servable_files(
+        model, features_transformer, target_transformer, with_forward, with_transform
+    )
+    return write_files(directory, files)
+
+
+def evaluate_model(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Loss, accuracy and predicted class indices of `model` on (x, y), as Keras reports them."""
+    labels = np.asarray(y).reshape(-1)
+    loss, accuracy = model.evaluate(x, labels, verbose=0)
+    predictions = model.predict_on_batch(x).argmax(axis=1)
+    return float(loss), float(accuracy), predictions
 
 
 def model_directory(paths: dict[str, str], directory: Path) -> Path:
