@@ -1,8 +1,8 @@
 """The project's typed settings: what each section of `config/*.yml` may hold.
 
 One frozen dataclass per section (`dataset`, `model`, `monitoring`, `retraining`,
-`promotion`, `scoring`), joined by `ProjectSettings`, with every default, what each
-setting means, and the checks a type cannot express (a range, a cron expression, a
+`promotion`, `scoring`, `tuning`), joined by `ProjectSettings`, with every default, what
+each setting means, and the checks a type cannot express (a range, a cron expression, a
 project name Metaflow accepts). `project_settings` fills them from a configuration, as
 `common.config` parsed it or as raw YAML data, through the generic
 `common.settings_loader`; a wrong value is a `ConfigurationError` naming its key.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from metaflow.exception import MetaflowException
 
@@ -238,15 +238,7 @@ class PromotionSettings:
 
     def __post_init__(self) -> None:
         require_positive_integers(self, "min_rows")
-        if not -1.0 <= self.min_gain <= 1.0:
-            raise SettingValueError(
-                "min_gain", f"must be an accuracy difference in [-1, 1], got {self.min_gain!r}."
-            )
-        if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:
-            raise SettingValueError(
-                "max_p_value",
-                f"must be a probability in (0, 1], or empty, got {self.max_p_value!r}.",
-            )
+        _check_gain_rule(self)
 
 
 @dataclass(frozen=True)
@@ -264,6 +256,156 @@ class ScoringSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """Where the search looks for one hyperparameter: `low`..`high` (on a log scale with
+    `log: true`), or a list of `choices`."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: tuple[int | float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise SettingValueError("choices", "write either low/high or choices, not both.")
+            if not self.choices:
+                raise SettingValueError("choices", "is empty: list at least one value.")
+            return
+        if self.low is None or self.high is None:
+            raise SettingValueError(
+                "low", "a range needs both low and high; or list the values as `choices`."
+            )
+        if self.low > self.high:
+            raise SettingValueError(
+                "low", f"inverted range: low {self.low} is above high {self.high}; swap them."
+            )
+        if self.low == self.high:
+            raise SettingValueError(
+                "high",
+                f"empty range: low and high are both {self.low}; widen it, or write "
+                f"`choices: [{self.low}]` to fix the value.",
+            )
+        if self.log and self.low <= 0:
+            raise SettingValueError("low", f"a log range needs low > 0, got {self.low}.")
+
+    @property
+    def values(self) -> tuple[int | float, ...]:
+        """The values that bound it: its choices, or low and high."""
+        if self.choices is not None:
+            return self.choices
+        return (self.low, self.high)  # type: ignore[return-value]
+
+
+# The values the model takes for each hyperparameter: (kind, bounds, bounds check).
+_MODEL_TAKES: dict[str, tuple[str, str, Any]] = {
+    "learning_rate": ("float", "> 0", lambda value: value > 0),
+    "epochs": ("int", ">= 1", lambda value: value >= 1),
+    "batch_size": ("int", ">= 1", lambda value: value >= 1),
+    "hidden_units": ("int", ">= 1", lambda value: value >= 1),
+    "hidden_layers": ("int", ">= 1", lambda value: value >= 1),
+    "dropout": ("float", "in [0, 1)", lambda value: 0 <= value < 1),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The hyperparameters the search varies (`tuning.parameters:`), each a `SearchRange`.
+
+    One that is empty (`dropout: null`) keeps the training pipeline's default. Hidden
+    layer i has `hidden_units / 2**i` units (the default 16 -> 8).
+    """
+
+    learning_rate: SearchRange | None = field(
+        default_factory=lambda: SearchRange(low=0.001, high=0.1, log=True)
+    )
+    epochs: SearchRange | None = field(default_factory=lambda: SearchRange(low=10, high=100))
+    batch_size: SearchRange | None = field(
+        default_factory=lambda: SearchRange(choices=(8, 16, 32, 64))
+    )
+    hidden_units: SearchRange | None = field(
+        default_factory=lambda: SearchRange(choices=(8, 16, 32, 64))
+    )
+    hidden_layers: SearchRange | None = field(default_factory=lambda: SearchRange(low=1, high=3))
+    dropout: SearchRange | None = field(default_factory=lambda: SearchRange(low=0.0, high=0.5))
+
+    def __post_init__(self) -> None:
+        for name, space in self.ranges().items():
+            for value in space.values:
+                _check_searched_value(name, value)
+
+    def ranges(self) -> dict[str, SearchRange]:
+        """The searched parameters by name, in the order the config documents them."""
+        return {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__
+            if getattr(self, name) is not None
+        }
+
+
+def _check_searched_value(name: str, value: float) -> None:
+    kind, bounds, within = _MODEL_TAKES[name]
+    if kind == "int" and value != int(value):
+        raise SettingValueError(name, f"takes whole numbers, got {value}.")
+    if not within(value):
+        raise SettingValueError(name, f"{value} is out of bounds: the model takes {name} {bounds}.")
+
+
+def _check_gain_rule(settings: Any) -> None:
+    """`min_gain` and `max_p_value`, the thresholds of a rule that compares two models."""
+    if not -1.0 <= settings.min_gain <= 1.0:
+        raise SettingValueError(
+            "min_gain", f"must be an accuracy difference in [-1, 1], got {settings.min_gain!r}."
+        )
+    if settings.max_p_value is not None and not 0.0 < settings.max_p_value <= 1.0:
+        raise SettingValueError(
+            "max_p_value",
+            f"must be a probability in (0, 1], or empty, got {settings.max_p_value!r}.",
+        )
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """The hyperparameter search of src/pipelines/tuning.py (`tuning:`)."""
+
+    trials: int = 20
+    # Trials evaluated at once: the width of each of the search's two fan-outs.
+    concurrency: int = 2
+    # Development runs with the same seed ask the same trials and find the same winner.
+    seed: int = 42
+    # What the search optimizes, the mean over the folds: accuracy up, or loss down.
+    objective: Literal["accuracy", "loss"] = field(
+        default="accuracy",
+        metadata=_hint("The trials produce `accuracy` (maximized) and `loss` (minimized)."),
+    )
+    # A trial stops early when, after its second fold or later, its running mean is
+    # worse than the median of at least this many finished trials. Empty: no pruning.
+    pruning_startup_trials: int | None = 5
+    # The winner is recommended over the defaults only if its mean fold accuracy beats
+    # theirs by more than `min_gain` and, when `max_p_value` is set, the paired test on
+    # the fold scores gives a p-value under it.
+    min_gain: float = 0.0
+    max_p_value: float | None = 0.05
+    experiment: str = "tuning"
+    parameters: SearchSpace = field(default_factory=SearchSpace)
+
+    def __post_init__(self) -> None:
+        require_positive_integers(self, "trials")
+        if not self.parameters.ranges():
+            raise SettingValueError(
+                "parameters", "searches nothing: give at least one parameter a range or choices."
+            )
+        if not 1 <= self.concurrency <= self.trials:
+            raise SettingValueError(
+                "concurrency",
+                f"must be between 1 and tuning.trials ({self.trials}), got {self.concurrency}.",
+            )
+        if self.pruning_startup_trials is not None:
+            require_positive_integers(self, "pruning_startup_trials")
+        _check_gain_rule(self)
 
 
 @dataclass(frozen=True)
@@ -296,6 +438,7 @@ class ProjectSettings:
     retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
     promotion: PromotionSettings = field(default_factory=PromotionSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
 
     def __post_init__(self) -> None:
         if _PROJECT_NAME.fullmatch(self.project) is None:

@@ -239,7 +239,7 @@ def test_a_key_like_nothing_lists_the_valid_ones() -> None:
     message = error_message(yaml.safe_dump(minimal() | {"zzz": 1}))
     assert message == (
         "zzz: unknown setting. Valid settings: project, dataset, mlflow_tracking_uri, "
-        "backend, model, monitoring, retraining, promotion, scoring."
+        "backend, model, monitoring, retraining, promotion, scoring, tuning."
     )
 
 
