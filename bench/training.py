@@ -311,7 +311,11 @@ def time_cold_sync() -> tuple[float, str]:
         project.mkdir()
         for name in ("pyproject.toml", "uv.lock", "README.md"):
             shutil.copy2(ROOT / name, project / name)
-        shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(ROOT / "src", project / "src", ignore=ignore)
+        # The dev group's bytecode hook, a path dependency.
+        hook = Path("scripts") / "bytecode_hook"
+        shutil.copytree(ROOT / hook, project / hook, ignore=ignore)
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         env["UV_CACHE_DIR"] = str(Path(directory) / "cache")
         env["UV_PROJECT_ENVIRONMENT"] = str(Path(directory) / "venv")
