@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""The training pipeline's Metaflow card components: the dataset's summary, the folds'
+scores, the cross-validated confusion matrix and the final model's training curves.
+
+Each function returns the components one step adds to its card; Metaflow's card
+classes (and pandas, through the data given) are imported inside them. The model card
+is `model_training.model_card`'s.
+"""
 
 from __future__ import annotations
 

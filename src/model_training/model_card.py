@@ -272,27 +272,63 @@ def weakest_slice(slices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | No
 def render_markdown(card: ModelCard) -> str:
     """The card as one Markdown document: the MLflow artifact and the Metaflow card."""
     title = f"{card.model_name} version {card.version}" if card.version else card.model_name
+    created = f" Created {card.created}." if card.created else ""
+    sections = [
+        f"# Model card: {title}",
+        f"{_outcome(card)}{created} Metaflow run `{card.metaflow_run}`, MLflow run "
+        f"`{card.mlflow_run_id}`.",
+        "## Intended use",
+        card.intended_use,
+        "## Limitations",
+        card.limitations,
+        *_training_data_section(card),
+        *_cross_validation_section(card),
+        *_slices_section(card),
+        *_importance_section(card),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _outcome(card: ModelCard) -> str:
+    """Whether the model was registered, and why (not)."""
     if card.version:
-        outcome = (
+        return (
             f"Registered as **{card.model_name} version {card.version}**: its cross-validated "
             f"accuracy reached the threshold {card.accuracy_threshold:.4f}."
         )
-    else:
-        outcome = (
-            f"**Not registered**: cross-validated accuracy {card.accuracy:.4f} is below the "
-            f"threshold {card.accuracy_threshold:.4f}."
-        )
+    return (
+        f"**Not registered**: cross-validated accuracy {card.accuracy:.4f} is below the "
+        f"threshold {card.accuracy_threshold:.4f}."
+    )
+
+
+def _training_data_section(card: ModelCard) -> list[str]:
     total = sum(card.class_balance.values()) or 1
     balance = [[name, rows, f"{rows / total:.1%}"] for name, rows in card.class_balance.items()]
+    return [
+        "## Training data",
+        f"{card.training_rows} rows from `{card.dataset}`; digest (sha256 of the rows as "
+        f"CSV, columns by name, rows sorted) `{card.training_data_digest}`.",
+        "### Class balance",
+        _table(["class", "rows", "share"], balance),
+    ]
+
+
+def _cross_validation_section(card: ModelCard) -> list[str]:
     folds = [
         [fold["fold"], fold["accuracy"], fold["loss"], fold["train"], fold["test"]]
         for fold in card.folds
     ]
-    slices = [[s["feature"], s["slice"], s["rows"], s["accuracy"]] for s in card.slices]
-    importance = [
-        [rank, row["feature"], row["accuracy_drop"], row["std"]]
-        for rank, row in enumerate(card.importance, start=1)
+    return [
+        "## Cross-validation",
+        f"Accuracy **{card.accuracy:.4f}** ± {card.accuracy_std:.4f} over {len(card.folds)} "
+        "folds; each fold's model is scored on the rows it did not train on.",
+        _table(["fold", "accuracy", "loss", "training rows", "test rows"], folds),
     ]
+
+
+def _slices_section(card: ModelCard) -> list[str]:
+    slices = [[s["feature"], s["slice"], s["rows"], s["accuracy"]] for s in card.slices]
     weakest = weakest_slice(card.slices)
     weakest_line = (
         f"Weakest slice: `{weakest['feature']}` {weakest['slice']}, accuracy "
@@ -300,32 +336,23 @@ def render_markdown(card: ModelCard) -> str:
         if weakest
         else "No slices: the dataset has no features."
     )
-    created = f" Created {card.created}." if card.created else ""
-    sections = [
-        f"# Model card: {title}",
-        f"{outcome}{created} Metaflow run `{card.metaflow_run}`, MLflow run "
-        f"`{card.mlflow_run_id}`.",
-        "## Intended use",
-        card.intended_use,
-        "## Limitations",
-        card.limitations,
-        "## Training data",
-        f"{card.training_rows} rows from `{card.dataset}`; digest (sha256 of the rows as "
-        f"CSV, columns by name, rows sorted) `{card.training_data_digest}`.",
-        "### Class balance",
-        _table(["class", "rows", "share"], balance),
-        "## Cross-validation",
-        f"Accuracy **{card.accuracy:.4f}** ± {card.accuracy_std:.4f} over {len(card.folds)} "
-        "folds; each fold's model is scored on the rows it did not train on.",
-        _table(["fold", "accuracy", "loss", "training rows", "test rows"], folds),
+    return [
         "## Accuracy per slice",
         "Out-of-fold predictions: every row scored by the fold model that did not see it. "
         "Categorical features per value, numeric ones per quartile. " + weakest_line,
         _table(["feature", "slice", "rows", "accuracy"], slices),
+    ]
+
+
+def _importance_section(card: ModelCard) -> list[str]:
+    importance = [
+        [rank, row["feature"], row["accuracy_drop"], row["std"]]
+        for rank, row in enumerate(card.importance, start=1)
+    ]
+    return [
         "## Permutation feature importance",
         "Accuracy lost when one feature's values are shuffled across rows, scored with "
         "the model server's forward pass on each fold's unseen rows; mean and std over "
         "folds and repeats. Near zero: the model does not rely on the feature.",
         _table(["rank", "feature", "accuracy drop", "std"], importance),
     ]
-    return "\n\n".join(sections) + "\n"

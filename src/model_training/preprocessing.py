@@ -1,7 +1,10 @@
-"""Feature and target transformers, fitted on training data and shipped with the model.
+"""Fitting the feature and target transformers on training data (the training side).
 
-Only scikit-learn classes go into the fitted objects, so the serving process can
-unpickle them without this project's code.
+`fit_transform` fits the scikit-learn transformers the final model ships with; only
+scikit-learn classes go into them, so the serving process can unpickle them without
+this project's code. `fit_feature_blocks` fits the same features transformer with numpy
+alone, for the cross-validation folds. Applying a fitted transformer to requests, and
+validating them, is the serving side's job: `inference.features`.
 """
 
 from __future__ import annotations
@@ -90,8 +93,8 @@ def transform(
 # them is a mean, a variance and a count per column. Fitting them with numpy spares each
 # fold task importing scikit-learn (~1.5-2 s a process). The result is the fitted
 # transformer in the JSON-ready form `inference.features` compiles ("blocks", see there),
-# equal to what scikit-learn fits on the same rows (tests/common/test_features.py checks
-# it); data the numpy fit cannot promise that for gets None, and scikit-learn.
+# equal to what scikit-learn fits on the same rows (tests/model_training/test_preprocessing.py
+# checks it); data the numpy fit cannot promise that for gets None, and scikit-learn.
 
 
 def fit_feature_blocks(data: pd.DataFrame, schema: DatasetSchema) -> list[dict[str, Any]] | None:
@@ -102,51 +105,51 @@ def fit_feature_blocks(data: pd.DataFrame, schema: DatasetSchema) -> list[dict[s
     with no value at all (scikit-learn drops it), a categorical value that is neither a
     string nor missing (NaN).
     """
-    import numpy as np
-
     blocks = []
     if schema.numeric_features:
-        columns = list(schema.numeric_features)
-        if any(data[name].dtype.kind not in "iuf" for name in columns):
-            return None
-        values = data[columns].to_numpy(dtype="float64")
-        present = ~np.isnan(values)
-        if np.isinf(values).any() or not present.any(axis=0).all():
-            return None
-        fill = np.nanmean(values, axis=0)
-        imputed = np.where(present, values, fill)
-        mean, variance = imputed.mean(axis=0), imputed.var(axis=0)
-        # scikit-learn's StandardScaler: a column indistinguishable from a constant keeps
-        # scale 1 (the bound of its variance computation's error).
-        rows, eps = len(imputed), np.finfo("float64").eps
-        constant = variance <= rows * eps * variance + (rows * mean * eps) ** 2
-        scale = np.where(constant, 1.0, np.sqrt(variance))
-        blocks.append(
-            {
-                "kind": "scaled",
-                "columns": columns,
-                "fill": fill.tolist(),
-                "mean": mean.tolist(),
-                "scale": scale.tolist(),
-            }
-        )
+        blocks.append(_fit_scaled_block(data, list(schema.numeric_features)))
     if schema.categorical_features:
-        fills, categories = [], []
-        for name in schema.categorical_features:
-            fitted = _fit_category_column(data[name].to_numpy(dtype=object))
-            if fitted is None:
-                return None
-            fills.append(fitted[0])
-            categories.append(fitted[1])
-        blocks.append(
-            {
-                "kind": "one_hot",
-                "columns": list(schema.categorical_features),
-                "fill": fills,
-                "categories": categories,
-            }
-        )
-    return blocks
+        blocks.append(_fit_one_hot_block(data, list(schema.categorical_features)))
+    return None if None in blocks else blocks
+
+
+def _fit_scaled_block(data: pd.DataFrame, columns: list[str]) -> dict[str, Any] | None:
+    """The numeric columns' mean imputation and standard scaling; None as above."""
+    import numpy as np
+
+    if any(data[name].dtype.kind not in "iuf" for name in columns):
+        return None
+    values = data[columns].to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    if np.isinf(values).any() or not present.any(axis=0).all():
+        return None
+    fill = np.nanmean(values, axis=0)
+    imputed = np.where(present, values, fill)
+    mean, variance = imputed.mean(axis=0), imputed.var(axis=0)
+    # scikit-learn's StandardScaler: a column indistinguishable from a constant keeps
+    # scale 1 (the bound of its variance computation's error).
+    rows, eps = len(imputed), np.finfo("float64").eps
+    constant = variance <= rows * eps * variance + (rows * mean * eps) ** 2
+    scale = np.where(constant, 1.0, np.sqrt(variance))
+    return {
+        "kind": "scaled",
+        "columns": columns,
+        "fill": fill.tolist(),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+    }
+
+
+def _fit_one_hot_block(data: pd.DataFrame, columns: list[str]) -> dict[str, Any] | None:
+    """The categorical columns' most-frequent imputation and categories; None as above."""
+    fills, categories = [], []
+    for name in columns:
+        fitted = _fit_category_column(data[name].to_numpy(dtype=object))
+        if fitted is None:
+            return None
+        fills.append(fitted[0])
+        categories.append(fitted[1])
+    return {"kind": "one_hot", "columns": columns, "fill": fills, "categories": categories}
 
 
 def _fit_category_column(values: np.ndarray) -> tuple[str, list[str]] | None:

@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""The training pipeline's MLflow records: its parent run, one nested run per fold, the
+training data, and every fold's metrics and the cross-validation summary.
+
+`start` opens the runs and records the data; `register` writes the metrics in one go
+(`log_cross_validation`), so only those two steps import MLflow. What every stage
+shares of MLflow (the tracking store, the training data's location) is `common.tracking`.
+"""
 
 from __future__ import annotations
 
