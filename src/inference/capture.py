@@ -22,13 +22,14 @@ ground truth as the champion's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,12 @@ STORED_PER_LABEL_TO_WALK = 100
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
+INSERT_PREDICTIONS = (
+    "INSERT INTO predictions (id, created_at, model_version, inputs, prediction, confidence, "
+    "source, shadow_version, shadow_prediction, shadow_confidence) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 
 def prediction_ids(count: int) -> list[str]:
     """`count` new prediction ids: UUIDv7s (RFC 9562) as 32 hex digits, in increasing order.
@@ -151,10 +158,21 @@ def connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring a new or older store to SCHEMA_VERSION in one transaction, rows untouched."""
+@contextlib.contextmanager
+def _write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: committed at the end, rolled back on any error."""
     connection.execute("BEGIN IMMEDIATE")
     try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a new or older store to SCHEMA_VERSION in one transaction, rows untouched."""
+    with _write_transaction(connection):
         existing = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
         if existing:  # An older store: add what it lacks before the indexes need it.
             for name, definition in ADDED_COLUMNS.items():
@@ -164,10 +182,6 @@ def _migrate(connection: sqlite3.Connection) -> None:
             if statement.strip():
                 connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
 
 
 def recent_query(labeled_only: bool) -> str:
@@ -176,6 +190,21 @@ def recent_query(labeled_only: bool) -> str:
     return (
         f"SELECT {', '.join(CAPTURE_COLUMNS)} "
         f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
+    )
+
+
+def _shadow_columns(shadow: ShadowAnswers | None, count: int) -> Iterable[tuple[Any, Any, Any]]:
+    """Each row's (shadow_version, shadow_prediction, shadow_confidence); all None without
+    a shadow, and no prediction where the shadow failed: NULL, which monitoring counts."""
+    if shadow is None:
+        return [(None, None, None)] * count
+    return (
+        (
+            shadow.version,
+            None if prediction is None else str(prediction),
+            None if confidence is None else float(confidence),
+        )
+        for prediction, confidence in zip(shadow.predictions, shadow.confidences, strict=True)
     )
 
 
@@ -233,50 +262,16 @@ class CaptureStore:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
         now = time.time()
-        count = len(ids)
-        if shadow is None:
-            shadows: Iterable[tuple[Any, Any, Any]] = [(None, None, None)] * count
-        else:
-            # No prediction where the shadow failed: NULL, which monitoring counts.
-            shadows = (
-                (
-                    shadow.version,
-                    None if prediction is None else str(prediction),
-                    None if confidence is None else float(confidence),
-                )
-                for prediction, confidence in zip(
-                    shadow.predictions, shadow.confidences, strict=True
-                )
-            )
         rows = [
-            (
-                id_,
-                now,
-                model_version,
-                row,
-                str(prediction),
-                float(confidence),
-                source,
-                *shadow_answer,
+            (id_, now, model_version, row, str(prediction), float(confidence), source, *answer)
+            for id_, row, prediction, confidence, answer in zip(
+                ids, inputs_json, predictions, confidences, _shadow_columns(shadow, len(ids)),
+                strict=True,
             )
-            for id_, row, prediction, confidence, shadow_answer in zip(
-                ids, inputs_json, predictions, confidences, shadows, strict=True
-            )
-        ]
+        ]  # fmt: skip
         try:
-            with self._lock:
-                self._connection.execute("BEGIN IMMEDIATE")
-                try:
-                    self._connection.executemany(
-                        "INSERT INTO predictions (id, created_at, model_version, inputs, "
-                        "prediction, confidence, source, shadow_version, shadow_prediction, "
-                        "shadow_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                    self._connection.execute("COMMIT")
-                except BaseException:
-                    self._connection.execute("ROLLBACK")
-                    raise
+            with self._lock, _write_transaction(self._connection):
+                self._connection.executemany(INSERT_PREDICTIONS, rows)
         except sqlite3.Error as error:
             raise CaptureError(f"Could not capture predictions in {self.path}: {error}") from error
 
@@ -293,24 +288,18 @@ class CaptureStore:
         cheaper plan for their number (see `STAGE_LABELS`).
         """
         now = time.time()
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                self._connection.execute(STAGE_LABELS)
-                self._connection.executemany(
-                    "INSERT OR REPLACE INTO temp.labels (id, truth) VALUES (?, ?)",
-                    ((id_, str(truth)) for id_, truth in ground_truth.items()),
-                )
-                # The largest rowid: the number of rows, as none are deleted, in one seek.
-                stored = self._connection.execute("SELECT max(rowid) FROM predictions")
-                walk = len(ground_truth) * STORED_PER_LABEL_TO_WALK >= (stored.fetchone()[0] or 0)
-                apply = APPLY_LABELS_BY_WALK if walk else APPLY_LABELS_BY_LOOKUP
-                updated = self._connection.execute(apply, (now,)).rowcount
-                self._connection.execute("DELETE FROM temp.labels")
-                self._connection.execute("COMMIT")
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
+        with self._lock, _write_transaction(self._connection):
+            self._connection.execute(STAGE_LABELS)
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO temp.labels (id, truth) VALUES (?, ?)",
+                ((id_, str(truth)) for id_, truth in ground_truth.items()),
+            )
+            # The largest rowid: the number of rows, as none are deleted, in one seek.
+            stored = self._connection.execute("SELECT max(rowid) FROM predictions")
+            walk = len(ground_truth) * STORED_PER_LABEL_TO_WALK >= (stored.fetchone()[0] or 0)
+            apply = APPLY_LABELS_BY_WALK if walk else APPLY_LABELS_BY_LOOKUP
+            updated = self._connection.execute(apply, (now,)).rowcount
+            self._connection.execute("DELETE FROM temp.labels")
         return updated
 
     def recent(self, limit: int, labeled_only: bool = False) -> list[tuple[Any, ...]]:

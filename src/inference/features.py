@@ -1,4 +1,6 @@
-"""Request validation and a fast path for the fitted feature transformer.
+"""The serving side of the features: validate request rows, and apply the fitted
+feature transformer to them fast. Fitting it is the training side's job
+(`model_training.preprocessing`); this module runs what was fitted.
 
 scikit-learn's ColumnTransformer costs ~3.5 ms to transform one row, most of it
 per-call bookkeeping, and pandas adds ~100 µs per column operation. The fitted pieces

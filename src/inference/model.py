@@ -58,8 +58,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from inference.capture import CaptureStore, prediction_ids
 from inference.features import Columns, InvalidInput
+from inference.request_guard import install_request_guard
 from inference.scorer import Scorer, load_features, load_scorer, model_artifacts
-from inference.server import install_request_guard
 from inference.shadow import DEFAULT_BUDGET_MS, ShadowScorer, check_compatible
 
 DEFAULT_MAX_BATCH_SIZE = 1000

@@ -1,4 +1,7 @@
-"""Short, precise HTTP errors from `mlflow models serve`.
+"""The request guard: short, precise HTTP answers from `mlflow models serve`.
+
+Not a server: the guard wraps the request handler of MLflow's scoring server, in the
+server's own process, when the model loads there (`inference.model.Model.load_context`).
 
 MLflow's scoring server turns any error into a message that repeats the whole input
 and often a stack trace. `install_request_guard` wraps its request handler so that:
@@ -32,6 +35,7 @@ EXPECTED_SHAPE = 'Send JSON like {"inputs": [{"<feature>": <value>, ...}, ...]}.
 # is not a ValueError: without this it escaped as a plain-text 500.
 TOO_DEEP = "The JSON nests too deeply to read."
 MAX_MESSAGE_LENGTH = 500
+JSON_TYPE = "application/json"
 
 
 def error_body(message: str, code: str = "BAD_REQUEST") -> str:
@@ -98,60 +102,85 @@ def install_request_guard(
     server = sys.modules.get("mlflow.pyfunc.scoring_server")
     if server is None:
         return
-    from mlflow.exceptions import MlflowException
-
     original = getattr(server.invocations, "_original", server.invocations)
-    response = server.InvocationsResponse
-    json_type = "application/json"
+    server.invocations = _RequestGuard(
+        server.InvocationsResponse, original, features, max_rows, answer
+    )
 
-    def guarded(data: Any, content_type: str, model: Any, input_schema: Any) -> Any:
-        if (content_type or "").split(";")[0].strip() != json_type:
-            return guard(lambda: original(data, content_type, model, input_schema))
+
+class _RequestGuard:
+    """MLflow's `invocations(data, content_type, model, input_schema)`, guarded.
+
+    `_original` is MLflow's own handler, which the guard calls for what it leaves to it.
+    """
+
+    _guarded = True
+
+    def __init__(
+        self,
+        response: Callable[[str, int, str], Any],
+        original: Callable[..., Any],
+        features: FeatureTransform,
+        max_rows: int,
+        answer: Callable[[Columns], tuple[list[str], list[float], list[str]]],
+    ) -> None:
+        self._response = response  # MLflow's InvocationsResponse(body, status, mimetype)
+        self._original = original
+        self._features = features
+        self._max_rows = max_rows
+        self._answer = answer
+
+    def __call__(self, data: Any, content_type: str, model: Any, input_schema: Any) -> Any:
+        def mlflows_own() -> Any:
+            return self._original(data, content_type, model, input_schema)
+
+        if (content_type or "").split(";")[0].strip() != JSON_TYPE:
+            return self._guard(mlflows_own)
         try:
-            columns = check_payload(data, features, max_rows)
+            columns = check_payload(data, self._features, self._max_rows)
         except InvalidInput as error:
-            return response(error_body(str(error)), 400, json_type)
+            return self._json(error_body(str(error)), 400)
         if columns is None:
-            return guard(lambda: original(data, content_type, model, input_schema))
+            return self._guard(mlflows_own)
         if not columns or len(next(iter(columns.values()))) == 0:
-            return response(json.dumps({"predictions": []}), 200, json_type)
+            return self._json(json.dumps({"predictions": []}), 200)
         # The body is parsed and validated already: answer from it directly rather than
         # let MLflow parse it again (it turns a null category into "None") and check
         # it against the signature a second time (~0.5 ms a request).
-        return guard(lambda: predictions_response(*answer(columns)))
+        return self._guard(lambda: self._predictions(*self._answer(columns)))
 
-    def predictions_response(predictions: list, confidences: list, ids: list) -> Any:
+    def _json(self, body: str, status: int) -> Any:
+        return self._response(body, status, JSON_TYPE)
+
+    def _predictions(self, predictions: list, confidences: list, ids: list) -> Any:
         rows = [
             {"prediction": p, "confidence": c, "id": i}
             for p, c, i in zip(predictions, confidences, ids, strict=True)
         ]
-        return response(json.dumps({"predictions": rows}), 200, json_type)
+        return self._json(json.dumps({"predictions": rows}), 200)
 
-    def guard(call: Callable[[], Any]) -> Any:
+    def _guard(self, call: Callable[[], Any]) -> Any:
+        """`call()`'s answer, or the error response for what it raised."""
         try:
             return call()
         except RecursionError:  # MLflow re-parsing a deep body of its other formats
-            return response(error_body(f"{TOO_DEEP} {EXPECTED_SHAPE}"), 400, json_type)
+            return self._json(error_body(f"{TOO_DEEP} {EXPECTED_SHAPE}"), 400)
         except InvalidInput as error:  # rows the model found out of its range
-            return response(error_body(str(error)), 400, json_type)
+            return self._json(error_body(str(error)), 400)
         except Exception as error:
-            return error_response(error)
+            return self._error_response(error)
 
-    def error_response(error: Exception) -> Any:
+    def _error_response(self, error: Exception) -> Any:
+        from mlflow.exceptions import MlflowException
+
         cause = _capture_error(error)
         if cause is not None:
             logger.error("Capture failed: %s", cause)
             message = f"Prediction not stored, so not returned: {cause}"
-            return response(error_body(message, "UNAVAILABLE"), 503, json_type)
+            return self._json(error_body(message, "UNAVAILABLE"), 503)
         if isinstance(error, MlflowException) and error.get_http_status_code() < 500:
             message = _short(error.message)
-            return response(
-                error_body(message, error.error_code), error.get_http_status_code(), json_type
-            )
+            return self._json(error_body(message, error.error_code), error.get_http_status_code())
         logger.error("Prediction failed", exc_info=error)  # A bug: log it, say little.
         message = f"Internal error: {type(error).__name__}"
-        return response(error_body(message, "INTERNAL_ERROR"), 500, json_type)
-
-    guarded._guarded = True  # type: ignore[attr-defined]
-    guarded._original = original  # type: ignore[attr-defined]
-    server.invocations = guarded
+        return self._json(error_body(message, "INTERNAL_ERROR"), 500)

@@ -1,4 +1,5 @@
-"""The model served by a real `mlflow models serve`, over real HTTP, capturing in SQLite.
+"""Tests for inference.request_guard, through the model served by a real `mlflow models
+serve`, over real HTTP, capturing in SQLite: what every kind of request is answered.
 
 One server (2 workers, at most 50 rows per request) is shared by these tests
 (`inference_server` in support/serving.py); the kill -9 test gets one of its own.
@@ -594,7 +595,7 @@ def test_the_model_loaded_last_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     import types
 
-    from inference.server import install_request_guard
+    from inference.request_guard import install_request_guard
 
     calls: list[str] = []
 
