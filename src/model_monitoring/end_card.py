@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""The monitoring pipeline's `end` card: the verdict, the history, champion and shadow.
+
+`monitoring_summary` shows the alerts and this run's figures, `history_chart` draws
+the figures of past runs (drawn in `start`, where the history is read: `end` then
+needs neither Matplotlib nor pandas), `shadow_section` the comparison of the served
+model with its shadow. Each returns Metaflow card components, or the chart's PNG.
+"""
 
 from __future__ import annotations
 
@@ -64,3 +70,99 @@ def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes 
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def import_plotting() -> None:
+    """Import Matplotlib as `history_chart` uses it.
+
+    Half a second, spent by the monitoring pipeline while its reports run elsewhere.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+
+def shadow_section(comparison: dict[str, Any] | None, finding: dict[str, Any] | None) -> list:
+    """Card components: both models' figures, the finding, the confusion matrices side
+    by side. `comparison` is `ShadowComparison.as_dict()`; nothing without one."""
+    if comparison is None:
+        return []
+    components: list[Any] = [_pair_heading(comparison)]
+    if comparison["paired"]:
+        components += _paired_figures(comparison)
+    if finding is not None:
+        components.append(_finding_note(finding))
+    if comparison["classes"]:
+        components += _confusion_matrices(comparison)
+    return components
+
+
+def _pair_heading(comparison: dict[str, Any]) -> Any:
+    from metaflow.cards import Markdown
+
+    champion, shadow = comparison["champion_version"], comparison["shadow_version"]
+    return Markdown(
+        f"## Champion v{champion} and shadow v{shadow}\n"
+        f"{comparison['rows']} labelled rows answered by both; the shadow failed on "
+        f"{comparison['missing']} of them."
+        + (
+            f" {comparison['left_out']} labelled rows of earlier pairs are left out."
+            if comparison["left_out"]
+            else ""
+        )
+    )
+
+
+def _paired_figures(comparison: dict[str, Any]) -> list[Any]:
+    """Each model's accuracy and the rows only it got right; the difference and McNemar."""
+    from metaflow.cards import Markdown, Table
+
+    champion, shadow = comparison["champion_version"], comparison["shadow_version"]
+    paired = comparison["paired"]
+    rows = [
+        [f"champion v{champion}", f"{paired['champion_accuracy']:.4f}", paired["champion_only"]],
+        [f"shadow v{shadow}", f"{paired['challenger_accuracy']:.4f}", paired["challenger_only"]],
+    ]
+    return [
+        Table(rows, headers=["model", "accuracy", "rows only this model got right"]),
+        Markdown(
+            f"Difference (shadow - champion) **{paired['difference']:+.4f}** on "
+            f"{paired['rows']} paired rows; McNemar's exact p-value "
+            f"**{paired['p_value']:.3g}**."
+        ),
+    ]
+
+
+def _finding_note(finding: dict[str, Any]) -> Any:
+    from metaflow.cards import Markdown
+
+    title = (
+        "### FINDING: the challenger is better"
+        if finding["challenger_better"]
+        else "### Finding: the challenger is not better"
+    )
+    return Markdown(f"{title}\n{finding['summary']}")
+
+
+def _confusion_matrices(comparison: dict[str, Any]) -> list[Any]:
+    """Both models' confusion matrices in one table, the champion's left of the shadow's."""
+    from metaflow.cards import Markdown, Table
+
+    classes = comparison["classes"]
+    rows = [
+        [name, *champion_counts, "|", *shadow_counts]
+        for name, champion_counts, shadow_counts in zip(
+            classes, comparison["champion_confusion"], comparison["shadow_confusion"], strict=True
+        )
+    ]
+    headers = [
+        "actual",
+        *(f"champion: {name}" for name in classes),
+        "",
+        *(f"shadow: {name}" for name in classes),
+    ]
+    return [
+        Markdown("### Confusion matrices (rows: actual; columns: predicted)"),
+        Table(rows, headers=headers),
+    ]

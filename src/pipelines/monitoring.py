@@ -17,8 +17,8 @@ Why two steps: every task is a new process, and importing Evidently costs second
 reports run where their data is loaded, each library imported once per run, and each
 card is rendered from its page there; a process forked at the start of `start`
 imports the part of Evidently the reports use while the step loads the data, then
-runs the reports two at a time (model_monitoring.reports.ReportWorker). `end` shows the
-verdict and the history.
+runs the reports two at a time (model_monitoring.report_worker.ReportWorker). `end` shows
+the verdict and the history.
 
 When the labelled captures include a shadow model's answers (deployment.py run
 --shadow ...), `start` also compares the two on those same rows: accuracy of each,
@@ -77,7 +77,8 @@ class Monitoring(Pipeline):
         data-quality tests), data drift (per column, against the training data) and
         classification quality (the deployed model on the labelled rows).
         """
-        from model_monitoring.reports import ReportWorker, import_plotting
+        from model_monitoring.end_card import import_plotting
+        from model_monitoring.report_worker import ReportWorker
 
         if self.samples < 1:
             raise PipelineError(f"--samples must be a positive integer, got {self.samples}.")
@@ -91,48 +92,11 @@ class Monitoring(Pipeline):
             import_plotting()
             reports = worker.result()
 
-        from model_monitoring.cards import history_chart
-        from model_monitoring.history import log_monitoring, monitoring_history
-        from model_monitoring.reports import (
-            alerts,
-            challenger_finding,
-            conclusions,
-            figures,
-            shadow_figures,
-        )
+        from model_monitoring.end_card import history_chart
+        from model_monitoring.history import monitoring_history
 
-        for name, artifact in PAGES.items():
-            setattr(self, artifact, reports[name].html)
-        for name, value in conclusions(reports).items():
-            setattr(self, name, value)
-        self.alerts = alerts(
-            self.drift_detected, self.drifted_columns, self.accuracy, settings.accuracy_threshold
-        )
-        self.challenger_finding = challenger_finding(comparison, self.settings.promotion)
-        self.metrics = figures(
-            self.rows, self.tests, self.drift_detected, self.drifted_columns, self.accuracy
-        )
-        self.metrics.update(shadow_figures(comparison, self.challenger_finding))
-        tags = {
-            "alert": str(bool(self.alerts)),
-            "metaflow_run": f"{current.flow_name}/{current.run_id}",
-        }
-        # Plain data, not the dataclass: readable from any client.
-        self.shadow_comparison = None if comparison is None else comparison.as_dict()
-        if self.shadow_comparison is not None:
-            tags["shadow_version"] = self.shadow_comparison["shadow_version"]
-            tags["challenger_better"] = str(self.challenger_finding["challenger_better"])
-        self.mlflow_monitoring_run_id = log_monitoring(
-            settings.experiment, self.model_name, self.monitored_version, self.metrics, tags
-        )
-        if self.shadow_comparison is not None:
-            import mlflow
-
-            from model_monitoring.reports import SHADOW_ARTIFACT
-
-            record = {**self.shadow_comparison, "finding": self.challenger_finding}
-            mlflow.log_dict(record, SHADOW_ARTIFACT, run_id=self.mlflow_monitoring_run_id)
-            self.logger.info("Shadow: %s.", self.challenger_finding["summary"])
+        self.record_conclusions(reports, comparison)
+        self.record_in_mlflow(settings.experiment)
         self.history = monitoring_history(settings.experiment, self.model_name)
         self.history_chart = history_chart(self.history, settings)
         for message in self.alerts:
@@ -146,23 +110,15 @@ class Monitoring(Pipeline):
         The reference is the training data of the monitored version (the dataset file
         for a model without it); the current data the newest labelled predictions.
         """
-        import mlflow
-
-        from common.registry import CHAMPION, resolve_version
-        from common.tracking import training_data
-        from model_monitoring.reports import production_frame, sample_rows, shadow_comparison
+        from common.registry import CHAMPION
+        from model_monitoring.monitored_model import monitored_version, training_reference
+        from model_monitoring.reports import production_frame, sample_rows
+        from model_monitoring.shadow_comparison import shadow_comparison
 
         schema = self.schema
         requested = self.model_version or self.backend_impl.deployed_version() or CHAMPION
-        try:
-            self.monitored_version = resolve_version(
-                mlflow.MlflowClient(), self.model_name, requested
-            )
-        except LookupError:
-            self.monitored_version = None
-        reference = None
-        if self.monitored_version is not None:
-            reference = training_data(self.model_name, self.monitored_version)
+        self.monitored_version = monitored_version(self.model_name, requested)
+        reference = training_reference(self.model_name, self.monitored_version)
         if reference is None:
             self.logger.warning("No training data recorded with the model: using %s.", self.dataset)
             reference = self.data
@@ -179,14 +135,53 @@ class Monitoring(Pipeline):
         )  # fmt: skip
         return comparison
 
+    def record_conclusions(self, reports: dict, comparison: Any) -> None:
+        """Keep the report pages and what they concluded, the alerts, the challenger
+        finding and the run's figures as artifacts."""
+        from model_monitoring.alerts import alerts, figures
+        from model_monitoring.reports import conclusions
+        from model_monitoring.shadow_comparison import challenger_finding, shadow_figures
+
+        for name, artifact in PAGES.items():
+            setattr(self, artifact, reports[name].html)
+        for name, value in conclusions(reports).items():
+            setattr(self, name, value)
+        self.alerts = alerts(
+            self.drift_detected,
+            self.drifted_columns,
+            self.accuracy,
+            self.settings.monitoring.accuracy_threshold,
+        )
+        self.challenger_finding = challenger_finding(comparison, self.settings.promotion)
+        # Plain data, not the dataclass: readable from any client.
+        self.shadow_comparison = None if comparison is None else comparison.as_dict()
+        self.metrics = figures(
+            self.rows, self.tests, self.drift_detected, self.drifted_columns, self.accuracy
+        )
+        self.metrics.update(shadow_figures(comparison, self.challenger_finding))
+
+    def record_in_mlflow(self, experiment: str) -> None:
+        """Record the run's figures in MLflow, with the shadow comparison when there is one."""
+        from model_monitoring.history import log_monitoring, log_shadow_comparison, monitoring_tags
+
+        metaflow_run = f"{current.flow_name}/{current.run_id}"
+        tags = monitoring_tags(self.alerts, self.challenger_finding, metaflow_run)
+        self.mlflow_monitoring_run_id = log_monitoring(
+            experiment, self.model_name, self.monitored_version, self.metrics, tags
+        )
+        if self.shadow_comparison is not None:
+            log_shadow_comparison(
+                self.mlflow_monitoring_run_id, self.shadow_comparison, self.challenger_finding
+            )
+            self.logger.info("Shadow: %s.", self.challenger_finding["summary"])
+
     # The default card lists the task's artifacts; the pages are start's cards already.
     @card(options={"max_artifact_size": MAX_LISTED_ARTIFACT_BYTES})
     @step
     def end(self):
         """Show the alerts and the history of the figures; fail on alert if asked."""
         from common.retraining import request_retraining
-        from model_monitoring.cards import monitoring_summary
-        from model_monitoring.reports import shadow_section
+        from model_monitoring.end_card import monitoring_summary, shadow_section
 
         current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
         current.card.extend(shadow_section(self.shadow_comparison, self.challenger_finding))
@@ -207,35 +202,25 @@ class Monitoring(Pipeline):
 
     def promote_if_better(self) -> dict | None:
         """Run the deployment pipeline on a better shadow when `promotion.auto` is on."""
-        from model_monitoring.reports import promotion_decision
+        from pathlib import Path
+
+        from model_monitoring.auto_promotion import promotion_decision, run_deployment
 
         promote, reason = promotion_decision(self.challenger_finding, self.settings.promotion.auto)
         self.logger.info("Promotion: %s.", reason)
         if not promote:
             return None
-        import tempfile
-        from pathlib import Path
-
-        import yaml
-
-        from model_monitoring.reports import promotion_command, run_promotion
-
         version = self.challenger_finding["shadow_version"]
-        with tempfile.TemporaryDirectory() as directory:
-            # This run's configuration as parsed (placeholders expanded), for the child.
-            config_file = Path(directory) / "project.yml"
-            config_file.write_text(yaml.safe_dump(self.project.to_dict()))
-            command = promotion_command(
-                str(Path(__file__).with_name("deployment.py")),
-                str(config_file),
-                version,
-                {
-                    "backend": self.backend,
-                    "dataset": self.dataset,
-                    "mlflow-tracking-uri": self.mlflow_tracking_uri,
-                },
-            )
-            outcome = run_promotion(command)
+        outcome = run_deployment(
+            str(Path(__file__).with_name("deployment.py")),
+            self.project.to_dict(),
+            version,
+            {
+                "backend": self.backend,
+                "dataset": self.dataset,
+                "mlflow-tracking-uri": self.mlflow_tracking_uri,
+            },
+        )
         if outcome["returncode"] == 0:
             self.logger.info("The deployment pipeline deployed version %s.", version)
         else:

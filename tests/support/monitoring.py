@@ -2,7 +2,8 @@
 
 Used by tests/pipelines/test_monitoring.py and tests/pipelines/test_cards_render.py
 (`from support import monitoring as mf`); the runs are made once per test session and
-only when a test asks for them.
+only when a test asks for them. The unit tests of the stage (tests/model_monitoring/)
+use `shadow_store`: labelled captures with a shadow's answers, without a pipeline run.
 
 Production data is made as the system makes it, without a model server: rows from
 `common.traffic.sample_requests` (the traffic pipeline's sampler, normal or drifted)
@@ -256,3 +257,62 @@ def monitoring_runs(
         for name, result in flows_runner(requests).items():
             runs[name].result = result
     return runs
+
+
+# --- captures with a shadow's answers, for the stage's unit tests --------------------------
+
+SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def wrong_species(name: str) -> str:
+    """Another species than `name`: a wrong answer."""
+    return SPECIES[(SPECIES.index(name) + 1) % len(SPECIES)]
+
+
+def shadow_store(
+    path: Path,
+    data: Any,
+    rows: int,
+    champion_wrong: int,
+    shadow_wrong: int,
+    shadow_failed: int = 0,
+    champion: str = "6",
+    shadow: str = "7",
+) -> Any:
+    """`rows` labelled predictions captured with a shadow's, read back as monitoring does
+    (a pandas.DataFrame, newest first), from the capture database at `path`.
+
+    The champion is wrong on its first `champion_wrong` rows, the shadow on its last
+    `shadow_wrong`; the shadow did not answer its first `shadow_failed` rows.
+    """
+    import json
+    import uuid
+
+    from backends.local import Local
+    from inference.capture import CaptureStore, ShadowAnswers
+
+    sample = data.head(rows)
+    target = project_schema().target
+    truth = sample[target].tolist()
+    champion_answers = [wrong_species(t) if i < champion_wrong else t for i, t in enumerate(truth)]
+    shadow_answers = [
+        wrong_species(t) if i >= rows - shadow_wrong else t for i, t in enumerate(truth)
+    ]
+    shadow_answers = [None if i < shadow_failed else a for i, a in enumerate(shadow_answers)]
+    ids = [uuid.uuid4().hex for _ in range(rows)]
+    store = CaptureStore(str(path))
+    try:
+        store.save(
+            ids,
+            json.loads(sample[project_schema().features].to_json(orient="records")),
+            champion_answers,
+            [0.9] * rows,
+            champion,
+            shadow=ShadowAnswers(
+                shadow, shadow_answers, [None if a is None else 0.8 for a in shadow_answers]
+            ),
+        )
+        store.label(dict(zip(ids, truth, strict=True)))
+    finally:
+        store.close()
+    return Local(config={"database": str(path)}).load(limit=10_000, labeled_only=True)
