@@ -52,14 +52,11 @@ def dense_weights(model: Any) -> list[DenseLayer] | None:
 
     None means the architecture is not a plain stack of Dense layers with known
     activations (another layer type, LoRA, quantization): use the Keras forward then.
-    Dropout layers may sit between them: they pass their inputs through when serving.
     """
     if type(model).__name__ != "Sequential":
         return None
     layers: list[DenseLayer] = []
     for layer in model.layers:
-        if type(layer).__name__ == "Dropout":
-            continue  # The identity outside training.
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
         if (
             type(layer).__name__ != "Dense"
