@@ -18,9 +18,9 @@ Nothing is written to `--output` unless the whole run succeeds: `start` refuses 
 missing column, too many refused rows (`--max-invalid-fraction`) and, with
 `--fail-on-drift`, an input unlike the training data, before any row is scored or
 captured; the chunks' files wait in a staging area beside the output until `assemble`
-moves the assembled file into place in one step (see batch_scoring/locations.py). Scored rows
-are captured through the backend with `source` `batch`, under the ids the output holds,
-so `label_by_id` and the monitoring pipeline treat them as online traffic.
+moves the assembled file into place in one step (see src/batch_scoring/locations.py).
+Scored rows are captured through the backend with `source` `batch`, under the ids the
+output holds, so `label_by_id` and the monitoring pipeline treat them as online traffic.
 
 The quality gate compares a sample of the valid input rows with the data the version
 was trained on (recorded with the model; the `--dataset` file for a model without it),
