@@ -1,12 +1,17 @@
 """The import rule of src/, checked on the source so that it stays true.
 
     pipelines → the stages, backends, common, inference;
-    a stage (model_training, promotion, model_monitoring, batch_scoring) → common,
-    inference, and the stages it builds on (model_monitoring → promotion;
-    batch_scoring → model_monitoring);
+    a stage (model_training, model_tuning, promotion, model_monitoring, batch_scoring)
+    → common, inference, and the stages it builds on (model_tuning → model_training;
+    model_monitoring → promotion; batch_scoring → model_monitoring);
     promotion and backends, which deploy → backends too (backends: → common, inference);
     common → nothing else of the project;     inference → nothing else of the project;
-    no import cycles, between packages or between modules.
+    no import cycles, between packages or between modules;
+    every module of common used by two stages at least: a stage's package or the flow
+    file that runs it (pipelines.training: model_training, pipelines.deployment:
+    promotion, pipelines.monitoring: model_monitoring, pipelines.scoring: batch_scoring),
+    the traffic flow and backends each count as one user, and a module reached through
+    other modules of common is used by whoever imports those.
 
 Every import counts, wherever it is in a file: at module level, inside a function,
 under `if TYPE_CHECKING:`, relative or absolute, and `importlib.import_module("...")`
@@ -26,11 +31,12 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # What each package of src/ may import besides itself.
-STAGES = ("model_training", "promotion", "model_monitoring", "batch_scoring")
+STAGES = ("model_training", "model_tuning", "promotion", "model_monitoring", "batch_scoring")
 FRAMEWORK = frozenset({"common", "inference"})
 ALLOWED: dict[str, frozenset[str]] = {
     "pipelines": frozenset({*STAGES, "backends"}) | FRAMEWORK,
     "model_training": FRAMEWORK,
+    "model_tuning": FRAMEWORK | {"model_training"},
     "promotion": FRAMEWORK | {"backends"},
     "model_monitoring": FRAMEWORK | {"promotion"},
     "batch_scoring": FRAMEWORK | {"model_monitoring"},
@@ -98,9 +104,14 @@ def _imported_names(tree: ast.AST, importer: str, is_package: bool) -> Iterator[
             yield node.args[0].value, node.lineno
 
 
+def project_modules(root: Path) -> dict[str, Path]:
+    """Every module under `root` by dotted name (a package by its own name), with its file."""
+    return {module_name(path, root): path for path in sorted(root.rglob("*.py"))}
+
+
 def project_imports(root: Path) -> list[Import]:
     """Every import, anywhere in a .py file under `root`, of a module under `root`."""
-    files = {module_name(path, root): path for path in sorted(root.rglob("*.py"))}
+    files = project_modules(root)
     packages = {name.split(".")[0] for name in files}
     found: set[Import] = set()
     for importer, path in files.items():
@@ -190,6 +201,65 @@ def check(root: Path, allowed: Mapping[str, frozenset[str]] = ALLOWED) -> list[s
     problems += [f"package cycle: {' <-> '.join(c)}" for c in cycles(package_graph(imports))]
     problems += [f"module cycle: {' <-> '.join(c)}" for c in cycles(module_graph(imports))]
     return problems
+
+
+# --- common is what two stages share --------------------------------------------------
+
+# Who uses a module of common: each stage, the flow file that runs a stage (as that
+# stage), the traffic flow, and backends. A module only one of them uses belongs there.
+FLOW_USERS = {
+    "pipelines.training": "model_training",
+    "pipelines.deployment": "promotion",
+    "pipelines.monitoring": "model_monitoring",
+    "pipelines.scoring": "batch_scoring",
+    "pipelines.traffic": "traffic",
+}
+OTHER_USERS = frozenset({"backends"})
+
+
+def user_of(module: str) -> str | None:
+    """The stage (or other user) that `module` counts as, None for common, inference..."""
+    package = module.split(".")[0]
+    if package in STAGES or package in OTHER_USERS:
+        return package
+    return FLOW_USERS.get(module)
+
+
+def within_common(start: str, graph: Mapping[str, set[str]]) -> set[str]:
+    """`start` and every module of common it imports, directly or through others."""
+    reached: set[str] = set()
+    pending = [start]
+    while pending:
+        module = pending.pop()
+        if module not in reached and module.startswith("common."):
+            reached.add(module)
+            pending.extend(graph.get(module, ()))
+    return reached
+
+
+def common_users(root: Path) -> dict[str, set[str]]:
+    """Each module of common (not its package `__init__`, which every import of it runs)
+    with the users that import it, directly or through other modules of common."""
+    imports = project_imports(root)
+    graph = module_graph(imports)
+    users: dict[str, set[str]] = {
+        name: set() for name in project_modules(root) if name.startswith("common.")
+    }
+    for item in imports:
+        user = user_of(item.importer)
+        if user is not None:
+            for module in within_common(item.imported, graph) & users.keys():
+                users[module].add(user)
+    return users
+
+
+def single_user_modules(root: Path) -> list[str]:
+    """The modules of common that fewer than two users need, each with who uses it."""
+    return [
+        f"{module} is used by {' '.join(sorted(users)) + ' only' if users else 'no stage'}"
+        for module, users in sorted(common_users(root).items())
+        if len(users) < 2
+    ]
 
 
 # --- the checker, on synthetic trees ------------------------------------------------------
@@ -306,6 +376,68 @@ def test_a_cycle_between_packages_is_reported(tmp_path: Path) -> None:
     assert "package cycle: common <-> inference" in problems
 
 
+# Each module of common used by two users or more: settings through config and traffic.
+SHARED = {
+    "common/settings.py": "import dataclasses\n",
+    "common/config.py": "from common.settings import Settings\n",
+    "common/traffic.py": "from common import config\n",
+    "pipelines/training.py": "from common.config import load\n",
+    "pipelines/traffic.py": "def send():\n    from common.traffic import rows\n",
+    "promotion/gate.py": "from common.traffic import rows\n",
+    "backends/local.py": "from ..common import settings\n",
+}
+
+
+def test_a_tree_whose_common_modules_are_shared_passes(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "src", SHARED)
+    assert single_user_modules(root) == []
+    assert check(root) == []
+    users = common_users(root)
+    # Through other modules of common; the flow files count as their stage (or traffic).
+    assert users["common.settings"] == {"model_training", "traffic", "promotion", "backends"}
+    assert users["common.traffic"] == {"traffic", "promotion"}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # A module one stage imports belongs in that stage.
+        (
+            {
+                "common/cards.py": "import json\n",
+                "model_monitoring/cards.py": "import common.cards\n",
+            },
+            "common.cards is used by model_monitoring only",
+        ),
+        # A flow file and the stage it runs are one user.
+        (
+            {
+                "common/cards.py": "import json\n",
+                "pipelines/monitoring.py": "from common.cards import render\n",
+                "model_monitoring/history.py": "from common import cards\n",
+            },
+            "common.cards is used by model_monitoring only",
+        ),
+        # Reached only through a module one stage uses: that stage's too.
+        (
+            {
+                "common/cards.py": "from . import charts\n",
+                "common/charts.py": "import math\n",
+                "model_training/card.py": "from common.cards import render\n",
+            },
+            "common.charts is used by model_training only",
+        ),
+        # Used by no stage: nothing imports it (or only modules of common no stage uses).
+        ({"common/orphan.py": "import os\n"}, "common.orphan is used by no stage"),
+    ],
+)
+def test_a_common_module_fewer_than_two_use_is_reported(
+    tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
+    root = write_tree(tmp_path / "src", {**SHARED, **files})
+    assert expected in single_user_modules(root)
+
+
 # --- the repository ----------------------------------------------------------------------
 
 
@@ -320,3 +452,11 @@ def test_the_checker_sees_the_repository() -> None:
 def test_src_follows_the_import_rule() -> None:
     problems = check(SRC)
     assert problems == [], "The import rule of src/ is broken:\n" + "\n".join(problems)
+
+
+def test_every_module_of_common_serves_two_users() -> None:
+    problems = single_user_modules(SRC)
+    assert problems == [], (
+        "A module of common that fewer than two stages use belongs in the stage:\n"
+        + "\n".join(problems)
+    )
