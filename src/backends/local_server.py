@@ -237,50 +237,51 @@ class LocalServer:
         began = time.monotonic()
         listener = self._listener(old, url, log)
         handoff = self._handoff_path()
-        with open(log, "ab") as output:
-            output.write(
-                f"Downloaded {model_uri}"
-                f"{f' and shadow {prepared.shadow_uri}' if prepared.shadow_uri else ''} "
-                f"in {prepared.seconds:.1f} s; starting the server beside "
-                f"{f'pid {old.pid}' if old else 'none'}.\n".encode()
-            )
-        process, ready_read = self._launch(
+        _note(log, _starting_note(model_uri, prepared, old))
+        process = self._start_until_ready(
             listener, prepared, environment, workers, handoff, log, timeout
         )
-        self.prepared_file.unlink(missing_ok=True)
-        paths = tuple(p for p in (prepared.path, prepared.shadow_path) if p)
-        try:
-            self._wait_until_ready(process, ready_read, timeout, log)
-        except ServerError:
-            _end_group(process.pid, grace=15.0)
-            for path in paths:
-                shutil.rmtree(self._download_dir(Path(path)), ignore_errors=True)
-            _remove_handoff(str(handoff), self.state_dir)
-            raise
-        finally:
-            os.close(ready_read)
         ready = time.monotonic()
         state = ServerState(
             process.pid, model_uri, str(model_version), url, str(log), time.time(),
-            prepared.shadow_uri, prepared.shadow_version, str(handoff), paths,
+            prepared.shadow_uri, prepared.shadow_version, str(handoff), _model_paths(prepared),
         )  # fmt: skip
         self.state_file.write_text(json.dumps(asdict(state)))
         if old is not None and old.pid != process.pid:
             _end_group(old.pid)
             _remove_handoff(old.handoff, self.state_dir)
-        stopped = time.monotonic()
         # bench/deployment.py reads this line: keep its wording.
-        _note(
-            log,
-            f"Ready {ready - began:.1f} s after starting; "
-            + (
-                f"the previous server finished and stopped in {stopped - ready:.2f} s."
-                if old is not None
-                else "nothing served before."
-            ),
-        )
-        self._forget_models(keep=[Path(p) for p in paths])
+        _note(log, _ready_note(ready - began, time.monotonic() - ready if old else None))
+        self._forget_models(keep=[Path(p) for p in state.model_paths])
         return state
+
+    def _start_until_ready(
+        self,
+        listener: socket.socket,
+        prepared: Prepared,
+        environment: dict[str, str],
+        workers: int,
+        handoff: Path,
+        log: Path,
+        timeout: float,
+    ) -> subprocess.Popen:
+        """Launch the server on `listener` and wait until it is ready; a server that is
+        not is stopped, and its downloads and handoff socket removed (ServerError)."""
+        process, ready_read = self._launch(
+            listener, prepared, environment, workers, handoff, log, timeout
+        )
+        self.prepared_file.unlink(missing_ok=True)
+        try:
+            self._wait_until_ready(process, ready_read, timeout, log)
+        except ServerError:
+            _end_group(process.pid, grace=15.0)
+            for path in _model_paths(prepared):
+                shutil.rmtree(self._download_dir(Path(path)), ignore_errors=True)
+            _remove_handoff(str(handoff), self.state_dir)
+            raise
+        finally:
+            os.close(ready_read)
+        return process
 
     def _launch(
         self,
@@ -514,6 +515,29 @@ def _remove_handoff(handoff: str | None, state_dir: Path) -> None:
 def _note(log: Path, line: str) -> None:
     with open(log, "a") as output:
         output.write(line + "\n")
+
+
+def _model_paths(prepared: Prepared) -> tuple[str, ...]:
+    """The downloaded model's directory, and the shadow's if there is one."""
+    return tuple(path for path in (prepared.path, prepared.shadow_path) if path)
+
+
+def _starting_note(model_uri: str, prepared: Prepared, old: ServerState | None) -> str:
+    shadow = f" and shadow {prepared.shadow_uri}" if prepared.shadow_uri else ""
+    beside = f"pid {old.pid}" if old else "none"
+    return (
+        f"Downloaded {model_uri}{shadow} in {prepared.seconds:.1f} s; "
+        f"starting the server beside {beside}."
+    )
+
+
+def _ready_note(starting: float, stopping_old: float | None) -> str:
+    """How long the new server took to be ready, and the old one to finish and stop."""
+    return f"Ready {starting:.1f} s after starting; " + (
+        f"the previous server finished and stopped in {stopping_old:.2f} s."
+        if stopping_old is not None
+        else "nothing served before."
+    )
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -250,12 +250,30 @@ def save(
     object), each prediction under its `id`, so
     `load` and `label_by_id` treat them as they treat the endpoint's.
     """
-    import pandas as pd
-
     if source not in ("online", "batch"):
         raise BackendError(f"source must be 'online' or 'batch', got {source!r}.")
     if source == "online" or len(model_output) == 0:
         return 0
+    _check_saved_predictions(model_input, model_output)
+    answers = _answers(model_output)
+    inputs = model_input.reset_index(drop=True)
+    versions = model_output["model_version"].astype(str).to_numpy()
+    now = datetime.now(UTC)
+    objects = 0
+    for version in dict.fromkeys(versions):
+        chosen = versions == version
+        rows, outputs = inputs[chosen], answers[chosen]
+        for start in range(0, len(rows), SAVED_ROWS_PER_OBJECT):
+            stop = start + SAVED_ROWS_PER_OBJECT
+            _write_capture_object(
+                aws, version, now, rows.iloc[start:stop], outputs.iloc[start:stop]
+            )
+            objects += 1
+    return objects
+
+
+def _check_saved_predictions(model_input: pd.DataFrame, model_output: pd.DataFrame) -> None:
+    """BackendError unless there is one prediction per row, each with its model version."""
     if len(model_input) != len(model_output):
         raise BackendError(
             f"save got {len(model_input)} input rows and {len(model_output)} predictions: "
@@ -269,41 +287,44 @@ def save(
             f"save needs the columns {', '.join(missing)} in model_output: SageMaker's "
             "capture layout records which model version answered each prediction."
         )
+
+
+def _answers(model_output: pd.DataFrame) -> pd.DataFrame:
+    """Each row's answer as a capture records it: prediction, confidence and id (a new
+    one for a row without)."""
+    import pandas as pd
+
     ids = (
         model_output["id"].astype(str)
         if "id" in model_output
         else pd.Series(prediction_ids(len(model_output)))
     )
-    answers = pd.DataFrame({
+    return pd.DataFrame({
         "prediction": model_output["prediction"].astype(str).to_numpy(),
         "confidence": model_output["confidence"].astype(float).to_numpy(),
         "id": ids.to_numpy(),
     })  # fmt: skip
-    inputs = model_input.reset_index(drop=True)
-    versions = model_output["model_version"].astype(str).to_numpy()
+
+
+def _write_capture_object(
+    aws: Connection, version: str, now: datetime, rows: pd.DataFrame, answers: pd.DataFrame
+) -> None:
+    """One S3 object of capture records under `batch-<version>`, up to
+    SAVED_ROWS_PER_RECORD rows a record."""
     bucket, capture_prefix = aws.settings.capture_location
-    now = datetime.now(UTC)
-    objects = 0
-    for version in dict.fromkeys(versions):
-        chosen = versions == version
-        rows, outputs = inputs[chosen], answers[chosen]
-        for start in range(0, len(rows), SAVED_ROWS_PER_OBJECT):
-            stop = start + SAVED_ROWS_PER_OBJECT
-            records = zip(
-                _json_arrays(rows.iloc[start:stop], SAVED_ROWS_PER_RECORD),
-                _json_arrays(outputs.iloc[start:stop], SAVED_ROWS_PER_RECORD),
-                strict=True,
-            )
-            lines = [
-                encoded_capture_record(uuid.uuid4().hex, now, rows_json, predictions_json)
-                for rows_json, predictions_json in records
-            ]
-            key = capture_key(
-                capture_prefix, aws.endpoint, variant_name(BATCH, version), now, uuid.uuid4().hex
-            )
-            write_text(aws.s3, bucket, key, "\n".join(lines) + "\n")
-            objects += 1
-    return objects
+    records = zip(
+        _json_arrays(rows, SAVED_ROWS_PER_RECORD),
+        _json_arrays(answers, SAVED_ROWS_PER_RECORD),
+        strict=True,
+    )
+    lines = [
+        encoded_capture_record(uuid.uuid4().hex, now, rows_json, predictions_json)
+        for rows_json, predictions_json in records
+    ]
+    key = capture_key(
+        capture_prefix, aws.endpoint, variant_name(BATCH, version), now, uuid.uuid4().hex
+    )
+    write_text(aws.s3, bucket, key, "\n".join(lines) + "\n")
 
 
 def write_ground_truth(aws: Connection, labels: dict[str, list[str | None]]) -> None:

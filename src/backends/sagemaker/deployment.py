@@ -92,12 +92,7 @@ def deploy(
     """
     version = str(model_version)
     shadow_version = str(shadow.model_version) if shadow is not None else None
-    endpoint = describe_endpoint(aws)
-    if endpoint is not None and endpoint["EndpointStatus"] not in ("InService", "Failed"):
-        raise BackendError(
-            f"Endpoint {aws.endpoint} is {endpoint['EndpointStatus']}: wait until it is "
-            "InService (or Failed) and deploy again."
-        )
+    endpoint = _updatable_endpoint(aws)
     replaced_config = endpoint["EndpointConfigName"] if endpoint is not None else None
     current = config_variants(aws, replaced_config) if replaced_config else []
     serving = (role_version(current, "production"), role_version(current, "shadow"))
@@ -111,51 +106,14 @@ def deploy(
         logger.warning("Endpoint %s has failed: replacing it.", aws.endpoint)
         delete_endpoint(aws)
         endpoint = None
-
-    stamp = time_stamp()
+    wanted_models = [(version, model_uri)]
+    if shadow is not None:
+        wanted_models.append((str(shadow.model_version), shadow.model_uri))
     # A version that already has a model here keeps it: promoting the shadow, or
     # adding one beside the same champion, uploads and creates only what is new.
     models = {variant.version: variant.model for variant in current if variant.version}
     previous_models = set(models.values())
-    wanted_models = [(version, model_uri)]
-    if shadow is not None:
-        wanted_models.append((str(shadow.model_version), shadow.model_uri))
-    created: list[str] = []
-    config_name = resource_name(
-        aws.endpoint, version if shadow is None else f"{version}-s{shadow_version}", stamp
-    )
-    try:
-        for wanted_version, uri in wanted_models:
-            if wanted_version not in models:
-                name = resource_name(aws.endpoint, wanted_version, stamp)
-                model_data = upload_model(aws, uri, wanted_version)
-                create_model(aws, name, wanted_version, model_data)
-                created.append(name)
-                models[wanted_version] = name
-        create_endpoint_config(
-            aws, config_name, version, models[version],
-            shadow_version, models.get(shadow_version) if shadow_version else None,
-        )  # fmt: skip
-        if endpoint is None:
-            create_endpoint(aws, config_name)
-        else:
-            request_update(aws, config_name)
-    except Exception as error:
-        # Refused (or a model not found) before any fleet changed: what serves is
-        # untouched, and what this deployment made so far goes.
-        delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
-        if endpoint is None or not isinstance(error, BackendError):
-            raise
-        raise BackendError(
-            f"{error} Nothing changed: endpoint {aws.endpoint} still serves "
-            f"{describe_serving(*serving)}."
-        ) from None
-    if endpoint is not None:
-        try:
-            wait_for_update(aws, config_name)
-        except BackendError:
-            delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
-            raise
+    _roll_out(aws, wanted_models, models, creating=endpoint is None, serving=serving)
     in_use = {models[wanted_version] for wanted_version, _ in wanted_models}
     if replaced_config is not None:
         delete_resources(
@@ -166,6 +124,87 @@ def deploy(
         )
     logger.info("Endpoint %s serves %s.", aws.endpoint, wanted)
     return True
+
+
+def _updatable_endpoint(aws: Connection) -> dict[str, Any] | None:
+    """The endpoint's description (None when there is none); BackendError while it is
+    changing, which a deployment must wait out."""
+    endpoint = describe_endpoint(aws)
+    if endpoint is not None and endpoint["EndpointStatus"] not in ("InService", "Failed"):
+        raise BackendError(
+            f"Endpoint {aws.endpoint} is {endpoint['EndpointStatus']}: wait until it is "
+            "InService (or Failed) and deploy again."
+        )
+    return endpoint
+
+
+def _roll_out(
+    aws: Connection,
+    wanted_models: list[tuple[str, str]],
+    models: dict[str, str],
+    creating: bool,
+    serving: tuple[str | None, str | None],
+) -> None:
+    """Serve `wanted_models` ((version, model URI): production first, then any shadow)
+    from a new endpoint config: on a new endpoint when `creating`, else by an update.
+
+    `models` (SageMaker model name by version) gains the models made here. When this
+    fails, what it made is deleted and what serves (`serving`: the production and
+    shadow versions) is untouched.
+    """
+    stamp = time_stamp()
+    version = wanted_models[0][0]
+    shadow_version = wanted_models[1][0] if len(wanted_models) > 1 else None
+    config_name = resource_name(
+        aws.endpoint, version if shadow_version is None else f"{version}-s{shadow_version}", stamp
+    )
+    created: list[str] = []
+    try:
+        _create_models(aws, wanted_models, models, stamp, created)
+        create_endpoint_config(
+            aws, config_name, version, models[version],
+            shadow_version, models.get(shadow_version) if shadow_version else None,
+        )  # fmt: skip
+        if creating:
+            create_endpoint(aws, config_name)
+        else:
+            request_update(aws, config_name)
+    except Exception as error:
+        # Refused (or a model not found) before any fleet changed: what serves is
+        # untouched, and what this deployment made so far goes.
+        delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
+        if creating or not isinstance(error, BackendError):
+            raise
+        raise BackendError(
+            f"{error} Nothing changed: endpoint {aws.endpoint} still serves "
+            f"{describe_serving(*serving)}."
+        ) from None
+    if not creating:
+        try:
+            wait_for_update(aws, config_name)
+        except BackendError:
+            delete_resources(aws, models=created, configs=[config_name], missing_ok=True)
+            raise
+
+
+def _create_models(
+    aws: Connection,
+    wanted_models: list[tuple[str, str]],
+    models: dict[str, str],
+    stamp: str,
+    created: list[str],
+) -> None:
+    """Upload and create a SageMaker model for each wanted version `models` lacks.
+
+    Each is added to `models` and to `created` as soon as it exists, so that a failure
+    half way leaves `created` naming what to delete.
+    """
+    for version, uri in wanted_models:
+        if version not in models:
+            name = resource_name(aws.endpoint, version, stamp)
+            create_model(aws, name, version, upload_model(aws, uri, version))
+            created.append(name)
+            models[version] = name
 
 
 def upload_model(aws: Connection, model_uri: str, version: str) -> str:

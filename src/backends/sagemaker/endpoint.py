@@ -48,12 +48,6 @@ def config_models(aws: Connection, config_name: str, kind: str = "all") -> list[
     return [variant["ModelName"] for variant in variants]
 
 
-def variant_names(config: dict[str, Any]) -> set[str]:
-    """Every variant name of an endpoint config (description), shadows included."""
-    variants = config.get("ProductionVariants", []) + config.get("ShadowProductionVariants", [])
-    return {variant["VariantName"] for variant in variants}
-
-
 def model_version(aws: Connection, model_name: str) -> str | None:
     """The `model_version` tag of a SageMaker model."""
     with aws_errors(f"Describing model {model_name}"):
