@@ -1,6 +1,6 @@
 """Benchmark the deployment pipeline's offline comparison: champion against challenger.
 
-    uv run python bench/comparison.py [--rows 5000] [--runs 3] [--keep]
+    uv run python -m bench.comparison [--rows 5000] [--runs 3] [--keep]
 
 Everything happens in a temporary directory:
 
@@ -34,10 +34,9 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
+from bench.serving import dataset_rows, load_average, train_and_register
 
-from serving import dataset_rows, load_average, train_and_register  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGET_SECONDS = 3.0
 PHASES = ("read captures", "download", "load", "score", "compare")
@@ -135,7 +134,7 @@ def main(argv: list[str]) -> int:
         runs = []
         for run in range(arguments.runs):
             child = subprocess.run(
-                [sys.executable, __file__, "--measure", str(directory),
+                [sys.executable, "-m", "bench.comparison", "--measure", str(directory),
                  "--rows", str(arguments.rows)],
                 cwd=ROOT, capture_output=True, text=True, check=False,
             )  # fmt: skip

@@ -1,6 +1,6 @@
 """Generate a synthetic classification dataset of N rows, with a project config for it.
 
-    uv run python bench/dataset.py --rows 100000 --directory /tmp/synthetic
+    uv run python -m bench.dataset --rows 100000 --directory /tmp/synthetic
 
 writes `synthetic.csv` and `synthetic.yml` into the directory, then prints their paths.
 The pipelines read them as they read the penguins:

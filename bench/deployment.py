@@ -1,6 +1,6 @@
 """Benchmark the deployment pipeline: a new version replacing a serving one, per phase.
 
-    uv run python bench/deployment.py [--runs 3] [--workers 2] [--epochs 5] [--clients 8]
+    uv run python -m bench.deployment [--runs 3] [--workers 2] [--epochs 5] [--clients 8]
                                       [--pause 0] [--keep]
 
 Everything happens in a temporary directory and on 127.0.0.1 only:
@@ -45,21 +45,18 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from machine import machine_line  # bench/machine.py: the script's own directory
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench"), str(ROOT / "tests")]
-
-from serving import dataset_rows, train_and_register  # noqa: E402
-from support.load import Clients  # noqa: E402
-from support.ports import free_port  # noqa: E402
-from training import (  # noqa: E402
+from bench.machine import machine_line
+from bench.serving import dataset_rows, train_and_register
+from bench.training import (
     TIME_FORMAT,
     WORKFLOW_LINE,
     pipeline_environment,
     task_durations,
 )
+from tests.support.load import Clients
+from tests.support.ports import free_port
 
+ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = "src/pipelines/deployment.py"
 TARGET_SECONDS = 15.0
 # The deploy step's log line (src/pipelines/deployment.py) with its own split.

@@ -1,6 +1,6 @@
 """Time what the model card adds to the training pipeline's tasks, per piece.
 
-    uv run python bench/model_card.py [--rows 344 100000 1000000] [--folds 5] [--repeats 5]
+    uv run python -m bench.model_card [--rows 344 100000 1000000] [--folds 5] [--repeats 5]
 
 For each size: the penguins (344 rows, data/penguins.csv) or bench/dataset.py's
 synthetic rows (10 features, one with 50 levels). Each piece runs as the step that owns
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,12 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
-
-from common.data import DatasetSchema, clean_dataset  # noqa: E402
-from inference.forward import dense_forward  # noqa: E402
-from model_training.model_card import (  # noqa: E402
+from common.data import DatasetSchema, clean_dataset
+from inference.forward import dense_forward
+from model_training.model_card import (
     ModelCard,
     feature_columns,
     permutation_importance,
@@ -43,14 +39,17 @@ from model_training.model_card import (  # noqa: E402
     summarize_importance,
     training_data_digest,
 )
-from model_training.preprocessing import fit_transform  # noqa: E402
+from model_training.preprocessing import fit_transform
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PENGUINS_ROWS = 344
 
 
 def dataset(rows: int) -> tuple[pd.DataFrame, DatasetSchema]:
-    import dataset as synthetic
     import yaml
+
+    from bench import dataset as synthetic
 
     if rows == PENGUINS_ROWS:
         config = yaml.safe_load((ROOT / "config" / "local.yml").read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Benchmark the monitoring pipeline and the capture store it reads.
 
-    uv run python bench/monitoring.py [--rows 2000 50000] [--store-rows 1000000]
+    uv run python -m bench.monitoring [--rows 2000 50000] [--store-rows 1000000]
                                       [--samples N] [--verbose]
 
 1. For each `--rows` size, a fresh temporary directory gets a SQLite capture database
@@ -36,11 +36,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from machine import machine_line  # bench/machine.py: the script's own directory
-from training import (
+from bench.machine import machine_line
+from bench.training import (
     ROOT,
     TIME_FORMAT,
     WORKFLOW_LINE,

@@ -1,7 +1,7 @@
 """What the SageMaker backend's batch capture costs: `save(..., source="batch")` of N
 rows to S3, then `load` of the newest rows and `label_by_id`, against a local moto.
 
-    uv run python bench/sagemaker_capture.py [--rows 10000 100000] [--chunks 1]
+    uv run python -m bench.sagemaker_capture [--rows 10000 100000] [--chunks 1]
 
 Rows are `bench/dataset.py`'s 10-column synthetic data with made-up predictions; each
 save is what one chunk task of the batch scoring pipeline does (`--chunks` saves of
@@ -25,7 +25,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
 
 
 def free_port() -> int:
@@ -68,9 +67,9 @@ def main() -> int:
         import boto3
         import numpy as np
         import pandas as pd
-        from dataset import generate
 
         from backends.sagemaker import Sagemaker
+        from bench.dataset import generate
 
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         print("rows/save  saves  save s (each)  objects  MB  load(100) s  label ~1000 by id s")

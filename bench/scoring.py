@@ -1,6 +1,6 @@
 """Benchmark the batch scoring pipeline: wall time, per-step time, memory, capture cost.
 
-    uv run python bench/scoring.py [--rows 10000 100000 1000000] [--chunk-rows 100000]
+    uv run python -m bench.scoring [--rows 10000 100000 1000000] [--chunk-rows 100000]
                                    [--training-rows 20000] [--no-capture] [--verbose]
 
 1. A temporary directory gets an MLflow store (`sqlite:///<tmp>/mlflow.db`) where a
@@ -33,12 +33,9 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-import dataset
-from machine import machine_line  # bench/machine.py: the script's own directory
-from training import ROOT, pipeline_environment, task_durations
+from bench import dataset
+from bench.machine import machine_line
+from bench.training import ROOT, pipeline_environment, task_durations
 
 PIPELINE = "src/pipelines/scoring.py"
 TARGET_SECONDS = {1_000_000: 60.0}
@@ -53,8 +50,6 @@ def load() -> str:
 def register_model(workdir: Path, training_rows: int, config: dict) -> str:
     """Train a small model on synthetic data in a subprocess; register it as champion."""
     code = f"""
-import os, sys
-sys.path.insert(0, {str(ROOT / "src")!r})
 import mlflow
 from common.config import validate_project_configuration
 from common.data import DatasetSchema, clean_dataset
@@ -62,8 +57,7 @@ from model_training.preprocessing import fit_transform
 from model_training.network import train_model
 from model_training.packaging import log_servable_model, servable_files
 from common.tracking import log_training_data
-sys.path.insert(0, {str(ROOT / "bench")!r})
-import dataset
+from bench import dataset
 
 config = validate_project_configuration({config!r})
 schema = DatasetSchema.from_config(config["dataset"])

@@ -1,9 +1,9 @@
 """Benchmark the model server: latency, throughput, capture integrity and labelling.
 
-    uv run python bench/serving.py [--workers 2] [--requests 1000] [--concurrent 4000]
+    uv run python -m bench.serving [--workers 2] [--requests 1000] [--concurrent 4000]
                                    [--batch-requests 200] [--epochs 30] [--keep]
-    uv run python bench/serving.py --model-uri models:/penguins/3 --tracking-uri sqlite:///mlflow.db
-    uv run python bench/serving.py --model-uri /path/to/a/logged/model --model-version x
+    uv run python -m bench.serving --model-uri models:/penguins/3 --tracking-uri sqlite:///mlflow.db
+    uv run python -m bench.serving --model-uri /path/to/a/logged/model --model-version x
 
 Everything happens in a temporary directory and on 127.0.0.1 only:
 
@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
 CONFIG = ROOT / "config" / "local.yml"
 DATASET = ROOT / "data" / "penguins.csv"
 REQUEST_TIMEOUT = 30.0  # seconds; a request slower than this counts as an error
@@ -434,11 +433,9 @@ def main(argv: list[str]) -> int:
     arguments = parse_arguments(argv)
     # Ctrl-C and SIGTERM both unwind through the finally blocks: the server always stops.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sys.path.insert(0, str(SRC))
-    sys.path.insert(0, str(ROOT / "tests"))  # support/: the tests' own server helpers
 
     directory = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    database = directory / "capture.db"  # where support.places.ModelServer captures
+    database = directory / "capture.db"  # where tests.support.places.ModelServer captures
     if arguments.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = arguments.tracking_uri
     else:
@@ -467,7 +464,7 @@ def main(argv: list[str]) -> int:
 
 def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: Path) -> None:
     """Register or find the model, serve it, run the HTTP phases, stop the server."""
-    from support.places import ModelServer
+    from tests.support.places import ModelServer
 
     server = None
     try:

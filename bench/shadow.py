@@ -1,6 +1,6 @@
 """Benchmark shadow scoring: what a shadow model adds to a request, and lost captures.
 
-    uv run python bench/shadow.py [--requests 2000] [--concurrent 4000] [--keep]
+    uv run python -m bench.shadow [--requests 2000] [--concurrent 4000] [--keep]
 
 Target (issue 11): shadow scoring adds <= 0.5 ms to a one-row request at p50 and
 <= 2 ms at p99 on the Local server, with 0 lost captures at 16 concurrent clients.
@@ -41,8 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serving
+from bench import serving
 
 TARGET_P50_ADDED_MS = 0.5
 TARGET_P99_ADDED_MS = 2.0
@@ -120,8 +119,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     arguments = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sys.path.insert(0, str(serving.SRC))
-    sys.path.insert(0, str(serving.ROOT / "tests"))
 
     directory = Path(tempfile.mkdtemp(prefix="bench-shadow-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{directory / 'mlflow.db'}"
@@ -145,7 +142,8 @@ def main(argv: list[str]) -> int:
 
 def measure(arguments: argparse.Namespace, directory: Path) -> None:
     import mlflow.artifacts
-    from support.places import ModelServer
+
+    from tests.support.places import ModelServer
 
     rows, loaded = serving.dataset_rows()
     print("setup")

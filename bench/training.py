@@ -1,6 +1,6 @@
 """Benchmark the training pipeline: wall time, peak memory, per-step time, accuracy.
 
-    uv run python bench/training.py [--runs N] [--epochs E] [--folds K] [--sync]
+    uv run python -m bench.training [--runs N] [--epochs E] [--folds K] [--sync]
                                     [--rows N [--batch-size B]]
 
 `--rows N` runs the pipeline on a synthetic dataset of N rows and its config, written
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from machine import machine_line  # bench/machine.py: the script's own directory
+from bench.machine import machine_line
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOW = "Training"
@@ -302,8 +302,9 @@ def inspect(run_id: str) -> None:
     print(json.dumps(outcome))
 
 
-def time_cold_sync() -> tuple[float, str]:
-    """Seconds for `uv sync --frozen` with an empty cache into a new environment."""
+def time_cold_sync() -> tuple[float, float, str]:
+    """Seconds for `uv sync --frozen` with an empty cache into a new environment, then for
+    the environment's first Python start, which compiles its bytecode (penguins_bytecode)."""
     uv = os.environ.get("UV") or shutil.which("uv")
     command = [uv] if uv else [sys.executable, "-m", "uv"]
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as directory:
@@ -331,17 +332,20 @@ def time_cold_sync() -> tuple[float, str]:
             check=False,
         )
         seconds = time.perf_counter() - start
-    output = (result.stdout + result.stderr).strip().splitlines()
-    if result.returncode != 0:
-        raise SystemExit("uv sync failed:\n" + "\n".join(output[-20:]))
+        output = (result.stdout + result.stderr).strip().splitlines()
+        if result.returncode != 0:
+            raise SystemExit("uv sync failed:\n" + "\n".join(output[-20:]))
+        start = time.perf_counter()
+        python = Path(env["UV_PROJECT_ENVIRONMENT"]) / "bin" / "python"
+        subprocess.run([python, "-c", "pass"], env=env, check=True)
+        compile_seconds = time.perf_counter() - start
     summary = "; ".join(line.strip() for line in output if line.startswith(("Installed", "Pre")))
-    return seconds, summary
+    return seconds, compile_seconds, summary
 
 
 def synthetic_dataset(directory: Path, rows: int) -> tuple[Path, Path]:
     """bench/dataset.py's CSV and config for `rows` rows, in `directory`."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import dataset
+    from bench import dataset
 
     started = time.perf_counter()
     csv, config = dataset.write(directory, rows)
@@ -426,8 +430,9 @@ def main() -> None:
 
     print(f"before: {machine_line()}")
     if args.sync:
-        seconds, summary = time_cold_sync()
+        seconds, compile_seconds, summary = time_cold_sync()
         print(f"cold `uv sync --frozen` (empty cache, new venv): {seconds:.1f} s  [{summary}]")
+        print(f"its first Python start, compiling the bytecode: {compile_seconds:.1f} s")
         print(f"load average after sync: {load()}")
 
     base = Path(tempfile.mkdtemp(prefix="bench-training-"))

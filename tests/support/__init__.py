@@ -1,7 +1,11 @@
 """Helpers shared by the tests, bench/ and the demo test, each defined once.
 
 Imported as ordinary modules (`from support.flows import run_flow`): pyproject.toml puts
-tests/ on pytest's `pythonpath`, and bench/ scripts put it on `sys.path` themselves.
+tests/ on pytest's `pythonpath`. bench/, run as modules from the repository root
+(`python -m bench.serving`), imports the few it needs as `tests.support.places`,
+`tests.support.load` and `tests.support.ports`: those, and what they import of this
+package, import each other relatively (`from .ports import free_port`), so that they
+work under either name.
 Fixtures are defined here too and exposed to every test by tests/conftest.py.
 
 - `paths`: where the repository's flows, config and dataset are.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from support.rows import SPEC_ROW
+from .rows import SPEC_ROW
 
 
 @dataclass(frozen=True)

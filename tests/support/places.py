@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.paths import LOCAL_CONFIG
-from support.ports import free_port
+from .paths import LOCAL_CONFIG
+from .ports import free_port
 
 
 @dataclass
