@@ -1,25 +1,15 @@
-"""The SVG charts of the training card: round ticks, one line per panel, drawn by a browser."""
+"""Tests for common.charts: round ticks, one line per panel, drawn by a browser."""
 
 from __future__ import annotations
 
 import base64
 import math
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from support.svg import SVG, parse_svg, polyline_points
 
 from common.charts import Panel, chart_svg, nice_ticks, svg_data_uri
-
-SVG = "{http://www.w3.org/2000/svg}"
-
-
-def parse(svg: str) -> ElementTree.Element:
-    return ElementTree.fromstring(svg)
-
-
-def points(polyline: ElementTree.Element) -> list[tuple[float, float]]:
-    return [tuple(map(float, pair.split(","))) for pair in polyline.get("points", "").split()]
 
 
 @pytest.mark.parametrize(
@@ -49,13 +39,13 @@ def test_ticks_refuse_a_range_that_is_not_finite() -> None:
 def test_each_panel_draws_its_values_as_one_line_left_to_right() -> None:
     loss = [1.1 / epoch for epoch in range(1, 51)]
     accuracy = [min(0.4 + epoch / 60, 1.0) for epoch in range(1, 51)]
-    svg = parse(chart_svg([Panel("training loss", loss, "epoch"), Panel("accuracy", accuracy)]))
+    svg = parse_svg(chart_svg([Panel("training loss", loss, "epoch"), Panel("accuracy", accuracy)]))
 
     assert svg.tag == f"{SVG}svg" and svg.get("width") == str(2 * 460)
     lines = svg.findall(f"{SVG}polyline")
     assert len(lines) == 2
     for line, values in zip(lines, (loss, accuracy), strict=True):
-        drawn = points(line)
+        drawn = polyline_points(line)
         assert len(drawn) == len(values)
         xs = [x for x, _ in drawn]
         assert xs == sorted(xs) and len(set(xs)) == len(xs)
@@ -66,28 +56,30 @@ def test_each_panel_draws_its_values_as_one_line_left_to_right() -> None:
     texts = [element.text for element in svg.iter(f"{SVG}text")]
     assert "training loss" in texts and "accuracy" in texts and "epoch" in texts
     # The second panel is to the right of the first.
-    assert min(x for x, _ in points(lines[1])) > max(x for x, _ in points(lines[0]))
+    assert min(x for x, _ in polyline_points(lines[1])) > max(
+        x for x, _ in polyline_points(lines[0])
+    )
 
 
 def test_a_value_that_is_not_finite_breaks_the_line() -> None:
-    svg = parse(chart_svg([Panel("loss", [1.0, 0.8, math.nan, 0.5, 0.4, math.inf, 0.3])]))
-    lines = [points(line) for line in svg.findall(f"{SVG}polyline")]
+    svg = parse_svg(chart_svg([Panel("loss", [1.0, 0.8, math.nan, 0.5, 0.4, math.inf, 0.3])]))
+    lines = [polyline_points(line) for line in svg.findall(f"{SVG}polyline")]
     assert [len(line) for line in lines] == [2, 2]
     # The lone last point is still shown, as a dot.
     assert len(svg.findall(f"{SVG}circle")) == 1
 
 
 def test_one_epoch_is_a_dot_and_no_values_an_empty_panel() -> None:
-    one = parse(chart_svg([Panel("loss", [0.7])]))
+    one = parse_svg(chart_svg([Panel("loss", [0.7])]))
     assert len(one.findall(f"{SVG}circle")) == 1 and not one.findall(f"{SVG}polyline")
-    empty = parse(chart_svg([Panel("loss", [])]))
+    empty = parse_svg(chart_svg([Panel("loss", [])]))
     assert not empty.findall(f"{SVG}polyline") and not empty.findall(f"{SVG}circle")
 
 
 def test_titles_are_escaped() -> None:
     svg = chart_svg([Panel("loss <train> & test", [1.0, 0.5])])
     assert "loss &lt;train&gt; &amp; test" in svg
-    parse(svg)
+    parse_svg(svg)
 
 
 def test_a_chart_needs_a_panel() -> None:
@@ -103,21 +95,6 @@ def test_the_data_uri_holds_the_svg() -> None:
     assert base64.b64decode(uri[len(prefix) :]).decode() == svg
 
 
-def test_the_training_card_shows_the_chart_as_an_image() -> None:
-    from metaflow.cards import Image
-
-    from model_training.cards import training_curves
-
-    history = {"loss": [1.0, 0.6, 0.4], "accuracy": [0.5, 0.8, 0.9]}
-    _, image = training_curves(history)
-    assert isinstance(image, Image)
-    rendered = image.render()
-    src = rendered["src"]
-    assert src.startswith("data:image/svg+xml;base64,"), rendered
-    svg = parse(base64.b64decode(src.split(",", 1)[1]).decode())
-    assert [len(points(line)) for line in svg.findall(f"{SVG}polyline")] == [3, 3]
-
-
 def test_a_browser_draws_the_chart(chromium: str, tmp_path: Path) -> None:
     from support.browser import decoded_image_sizes
 
@@ -126,18 +103,3 @@ def test_a_browser_draws_the_chart(chromium: str, tmp_path: Path) -> None:
     dom, sizes = decoded_image_sizes(chromium, page, tmp_path, "chart", timeout=120)
     # A width and height of 0 would mean the browser could not decode the image.
     assert sizes == ["920x300"], dom[:2000]
-
-
-def test_the_training_curves_import_no_plotting_library() -> None:
-    """The `train` task draws them: Matplotlib there would cost its import and, on a
-    user's first run, building its font cache, on the pipeline's longest path."""
-    from support.flows import python_result
-
-    loaded = python_result(
-        "import json, sys\n"
-        "from model_training.cards import training_curves\n"
-        "training_curves({'loss': [1.0, 0.5], 'accuracy': [0.5, 0.9]})\n"
-        "print('LOADED=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n",
-        "LOADED",
-    )
-    assert not {"matplotlib", "PIL"} & set(loaded), sorted({"matplotlib", "PIL"} & set(loaded))

@@ -11,4 +11,6 @@ SPEC_ROW = {
     "body_mass_g": 5800.0,
     "sex": "MALE",
 }
+# A row with most features missing: the model imputes them.
+SPARSE_ROW = {"island": "Torgersen", "culmen_length_mm": 39.1, "sex": None}
 CLASSES = frozenset({"Adelie", "Chinstrap", "Gentoo"})

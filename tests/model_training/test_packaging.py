@@ -1,4 +1,5 @@
-"""Tests for common.registry: pinned requirements and the model signature."""
+"""Tests for model_training.packaging: pinned requirements, the model signature, and
+registering a servable model from its artifact files."""
 
 from __future__ import annotations
 
