@@ -81,6 +81,13 @@ class Training(Pipeline):
         default=5,
     )
 
+    hyperparameters_from = Parameter(
+        "hyperparameters-from",
+        help="A finished tuning run (Tuning/<id>): train with the hyperparameters it "
+        "recommends, instead of --training-epochs, --training-batch-size and the defaults.",
+        default="",
+    )
+
     @dataset
     @card
     @step
@@ -90,6 +97,7 @@ class Training(Pipeline):
         from model_training.tracking import log_training_data, open_fold_runs, training_run
 
         self.validate_parameters()
+        self.tuning, self.hyperparameters = self.chosen_hyperparameters()
         self.logger.info("MLflow tracking server: %s", self.mlflow_tracking_uri)
         self.mode = "production" if current.is_production else "development"
         self.logger.info("Running flow in %s mode.", self.mode)
@@ -100,6 +108,8 @@ class Training(Pipeline):
             "folds": self.cross_validation_folds,
             "metaflow_run": f"{current.flow_name}/{current.run_id}",
             "mode": self.mode,
+            **({"hyperparameters_from": self.tuning["tuning_run"]} if self.tuning else {}),
+            **(self.hyperparameters if self.tuning else {}),
         }
         uri, experiment = self.mlflow_tracking_uri, self.project.project
         with training_run(uri, experiment, current.run_id, parameters) as self.mlflow_run_id:
@@ -133,6 +143,20 @@ class Training(Pipeline):
             check_backend_installed(keras_backend())
         except (ValueError, ModuleNotFoundError) as error:
             raise PipelineError(str(error)) from None
+
+    def chosen_hyperparameters(self):
+        """(the tuning run's recommendation or None, the hyperparameters to train with)."""
+        if not self.hyperparameters_from:
+            return None, {"epochs": self.training_epochs, "batch_size": self.training_batch_size}
+        from common.pipeline import PipelineError
+        from model_tuning.handoff import TuningRunError, read_recommendation
+
+        try:
+            tuning = read_recommendation(self.hyperparameters_from)
+        except TuningRunError as error:
+            raise PipelineError(str(error)) from None
+        self.logger.info("Hyperparameters of %s: %s", tuning["tuning_run"], tuning["reason"])
+        return tuning, tuning["hyperparameters"]
 
     @step
     def cross_validation(self):
@@ -229,9 +253,8 @@ class Training(Pipeline):
             self.x_train,
             self.y_train,
             classes=len(self.class_names),
-            epochs=self.training_epochs,
-            batch_size=self.training_batch_size,
             seed=development_seed(current.is_production, self.fold),
+            **self.hyperparameters,
         )
         # None for an architecture the numpy forward pass does not know.
         self.weights = dense_weights(self.model)
@@ -361,9 +384,8 @@ class Training(Pipeline):
             self.x,
             self.y,
             classes=len(self.class_names),
-            epochs=self.training_epochs,
-            batch_size=self.training_batch_size,
             seed=development_seed(current.is_production),
+            **self.hyperparameters,
         )
         # Written here, where Keras is imported anyway: `register` then needs none.
         self.model_files = model_files(self.model)
@@ -420,7 +442,7 @@ class Training(Pipeline):
                 )
             if self.registered:  # The tags first: the deployment pipeline reads them.
                 self.tag_challenger()
-            self.model_card = render_markdown(self.build_model_card())
+            self.model_card = render_markdown(self.build_model_card()) + self.tuning_section()
             if self.registered:
                 mlflow.log_text(self.model_card, CARD_ARTIFACT)
         current.card.append(Markdown(self.model_card))
@@ -452,6 +474,12 @@ class Training(Pipeline):
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )
 
+    def tuning_section(self) -> str:
+        """The model card's account of the tuning run's hyperparameters, if one was used."""
+        from model_tuning.handoff import model_card_section
+
+        return model_card_section(self.tuning) if self.tuning else ""
+
     def tag_challenger(self) -> None:
         """Point the alias `challenger` at the new version; tag it with its evidence.
 
@@ -472,6 +500,10 @@ class Training(Pipeline):
             "training_rows": len(self.data),
             "training_data_digest": self.training_data_digest,
         }
+        if self.tuning:
+            from model_tuning.handoff import version_tags
+
+            tags.update(version_tags(self.tuning))
         for key, value in tags.items():
             client.set_model_version_tag(name, self.model_version, key, str(value))
         client.set_registered_model_alias(name, CHALLENGER, self.model_version)
