@@ -334,32 +334,3 @@ def test_a_port_held_by_another_process_is_refused_naming_it(tmp_path: Path) -> 
         ):
             backend.deploy(str(model), "1")
     assert not (tmp_path / "serving" / "server.json").exists()
-
-
-def _process_state(pid: int) -> str:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()[0]
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
-def test_a_server_group_that_exited_but_waits_to_be_reaped_has_stopped() -> None:
-    import subprocess
-    import time
-
-    from backends.local_server import _group_alive, _only_zombies
-
-    running = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    exited = subprocess.Popen(["true"], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while _process_state(exited.pid) != "Z" and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # Not reaped (its parent, this process, has not waited for it), yet stopped.
-        assert _process_state(exited.pid) == "Z"
-        assert _only_zombies(exited.pid)
-        assert not _only_zombies(running.pid) and _group_alive(running.pid)
-    finally:
-        running.kill()
-        running.wait()
-        exited.wait()
-    assert not _group_alive(running.pid)

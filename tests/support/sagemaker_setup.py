@@ -32,6 +32,14 @@ SETTINGS = {
     "execution_role": ROLE,
     "image": IMAGE,
 }
+# Only the settings the backend requires, for the tests of settings (no AWS is contacted).
+REQUIRED_SETTINGS = {
+    "module": "backend.Sagemaker",
+    "target": "penguins",
+    "data_capture_uri": "s3://bucket/datastore",
+    "ground_truth_uri": "s3://bucket/ground-truth",
+    "region": "us-east-1",
+}
 ROW = {
     "island": "Biscoe", "culmen_length_mm": 48.0, "culmen_depth_mm": 15.0,
     "flipper_length_mm": 220.0, "body_mass_g": 5200.0, "sex": "MALE",

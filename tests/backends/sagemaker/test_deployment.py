@@ -1,21 +1,18 @@
-"""The SageMaker backend against moto running as a server process on 127.0.0.1.
+"""Tests for backends.sagemaker.deployment: a first deployment, blue/green updates, shadow
+variants, and what a refused or failed one leaves behind, against moto on 127.0.0.1.
 
 moto implements SageMaker's create/describe/delete calls and tags, S3, STS and ECR. It
-does not implement `UpdateEndpoint`, so the update path is checked with botocore's
-`Stubber` on the SageMaker client: the exact requests are asserted, S3 stays on moto.
-moto writes no capture files either: the tests write them, in SageMaker's format.
+does not implement `UpdateEndpoint`, and it keeps no shadow variant (its
+CreateEndpointConfig drops `ShadowProductionVariants`, moto/sagemaker/models.py), so
+those paths are checked with botocore's `Stubber` on the SageMaker client: the exact
+requests are asserted, while model archives go to moto's S3.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import tarfile
-import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +26,19 @@ from support.sagemaker_setup import (
     IMAGE,
     NEW,
     ROLE,
-    ROW,
     SETTINGS,
-    answers,
+    STAMP,
     described_endpoint,
     sagemaker_client,
+    stub_endpoint_serving,
     stub_removal_of_old_resources,
     stub_serving_version_1,
     stubbed_backend,
-    write_captures,
 )
 
-from backends.aws import client_config
-from backends.base import CAPTURE_COLUMNS, BackendError
+from backends.base import BackendError, ShadowModel
 from backends.sagemaker import Sagemaker, deployment
-from backends.sagemaker.formats import hour_prefix
+from backends.sagemaker.deployment import resource_name
 
 # --- deploying -----------------------------------------------------------------------
 
@@ -114,33 +109,6 @@ def test_the_default_image_is_mlflows_in_the_accounts_ecr(sagemaker_moto: Any) -
     import mlflow
 
     assert deployment.image(backend.aws) == f"{uri}:{mlflow.__version__}"
-
-
-def test_assume_role_is_honoured_and_its_secrets_are_never_logged(
-    sagemaker_moto: Any,
-    fake_model_dir: Path,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture,
-) -> None:
-    role = boto3.client("iam").create_role(
-        RoleName="deployer", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
-    )["Role"]["Arn"]
-    settings = {**SETTINGS, "assume_role": role}
-    del settings["execution_role"]
-    backend = Sagemaker(settings)
-
-    with caplog.at_level(logging.DEBUG):
-        backend.deploy(str(fake_model_dir), "1")
-        backend.deployed_version()
-
-    identity = backend.client("sts").get_caller_identity()["Arn"]
-    assert ":assumed-role/deployer/" in identity
-    model_name = sagemaker_client().list_models()["Models"][0]["ModelName"]
-    assert sagemaker_client().describe_model(ModelName=model_name)["ExecutionRoleArn"] == role
-    credentials = backend.aws.session.get_credentials().get_frozen_credentials()
-    logged = caplog.text + "".join(capsys.readouterr())
-    for secret in (credentials.secret_key, credentials.token, "testing"):
-        assert secret not in logged
 
 
 # --- updating (UpdateEndpoint is not in moto: exact requests through Stubber) ---------
@@ -269,167 +237,200 @@ def test_a_failed_endpoint_is_replaced_not_updated(
         stub.assert_no_pending_responses()
 
 
-# --- invoking, capture, labels ---------------------------------------------------------
+MODEL_V2 = f"penguins-test-v2-{STAMP}"
 
 
-def test_invoke_goes_through_sagemaker_runtime(sagemaker_moto: Any) -> None:
-    predictions = answers("Gentoo")
-    sagemaker_moto.queue_sagemaker_results([{"predictions": predictions}])
-    assert Sagemaker(SETTINGS).invoke([ROW]) == {"predictions": predictions}
+SHADOW_CONFIG = f"penguins-test-v1-s2-{STAMP}"
 
 
-def test_load_reads_captures_newest_first_with_the_local_backends_columns(
-    sagemaker_moto: Any,
-) -> None:
-    start = datetime(2026, 11, 28, 3, 58, tzinfo=UTC)
-    write_captures("1", start, [("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a"))])
-    write_captures("2", start + timedelta(minutes=5), [
-        ("e2", [ROW], answers("Gentoo", prefix="b")),
-        ("e3", [ROW], answers("Chinstrap", prefix="c")),
-    ])  # fmt: skip
-    boto3.client("s3").put_object(Bucket=BUCKET, Key="datastore/other-endpoint/x.jsonl", Body=b"")
-
-    frame = Sagemaker(SETTINGS).load(limit=10)
-
-    assert frame is not None
-    assert list(frame["id"]) == ["c0", "b0", "a0", "a1"]
-    assert list(frame["model_version"]) == ["2", "2", "1", "1"]
-    assert list(frame["prediction"]) == ["Chinstrap", "Gentoo", "Adelie", "Gentoo"]
-    assert frame["ground_truth"].isna().all()
-    expected = set(ROW) | set(CAPTURE_COLUMNS) - {"inputs"}
-    assert set(frame.columns) == expected
-    assert str(frame["created_at"].dt.tz) == "UTC"
-    assert len(Sagemaker(SETTINGS).load(limit=2)) == 2
-    assert Sagemaker(SETTINGS).load(limit=10, labeled_only=True) is None
+TAGS_V1 = [{"Key": "endpoint", "Value": "penguins-test"}, {"Key": "model_version", "Value": "1"}]
 
 
-def test_load_without_captures_is_none(sagemaker_moto: Any) -> None:
-    assert Sagemaker(SETTINGS).load() is None
-
-
-def test_labels_are_written_per_event_where_model_monitor_reads_them(sagemaker_moto: Any) -> None:
-    when = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
-    write_captures("1", when, [
-        ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
-        ("e2", [ROW], answers("Chinstrap", prefix="b")),
-    ])  # fmt: skip
-    backend = Sagemaker(SETTINGS)
-
-    assert backend.label(ground_truth_quality=1.0) == 3
-    assert backend.label(ground_truth_quality=1.0) == 0  # nothing left unlabelled
-
-    s3 = boto3.client("s3")
-    (key,) = [
-        item["Key"]
-        for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="ground-truth/")["Contents"]
-    ]
-    assert key.startswith(f"ground-truth/{hour_prefix(datetime.now(UTC))}/") and key.endswith(
-        ".jsonl"
-    )
-    lines = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
-    records = {json.loads(line)["eventMetadata"]["eventId"]: json.loads(line) for line in lines}
-    assert set(records) == {"e1", "e2"}
-    assert json.loads(records["e1"]["groundTruthData"]["data"]) == ["Adelie", "Gentoo"]
-
-    frame = backend.load(limit=10, labeled_only=True)
-    assert frame is not None and list(frame["ground_truth"]) == list(frame["prediction"])
-
-
-def test_label_by_id_joins_by_event_and_position_and_keeps_other_labels(
-    sagemaker_moto: Any,
-) -> None:
-    write_captures("1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
-        ("e1", [ROW, ROW], answers("Adelie", "Gentoo", prefix="a")),
-    ])  # fmt: skip
-    backend = Sagemaker(SETTINGS)
-    assert backend.label_by_id({"a1": "Chinstrap", "unknown": "Adelie"}) == 1
-    assert backend.label_by_id({"a0": "Adelie"}) == 1
-
-    frame = backend.load(limit=10, labeled_only=True)
-    assert frame is not None
-    assert dict(zip(frame["id"], frame["ground_truth"], strict=True)) == {
-        "a0": "Adelie", "a1": "Chinstrap",
+def variant(name: str, model: str) -> dict[str, Any]:
+    """A variant as the backend asks for it, on the default instances."""
+    return {
+        "VariantName": name, "ModelName": model, "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0,
     }  # fmt: skip
-    assert backend.ground_truth() == {"e1": ["Adelie", "Chinstrap"]}
 
 
-# --- stopping, errors ------------------------------------------------------------------
+def stub_model_creation(stub: Stubber, name: str, version: str) -> None:
+    stub.add_response(
+        "create_model",
+        {"ModelArn": f"{ARN}:model/{name}"},
+        {
+            "ModelName": name,
+            "PrimaryContainer": {
+                "Image": IMAGE,
+                "ModelDataUrl": f"s3://{BUCKET}/models/penguins-test/{version}/model.tar.gz",
+                "Environment": {
+                    "MLFLOW_DEPLOYMENT_FLAVOR_NAME": "python_function",
+                    "SERVING_MODEL_VERSION": version,
+                },
+            },
+            "ExecutionRoleArn": ROLE,
+            "Tags": [
+                {"Key": "endpoint", "Value": "penguins-test"},
+                {"Key": "model_version", "Value": version},
+            ],
+        },
+    )
 
 
-def test_delete_removes_everything_made_for_the_endpoint_but_the_data(
-    sagemaker_moto: Any, fake_model_dir: Path, capsys: pytest.CaptureFixture
+def stub_update_to(stub: Stubber, config: str) -> None:
+    """The update to `config`, and the endpoint in service on it afterwards."""
+    stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": f"{ARN}:endpoint/penguins-test"},
+        {"EndpointName": "penguins-test", "EndpointConfigName": config},
+    )
+    serving = described_endpoint("InService", EndpointConfigName=config)
+    stub.add_response("describe_endpoint", serving, ENDPOINT_NAME)  # the waiter
+    stub.add_response("describe_endpoint", serving, ENDPOINT_NAME)  # which config?
+
+
+# --- deploying a shadow (Stubber: moto keeps no shadow variants) ----------------------
+
+
+def test_a_shadow_is_a_shadow_variant_beside_the_served_model_and_is_read_back(
+    sagemaker_moto: Any, fake_model_dir: Path, stubbed_time: None
 ) -> None:
+    backend, client = stubbed_backend({**SETTINGS, "wait_seconds": 60})
+    with Stubber(client) as stub:
+        stub_serving_version_1(stub)
+        # Version 1 keeps its model; only the shadow's is uploaded and created.
+        stub_model_creation(stub, MODEL_V2, "2")
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"{ARN}:endpoint-config/{SHADOW_CONFIG}"},
+            {
+                "EndpointConfigName": SHADOW_CONFIG,
+                "ProductionVariants": [variant("version-1", "old-model")],
+                "ShadowProductionVariants": [variant("shadow-2", MODEL_V2)],
+                # One capture config for the endpoint: both variants are captured.
+                "DataCaptureConfig": deployment.data_capture_config(backend.aws),
+                "Tags": TAGS_V1,
+            },
+        )
+        stub_update_to(stub, SHADOW_CONFIG)
+        # The old config goes; its model still serves, so it stays.
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "old"})
+
+        assert backend.deploy(str(fake_model_dir), "1", ShadowModel(str(fake_model_dir), "2"))
+        stub.assert_no_pending_responses()
+
+        # Read back from the endpoint's config: the shadow variant's model and its tags.
+        serving = [("version-1", "old-model", "1")]
+        shadows = [("shadow-2", MODEL_V2, "2")]
+        stub_endpoint_serving(stub, SHADOW_CONFIG, serving, shadows, asked="shadow")
+        assert backend.deployed_shadow_version() == "2"
+        stub_endpoint_serving(stub, SHADOW_CONFIG, serving, shadows, asked="production")
+        assert backend.deployed_version() == "1"
+        # The same pair again changes nothing.
+        stub_endpoint_serving(stub, SHADOW_CONFIG, serving, shadows)
+        assert not backend.deploy(str(fake_model_dir), "1", ShadowModel(str(fake_model_dir), "2"))
+        stub.assert_no_pending_responses()
+
+    archive = boto3.client("s3").head_object(
+        Bucket=BUCKET, Key="models/penguins-test/2/model.tar.gz"
+    )
+    assert archive["ContentLength"] > 0
+    # Without a shadow, an endpoint has no shadow version.
+    with Stubber(client) as stub:
+        stub_endpoint_serving(stub, "old", [("version-1", "old-model", "1")], asked="shadow")
+        assert backend.deployed_shadow_version() is None
+
+
+def test_a_first_deployment_with_a_shadow_creates_both_models_on_moto(
+    sagemaker_moto: Any, fake_model_dir: Path
+) -> None:
+    """The create path against moto: both models and archives, tagged with their
+    versions, and the endpoint in service (moto drops the shadow variant itself, which
+    the Stubber test above checks)."""
     backend = Sagemaker(SETTINGS)
-    backend.deploy(str(fake_model_dir), "1")
-    key = write_captures("1", datetime(2026, 11, 28, 4, tzinfo=UTC), [
-        ("e1", [ROW], answers("Adelie")),
-    ])  # fmt: skip
+    assert backend.deploy(str(fake_model_dir), "4", ShadowModel(str(fake_model_dir), "5"))
+
     sagemaker = sagemaker_client()
-    sagemaker.create_model(
-        ModelName="someone-elses", PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=ROLE
+    assert sagemaker.describe_endpoint(EndpointName="penguins-test")["EndpointStatus"] == (
+        "InService"
     )
-
-    from backends.sagemaker.cli import main
-
-    config = Path(__file__).parents[2] / "config" / "sagemaker.yml"
-    environment = {"BUCKET": BUCKET, "ENDPOINT_NAME": "penguins-test"}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        assert main(["status", "--config", str(config)]) == 0
-        assert "InService, model version 1, 1 x ml.m5.large." in capsys.readouterr().out
-        assert main(["delete", "--config", str(config)]) == 0
-        assert main(["status", "--config", str(config)]) == 1
-
-    assert backend.describe_endpoint() is None
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["someone-elses"]
-    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
-    keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
-    assert keys == [key]  # the captured data stays
+    versions = set()
+    for model in sagemaker.list_models()["Models"]:
+        tags = sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
+        versions |= {tag["Value"] for tag in tags if tag["Key"] == "model_version"}
+    assert versions == {"4", "5"}
+    s3 = boto3.client("s3")
+    for version in ("4", "5"):
+        s3.head_object(Bucket=BUCKET, Key=f"models/penguins-test/{version}/model.tar.gz")
+    assert backend.deployed_version() == "4"
 
 
-def test_aws_errors_become_one_clear_message(sagemaker_moto: Any) -> None:
-    backend = Sagemaker({**SETTINGS, "ground_truth_uri": "s3://no-such-bucket/labels"})
-    with pytest.raises(BackendError, match=r"NoSuchBucket.*create it, or fix the S3 URI"):
-        backend.ground_truth()
+def test_deploying_without_the_shadow_removes_it_and_promoting_it_reuses_its_model(
+    sagemaker_moto: Any, stubbed_time: None
+) -> None:
+    """Promote the shadow: version 2 serves alone, on the model it ran in shadow
+    (nothing uploaded: the model URI does not even exist), version 1's model goes."""
+    backend, client = stubbed_backend(SETTINGS)
+    promoted = f"penguins-test-v2-{STAMP}"
+    with Stubber(client) as stub:
+        stub_endpoint_serving(
+            stub, "paired", [("version-1", "model-1", "1")], [("shadow-2", "model-2", "2")]
+        )
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"{ARN}:endpoint-config/{promoted}"},
+            {
+                "EndpointConfigName": promoted,
+                "ProductionVariants": [variant("version-2", "model-2")],
+                "DataCaptureConfig": deployment.data_capture_config(backend.aws),
+                "Tags": [
+                    {"Key": "endpoint", "Value": "penguins-test"},
+                    {"Key": "model_version", "Value": "2"},
+                ],
+            },
+        )
+        stub_update_to(stub, promoted)
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "paired"})
+        stub.add_response("delete_model", {}, {"ModelName": "model-1"})
+
+        assert backend.deploy("/no/such/model", "2") is True
+        stub.assert_no_pending_responses()
 
 
-class FlakyAws(BaseHTTPRequestHandler):
-    """Answers ThrottlingException twice, then that the endpoint does not exist."""
+@pytest.mark.parametrize("refused", ["create_endpoint_config", "update_endpoint"])
+def test_a_shadow_sagemaker_refuses_leaves_the_endpoint_as_it_was(
+    sagemaker_moto: Any, fake_model_dir: Path, stubbed_time: None, refused: str
+) -> None:
+    """SageMaker refuses the config (e.g. an instance type shadows cannot use) or the
+    update: only what this deployment created is deleted, the old config and model
+    stay, and the error says what still serves."""
+    backend, client = stubbed_backend(SETTINGS)
+    message = "ShadowProductionVariants is not supported for this endpoint."
+    with Stubber(client) as stub:
+        stub_serving_version_1(stub)
+        stub.add_response("create_model", {"ModelArn": f"{ARN}:model/{MODEL_V2}"})
+        if refused == "create_endpoint_config":
+            stub.add_client_error(refused, "ValidationException", message, 400)
+            # Never created: deleting it is answered "not found", which is fine.
+            stub.add_client_error(
+                "delete_endpoint_config", "ValidationException", "Could not find it.", 400
+            )
+        else:
+            stub.add_response(
+                "create_endpoint_config", {"EndpointConfigArn": f"{ARN}:c/{SHADOW_CONFIG}"}
+            )
+            stub.add_client_error(refused, "ValidationException", message, 400)
+            stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": SHADOW_CONFIG})
+        stub.add_response("delete_model", {}, {"ModelName": MODEL_V2})
 
-    calls = 0
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).calls += 1
-        throttled = type(self).calls <= 2
-        code = "ThrottlingException" if throttled else "ValidationException"
-        message = "Rate exceeded" if throttled else "Could not find endpoint penguins-test."
-        body = json.dumps({"__type": code, "message": message}).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        with pytest.raises(BackendError) as error:
+            backend.deploy(str(fake_model_dir), "1", ShadowModel(str(fake_model_dir), "2"))
+        stub.assert_no_pending_responses()
+    text = str(error.value)
+    assert f"ValidationException: {message}" in text
+    assert text.endswith("Nothing changed: endpoint penguins-test still serves version 1.")
 
 
-@pytest.fixture
-def flaky_aws() -> Iterator[str]:
-    FlakyAws.calls = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyAws)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def test_throttling_is_retried_with_backoff(moto_server: Any, flaky_aws: str) -> None:
-    backend = Sagemaker(SETTINGS)
-    backend.aws.clients["sagemaker"] = boto3.client(
-        "sagemaker", endpoint_url=flaky_aws, region_name="us-east-1", config=client_config()
-    )
-    assert backend.deployed_version() is None
-    assert FlakyAws.calls == 3
+def test_resource_names_fit_sagemaker_limits() -> None:
+    name = resource_name("x" * 80, "12", "20261128040506")
+    assert len(name) == 63 and name.endswith("-v12-20261128040506")

@@ -1,4 +1,5 @@
-"""Replacing the version a Local server serves, under load, refuses and loses no request.
+"""Tests for backends.local_server: replacing the version a Local server serves, under
+load, refuses and loses no request; stopping ends the server and its workers.
 
 Real servers on a free port of 127.0.0.1 (a place of this module's own), the session's
 tiny registered models (support/serving.py), eight client threads sending one-row
@@ -24,7 +25,6 @@ from backends.base import BackendError, ShadowModel
 from backends.local import Local
 from backends.local_server import SHADOW_PATH_VARIABLE, SHADOW_VERSION_VARIABLE, LocalServer
 
-pytestmark = pytest.mark.e2e
 # Answers wanted in each phase: enough that requests were in flight at each change.
 ANSWERS_PER_PHASE = 40
 # Between one client's requests: 8 clients still keep requests in flight at every moment,
@@ -70,6 +70,7 @@ def assert_nothing_lost(clients: Clients, place: Place) -> None:
     assert not missing, f"{len(missing)} of {len(answered)} answered predictions not captured"
 
 
+@pytest.mark.e2e
 def test_versions_and_shadows_swap_under_load_without_a_failed_request(
     place: Place, serving_models: ServingModels
 ) -> None:
@@ -145,6 +146,7 @@ def broken_copy(models: ServingModels, version: str, directory: Path) -> Path:
     return model
 
 
+@pytest.mark.e2e
 def test_a_version_that_cannot_start_leaves_the_old_one_answering(
     place: Place, serving_models: ServingModels, tmp_path: Path
 ) -> None:
@@ -197,6 +199,7 @@ def running_in_group(group: int) -> list[int]:
     return running
 
 
+@pytest.mark.e2e
 def test_stop_ends_the_server_and_its_workers(place: Place, serving_models: ServingModels) -> None:
     backend = place.backend()
     serving(backend, serving_models, serving_models.good[0])
@@ -212,3 +215,35 @@ def test_stop_ends_the_server_and_its_workers(place: Place, serving_models: Serv
     assert backend.deployed_version() is None
     assert LocalServer(place.state_dir).state() is None
     shutil.rmtree(place.state_dir / "models", ignore_errors=True)
+
+
+# --- Knowing when a server has stopped ----------------------------------------------------
+
+
+def _process_state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
+def test_a_server_group_that_exited_but_waits_to_be_reaped_has_stopped() -> None:
+    import subprocess
+    import time
+
+    from backends.local_server import _group_alive, _only_zombies
+
+    running = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    exited = subprocess.Popen(["true"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while _process_state(exited.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Not reaped (its parent, this process, has not waited for it), yet stopped.
+        assert _process_state(exited.pid) == "Z"
+        assert _only_zombies(exited.pid)
+        assert not _only_zombies(running.pid) and _group_alive(running.pid)
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()
+    assert not _group_alive(running.pid)

@@ -1,4 +1,5 @@
-"""SageMaker's capture and ground-truth formats, naming and settings: plain functions."""
+"""Tests for backends.sagemaker.formats: SageMaker's capture and ground-truth records and
+their S3 layout, as plain functions."""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ from datetime import UTC, datetime
 import pytest
 from support.sagemaker_records import capture_key, capture_record
 
-from backends.base import BackendError, SettingsError
-from backends.sagemaker import Sagemaker
-from backends.sagemaker.deployment import resource_name
 from backends.sagemaker.formats import (
     BATCH,
     SERVED,
@@ -28,21 +26,18 @@ from backends.sagemaker.formats import (
     variant_version,
 )
 
-SETTINGS = {
-    "module": "backend.Sagemaker",
-    "target": "penguins",
-    "data_capture_uri": "s3://bucket/datastore",
-    "ground_truth_uri": "s3://bucket/ground-truth",
-    "region": "us-east-1",
-}
 ROWS = [
     {"island": "Biscoe", "flipper_length_mm": 210.0},
     {"island": "Dream", "flipper_length_mm": 190},
 ]
+
+
 PREDICTIONS = [
     {"prediction": "Gentoo", "confidence": 0.9, "id": "a1"},
     {"prediction": "Chinstrap", "confidence": 0.8, "id": "a2"},
 ]
+
+
 WHEN = datetime(2026, 11, 28, 4, 5, 6, 789000, tzinfo=UTC)
 
 
@@ -143,104 +138,3 @@ def test_the_inference_id_joins_a_request_across_variants() -> None:
     assert "inferenceId" not in record["eventMetadata"]
     bare = parse_capture_record(json.dumps(record))
     assert bare is not None and bare.request_key == "e3" and bare.role == SERVED
-
-
-def test_resource_names_fit_sagemaker_limits() -> None:
-    name = resource_name("x" * 80, "12", "20261128040506")
-    assert len(name) == 63 and name.endswith("-v12-20261128040506")
-
-
-def test_an_unset_placeholder_is_named() -> None:
-    with pytest.raises(BackendError, match=r"\$\{BUCKET\}.*BUCKET is not set.*export BUCKET="):
-        Sagemaker({**SETTINGS, "data_capture_uri": "s3://${BUCKET}/datastore"})
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"target": ""}, r"^backend\.target: missing"),
-        ({"region": None}, r"^backend\.region: missing"),
-        ({"target": "bad_name!"}, r"^backend\.target: 'bad_name!' is not a valid endpoint name"),
-        ({"ground_truth_uri": "/tmp/labels"}, r"^backend\.ground_truth_uri: '/tmp/labels' is not"),
-        ({"model_artifacts_uri": "s3://"}, r"^backend\.model_artifacts_uri: 's3://' is not an"),
-        ({"instance_count": "two"}, r"^backend\.instance_count: expected int, got str 'two'"),
-        ({"instance_count": True}, r"^backend\.instance_count: expected int, got bool"),
-        ({"wait_seconds": 0}, r"^backend\.wait_seconds: must be a positive integer, got 0"),
-        ({"image": 3}, r"^backend\.image: expected str, got int 3"),
-        (
-            {"instance_typ": "ml.t2.medium"},
-            r"^backend\.instance_typ: unknown setting, did you mean instance_type\?",
-        ),
-        (
-            {"data_capture": "s3://bucket/x"},
-            r"^backend\.data_capture: unknown setting, did you mean data_capture_uri\?",
-        ),
-        ({"database": "penguins.db"}, r"^backend\.database: unknown setting\. Valid settings:"),
-    ],
-)
-def test_wrong_settings_are_refused(change: dict, message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        Sagemaker({**SETTINGS, **change})
-
-
-def test_a_bad_setting_is_one_error_for_every_caller() -> None:
-    """A BackendError for the backends' callers, a ValueError (the project's SettingsError)
-    for `build_backend`, which reports it as one line."""
-    from common import settings_loader as settings
-    from common.pipeline import PipelineError, build_backend
-
-    with pytest.raises(settings.SettingsError) as info:
-        Sagemaker({**SETTINGS, "wait_second": 60})
-    assert isinstance(info.value, BackendError) and isinstance(info.value, ValueError)
-    with pytest.raises(PipelineError) as info:
-        build_backend("backend.Sagemaker", {**SETTINGS, "wait_second": 60})
-    assert str(info.value).startswith(
-        "Backend backend.Sagemaker: backend.wait_second: unknown setting, did you mean "
-        "wait_seconds?"
-    )
-
-
-def test_hyphenated_settings_still_load_with_a_warning() -> None:
-    old = {**SETTINGS, "instance-count": 2}
-    old["data-capture-uri"] = old.pop("data_capture_uri")
-    with pytest.warns(
-        FutureWarning, match="backend.data-capture-uri: write it as data_capture_uri"
-    ):
-        backend = Sagemaker(old)
-    assert backend.settings.capture_location == ("bucket", "datastore")
-    assert backend.instance_count == 2
-
-
-def test_settings_are_frozen() -> None:
-    import dataclasses
-
-    backend = Sagemaker(SETTINGS)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        backend.settings.target = "other"  # type: ignore[misc]
-
-
-def test_building_the_backend_contacts_no_aws() -> None:
-    backend = Sagemaker(SETTINGS)
-    assert backend.aws.clients == {} and backend.aws.session is None
-    assert backend.settings.capture_location == ("bucket", "datastore")
-    assert backend.settings.artifacts_location == ("bucket", "models")
-
-
-def test_config_sagemaker_yml_builds_this_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pathlib import Path
-
-    from common.config import load_project_configuration
-    from common.pipeline import build_backend
-
-    monkeypatch.setenv("BUCKET", "my-bucket")
-    monkeypatch.delenv("ENDPOINT_NAME", raising=False)
-    config = Path(__file__).parents[2] / "config" / "sagemaker.yml"
-    settings = load_project_configuration(config)["backend"]
-
-    backend = build_backend(settings["module"], settings)
-
-    assert isinstance(backend, Sagemaker)
-    assert backend.endpoint == "penguins"
-    assert backend.settings.capture_location == ("my-bucket", "datastore")
-    assert backend.settings.truth_location == ("my-bucket", "ground-truth")
-    assert backend.settings.assume_role is None  # ${SAGEMAKER_ROLE:-} unset: no role to assume
