@@ -409,7 +409,6 @@ class Training(Pipeline):
 
         from model_training.cross_validation import summarize_folds
         from model_training.model_card import CARD_ARTIFACT, render_markdown
-        from model_training.packaging import log_servable_model
         from model_training.tracking import log_cross_validation
 
         self.merge_artifacts(inputs)
@@ -426,20 +425,7 @@ class Training(Pipeline):
                     self.accuracy_threshold,
                 )
             else:
-                # The files `train` and `transform` wrote: neither Keras nor scikit-learn
-                # is imported here (the model is never unpickled).
-                logged = log_servable_model(
-                    {**self.model_files, **self.transformer_files},
-                    self.schema,
-                    registered_model_name=self.project.model["name"],
-                    input_example=self.data[self.schema.features].head(3),
-                )
-                self.artifacts, self.code_paths = logged.artifacts, logged.code_paths
-                self.pip_requirements = logged.pip_requirements
-                self.registered, self.model_version = True, logged.version
-                self.logger.info(
-                    "Registered model %s version %s.", self.project.model["name"], logged.version
-                )
+                self.register_servable_model()
             if self.registered:  # The tags first: the deployment pipeline reads them.
                 self.tag_challenger()
             self.model_card = render_markdown(self.build_model_card()) + self.tuning_section()
@@ -447,6 +433,26 @@ class Training(Pipeline):
                 mlflow.log_text(self.model_card, CARD_ARTIFACT)
         current.card.append(Markdown(self.model_card))
         self.next(self.end)
+
+    def register_servable_model(self) -> None:
+        """Log and register the files `train` and `transform` wrote, on the active run.
+
+        Neither Keras nor scikit-learn is imported here: the model is never unpickled.
+        """
+        from model_training.packaging import log_servable_model
+
+        logged = log_servable_model(
+            {**self.model_files, **self.transformer_files},
+            self.schema,
+            registered_model_name=self.project.model["name"],
+            input_example=self.data[self.schema.features].head(3),
+        )
+        self.artifacts, self.code_paths = logged.artifacts, logged.code_paths
+        self.pip_requirements = logged.pip_requirements
+        self.registered, self.model_version = True, logged.version
+        self.logger.info(
+            "Registered model %s version %s.", self.project.model["name"], logged.version
+        )
 
     def build_model_card(self) -> ModelCard:
         """The model card's contents, from the artifacts of the steps before `register`."""
