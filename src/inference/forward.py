@@ -1,6 +1,6 @@
 """The forward pass of the classifier, shared by the model server and the pipeline.
 
-The project's model is a stack of Dense layers (src/common/modeling.py). Its forward
+The project's model is a stack of Dense layers (src/model_training/network.py). Its forward
 pass is a few matrix products, so `dense_forward` computes it in numpy from weights
 copied out of the Keras model: no Keras or JAX import (seconds per process), nothing
 written by a call, so it is safe from any number of threads, and ~10 µs for one row.
