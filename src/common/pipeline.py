@@ -54,6 +54,13 @@ from metaflow.util import get_username
 
 from common.config import parse_project_configuration
 from common.data import DatasetSchema, load_dataset
+from common.secrets import (
+    CredentialsError,
+    authorization_header,
+    clean_tracking_environment,
+    credentials_to_environment,
+    redact,
+)
 from common.settings import ProjectSettings, project_settings
 
 # Tasks are CPU-bound processes that spend most of their life importing libraries:
@@ -141,22 +148,51 @@ def logging(step_name, flow, inputs=None):
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, with a useful message, when an HTTP tracking server is not answering.
 
-    MLflow's own client would retry for minutes before giving up.
+    MLflow's own client would retry for minutes before giving up. The request carries
+    the credentials MLflow would send (from the URI, or MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN): urllib cannot use a `user:pw@`
+    URL. The message never shows them.
     """
-    if not uri.startswith(("http://", "https://")):
-        return
+    environ = dict(os.environ)
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+        bare = credentials_to_environment(uri, environ)
+    except CredentialsError as error:
+        raise PipelineError(str(error)) from None
+    if not bare.startswith(("http://", "https://")):
+        return
+    health = urllib.request.Request(
+        f"{bare.rstrip('/')}/health", headers=authorization_header(environ)
+    )
+    try:
+        with urllib.request.urlopen(health, timeout=timeout):
             return
     except urllib.error.HTTPError:
         return  # Something answered: a server behind a proxy may not expose /health.
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = redact(str(getattr(error, "reason", error)))
         raise PipelineError(
-            f"The MLflow tracking server at {uri} is not reachable ({reason}). Start one "
-            f"with `uv run mlflow server --host 127.0.0.1 --port 5000`, or pass "
+            f"The MLflow tracking server at {redact(uri)} is not reachable ({reason}). Start "
+            "one with `uv run mlflow server --host 127.0.0.1 --port 5000`, or pass "
             "`--mlflow-tracking-uri sqlite:///mlflow.db` to track in a local file instead."
         ) from None
+
+
+def tracking_uri_without_credentials(ctx: Any, param: Any, value: Any) -> Any:
+    """Click callback of `--mlflow-tracking-uri`: move a `user:password@` out of the URI.
+
+    It runs in the run's own process while the command line is read, before Metaflow
+    stores the parameter: the stored value (what cards, logs and artifacts show) holds
+    no credentials. They go to MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD,
+    where MLflow reads them and every local task inherits them; remote tasks (Batch,
+    Kubernetes, the schedulers) need those variables in their own environment.
+    """
+    if not isinstance(value, str):
+        return value  # a deploy-time default: converted when the schedule is created
+    try:
+        clean_tracking_environment()
+        return credentials_to_environment(value)
+    except CredentialsError as error:
+        raise PipelineError(str(error)) from None
 
 
 @user_step_decorator
@@ -166,8 +202,9 @@ def mlflow(step_name, flow, inputs=None):
     The URI goes into the environment, so MLflow is configured without this decorator
     importing it: steps that never log pay nothing.
     """
-    uri = flow.mlflow_tracking_uri
-    check_tracking_server(uri)
+    check_tracking_server(flow.mlflow_tracking_uri)
+    # A run stored before credentials were kept out of URIs may still hold some.
+    uri = credentials_to_environment(flow.mlflow_tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     if "mlflow" in sys.modules:
         sys.modules["mlflow"].set_tracking_uri(uri)
@@ -356,8 +393,11 @@ class Pipeline(FlowSpec):
 
     mlflow_tracking_uri = Parameter(
         "mlflow-tracking-uri",
-        help="MLflow tracking URI.",
+        help="MLflow tracking URI. Give credentials in MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN); a user:password in the URI "
+        "is moved there and never stored.",
         default=project.mlflow_tracking_uri,
+        callback=tracking_uri_without_credentials,
     )
 
     @property

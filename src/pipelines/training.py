@@ -93,12 +93,13 @@ class Training(Pipeline):
     @step
     def start(self):
         """Validate parameters, open the parent MLflow run, record the training data."""
+        from common.secrets import redact
         from model_training.cards import dataset_summary
         from model_training.tracking import log_training_data, open_fold_runs, training_run
 
         self.validate_parameters()
         self.tuning, self.hyperparameters = self.chosen_hyperparameters()
-        self.logger.info("MLflow tracking server: %s", self.mlflow_tracking_uri)
+        self.logger.info("MLflow tracking server: %s", redact(self.mlflow_tracking_uri))
         self.mode = "production" if current.is_production else "development"
         self.logger.info("Running flow in %s mode.", self.mode)
         parameters = {

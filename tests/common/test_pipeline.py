@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import socket
 import sys
 import threading
@@ -25,7 +27,9 @@ from common.pipeline import (
     check_tracking_server,
     dataset_seed,
     resolve_backend_class,
+    tracking_uri_without_credentials,
 )
+from common.secrets import PASSWORD_VARIABLE, TOKEN_VARIABLE, URI_VARIABLE, USERNAME_VARIABLE
 
 # --- resolve_backend_class / build_backend ----------------------------------------------
 
@@ -188,6 +192,7 @@ def test_non_http_uris_are_not_checked(uri: str) -> None:
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        self.server.authorizations.append(self.headers.get("Authorization"))  # type: ignore[attr-defined]
         ok = self.server.health and self.path == "/health"  # type: ignore[attr-defined]
         self.send_response(200 if ok else 404)
         self.end_headers()
@@ -197,18 +202,33 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(health: bool) -> Iterator[tuple[str, list[str]]]:
+@contextlib.contextmanager
+def _serving(health: bool) -> Iterator[ThreadingHTTPServer]:
+    """A test server on a free port; it records each request's path and Authorization."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.paths = []  # type: ignore[attr-defined]
+    server.authorizations = []  # type: ignore[attr-defined]
     server.health = health  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", server.paths  # type: ignore[attr-defined]
+        yield server
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _serve(health: bool) -> Iterator[tuple[str, list[str]]]:
+    with _serving(health) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.paths  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def authorizations_server() -> Iterator[tuple[str, list[str | None]]]:
+    """A healthy server and the Authorization headers it received, in order."""
+    with _serving(health=True) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.authorizations  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -254,6 +274,80 @@ def test_silent_server_fails_after_the_timeout() -> None:
         with pytest.raises(PipelineError, match="not reachable"):
             check_tracking_server(uri, timeout=0.5)
         assert time.monotonic() - started < 3
+
+
+# --- credentials: sent, never shown ------------------------------------------------------
+
+SECRET = "S3cretPw"
+
+
+@pytest.fixture
+def no_tracking_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None of the variables, and whatever a test sets in them undone after it (set
+    first, so that monkeypatch records them)."""
+    for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE, TOKEN_VARIABLE, URI_VARIABLE):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def with_credentials(uri: str, credentials: str = f"alice:{SECRET}") -> str:
+    scheme, rest = uri.split("://", 1)
+    return f"{scheme}://{credentials}@{rest}"
+
+
+def test_credentials_in_the_uri_are_sent_as_basic_authentication(
+    authorizations_server, no_tracking_credentials
+) -> None:
+    uri, authorizations = authorizations_server
+    check_tracking_server(with_credentials(uri), timeout=5)
+    expected = base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    assert authorizations == [f"Basic {expected}"]
+
+
+def test_credentials_from_the_environment_are_sent(
+    authorizations_server, monkeypatch: pytest.MonkeyPatch, no_tracking_credentials
+) -> None:
+    uri, authorizations = authorizations_server
+    monkeypatch.setenv(TOKEN_VARIABLE, "a-token")
+    check_tracking_server(uri, timeout=5)
+    assert authorizations == ["Bearer a-token"]
+
+
+def test_an_unreachable_server_is_named_without_its_credentials(no_tracking_credentials) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(PipelineError) as info:
+        check_tracking_server(with_credentials(uri), timeout=3)
+    message = str(info.value)
+    assert f"The MLflow tracking server at {with_credentials(uri, '***')} is not reachable" in (
+        message
+    )
+    assert SECRET not in message
+
+
+def test_the_tracking_uri_parameter_keeps_no_credentials(
+    monkeypatch: pytest.MonkeyPatch, no_tracking_credentials
+) -> None:
+    import os
+
+    bare = tracking_uri_without_credentials(None, None, f"http://alice:{SECRET}@host:5000")
+    assert bare == "http://host:5000"
+    assert (os.environ[USERNAME_VARIABLE], os.environ[PASSWORD_VARIABLE]) == ("alice", SECRET)
+    # Other credentials than the environment's: refused, neither shown.
+    with pytest.raises(PipelineError) as info:
+        tracking_uri_without_credentials(None, None, "http://bob:Other-Pw@host:5000")
+    assert "http://***@host:5000" in str(info.value)
+    assert SECRET not in str(info.value) and "Other-Pw" not in str(info.value)
+
+
+def test_the_tracking_uri_variable_loses_its_credentials_when_the_run_starts(
+    monkeypatch: pytest.MonkeyPatch, no_tracking_credentials
+) -> None:
+    import os
+
+    monkeypatch.setenv(URI_VARIABLE, f"http://alice:{SECRET}@host:5000")
+    assert tracking_uri_without_credentials(None, None, "sqlite:///m.db") == "sqlite:///m.db"
+    assert os.environ[URI_VARIABLE] == "http://host:5000"
+    assert os.environ[PASSWORD_VARIABLE] == SECRET
 
 
 def test_the_pipelines_cards_are_rendered_once_with_no_live_data_process() -> None:
