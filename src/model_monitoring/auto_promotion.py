@@ -45,21 +45,26 @@ def promotion_command(
     return command
 
 
-def run_promotion(command: list[str], timeout: float = 900.0) -> dict[str, Any]:
-    """Run `command` (from `promotion_command`) to its end; what happened, as data.
+def run_promotion(
+    command: list[str], timeout: float = 900.0, environment: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `command` (from `promotion_command`) to its end, in `environment` (this
+    process's by default); what happened, as data, credentials redacted.
 
     The deployment pipeline decides for itself: it compares the versions again and
     may refuse. Its failure does not fail the monitoring run, whose figures stand.
     """
     import subprocess
 
+    from common.secrets import redact
+
     try:
         process = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False
+            command, capture_output=True, text=True, timeout=timeout, check=False, env=environment
         )
     except (OSError, subprocess.TimeoutExpired) as error:
-        return {"command": command, "returncode": None, "output": str(error)}
-    output = f"{process.stdout}\n{process.stderr}".strip()
+        return {"command": command, "returncode": None, "output": redact(str(error))}
+    output = redact(f"{process.stdout}\n{process.stderr}".strip())
     return {"command": command, "returncode": process.returncode, "output": output[-4000:]}
 
 
@@ -68,14 +73,33 @@ def run_deployment(
 ) -> dict[str, Any]:
     """Run the deployment pipeline `deployment_flow` on `version` with `configuration`
     (the monitoring run's, as parsed: placeholders expanded), written to a temporary
-    file for it; what happened, as `run_promotion` says."""
+    file for it; what happened, as `run_promotion` says.
+
+    Credentials in a URI (the tracking URI's `user:password@`) reach the pipeline
+    through its environment, never its command line (which `ps` shows) or the file.
+    """
+    import os
     import tempfile
     from pathlib import Path
 
     import yaml
 
+    from common.secrets import CredentialsError, credentials_to_environment
+
+    environment = dict(os.environ)
+    try:
+        parameters = {
+            name: credentials_to_environment(str(value), environment) if value else value
+            for name, value in parameters.items()
+        }
+        uri = configuration.get("mlflow_tracking_uri")
+        if uri:
+            uri = credentials_to_environment(str(uri), environment)
+            configuration = {**configuration, "mlflow_tracking_uri": uri}
+    except CredentialsError as error:
+        return {"command": None, "returncode": None, "output": str(error)}
     with tempfile.TemporaryDirectory() as directory:
         config_file = Path(directory) / "project.yml"
         config_file.write_text(yaml.safe_dump(configuration))
         command = promotion_command(deployment_flow, str(config_file), version, parameters)
-        return run_promotion(command)
+        return run_promotion(command, environment=environment)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_promotion_is_asked_only_for_a_better_shadow_with_auto_on() -> None:
     from model_monitoring.auto_promotion import promotion_decision
@@ -51,3 +53,53 @@ def test_the_promotion_command_runs_the_deployment_pipeline_on_the_shadow() -> N
     assert refused["returncode"] == 1 and "not promoted" in refused["output"]
     missing = run_promotion(["/nonexistent/python"])
     assert missing["returncode"] is None and "nonexistent" in missing["output"]
+
+
+# A stand-in for the deployment pipeline: it reports what it was given, and prints a URI
+# with the password it received (its output must come back redacted).
+REPORTING_FLOW = """
+import json, os, sys
+config = open(sys.argv[sys.argv.index("--config") + 2]).read()
+print(json.dumps({
+    "cmdline": open("/proc/self/cmdline", "rb").read().decode(errors="replace"),
+    "config": config,
+    "username": os.environ.get("MLFLOW_TRACKING_USERNAME"),
+    "password": os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+}))
+print("talking to http://alice:" + os.environ.get("MLFLOW_TRACKING_PASSWORD", "") + "@h:5000")
+"""
+
+
+def test_the_deployment_gets_credentials_through_its_environment_only(
+    tmp_path, monkeypatch
+) -> None:
+    import json
+    import sys
+
+    from model_monitoring.auto_promotion import run_deployment
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/cmdline")
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    secret = "S3cretPw"
+    uri = f"http://alice:{secret}@tracking.internal:5000"
+    flow = tmp_path / "deployment.py"
+    flow.write_text(REPORTING_FLOW)
+
+    outcome = run_deployment(
+        str(flow),
+        {"project": "penguins", "mlflow_tracking_uri": uri},
+        "7",
+        {"backend": "backend.Local", "mlflow-tracking-uri": uri},
+    )
+
+    assert outcome["returncode"] == 0, outcome["output"]
+    seen = json.loads(outcome["output"].splitlines()[0])
+    assert (seen["username"], seen["password"]) == ("alice", secret)
+    assert secret not in seen["cmdline"] and secret not in seen["config"]
+    assert "http://tracking.internal:5000" in seen["cmdline"]
+    assert "http://tracking.internal:5000" in seen["config"]
+    assert "talking to http://***@h:5000" in outcome["output"]
+    assert secret not in json.dumps({**outcome, "output": outcome["output"].splitlines()[1:]})
