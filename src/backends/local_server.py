@@ -21,6 +21,8 @@ version replaces another without refusing or dropping a request:
    accepted and exit. Connections still queued are the new server's.
 
 Downloaded models live in `<state dir>/models/`; only those of the server are kept.
+The server inherits an allow-list of the environment that starts it (`server_may_inherit`):
+no cloud keys, tracking credentials or tokens reach a process that answers the network.
 """
 
 from __future__ import annotations
@@ -54,6 +56,34 @@ SHADOW_VERSION_VARIABLE = "SERVING_SHADOW_VERSION"
 BACKLOG = 2048
 # A unix socket's path must fit in sockaddr_un (108 bytes on Linux, 104 on macOS).
 MAX_UNIX_PATH = 100
+
+
+# What the model server may inherit of the environment that starts it: what Python, the
+# model's libraries (Keras, JAX, the BLAS threads) and the serving settings read. Nothing
+# else reaches a process that answers the network: not the cloud keys, tracking
+# passwords or tokens a pipeline runs with.
+SERVER_VARIABLES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "XDG_CACHE_HOME", "SYSTEMROOT",
+})  # fmt: skip
+SERVER_VARIABLE_PREFIXES = (
+    "LC_", "PYTHON", "KERAS_", "JAX_", "XLA_", "SERVING_", "MLFLOW_SCORING_SERVER_",
+)  # fmt: skip
+# Where a model is downloaded from: the pipeline's business, not the server's.
+DOWNLOAD_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def server_may_inherit(name: str) -> bool:
+    """Whether the model server gets variable `name` of the environment that starts it.
+
+    A shadow is only what the deployment asks for (`shadow`, or the `environment` it
+    passes), never one left in the caller's environment.
+    """
+    if name in (SHADOW_PATH_VARIABLE, SHADOW_VERSION_VARIABLE):
+        return False
+    return name in SERVER_VARIABLES or name.startswith(SERVER_VARIABLE_PREFIXES)
 
 
 class ServerError(RuntimeError):
@@ -323,18 +353,19 @@ class LocalServer:
         return process, ready_read
 
     def _server_environment(self, prepared: Prepared, environment: dict[str, str]) -> dict:
+        """What the server runs with: the part of this process's environment it may
+        inherit (`server_may_inherit`), MLflow's app settings, and the caller's
+        `environment` but for where the model was downloaded from."""
         bin_dir = str(Path(sys.executable).parent)
-        # A shadow is only what this deployment asks for (`shadow`, or `environment`
-        # explicitly), never one inherited from the caller's environment.
-        inherited = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in (SHADOW_PATH_VARIABLE, SHADOW_VERSION_VARIABLE)
+        inherited = {name: value for name, value in os.environ.items() if server_may_inherit(name)}
+        # The server reads its downloaded copy: it needs no tracking server, or its URI.
+        explicit = {
+            name: value for name, value in environment.items() if name not in DOWNLOAD_VARIABLES
         }
         env = {
             **inherited,
             **prepared.environment,
-            **environment,
+            **explicit,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         if prepared.shadow_path:
@@ -412,6 +443,7 @@ class LocalServer:
         from mlflow.exceptions import MlflowException
 
         from common.registry import quiet_downloads
+        from common.secrets import redact
 
         models = self.state_dir / "models"
         models.mkdir(parents=True, exist_ok=True)
@@ -427,8 +459,9 @@ class LocalServer:
                 )
         except (MlflowException, OSError) as error:
             shutil.rmtree(target, ignore_errors=True)
-            _note(log, f"Could not download {model_uri}: {error}")
-            raise ServerError(f"Could not download the {what} {model_uri}: {error}") from None
+            reason = redact(str(error))
+            _note(log, f"Could not download {model_uri}: {reason}")
+            raise ServerError(f"Could not download the {what} {model_uri}: {reason}") from None
         return Path(local)
 
     def _download_dir(self, path: Path) -> Path:
