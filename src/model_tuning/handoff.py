@@ -78,12 +78,18 @@ def read_recommendation(reference: str) -> dict[str, Any]:
             "`uv run src/pipelines/tuning.py run` (it prints `Tuning/<id>`)."
         ) from None
     if not run.successful:
-        state = "is still running" if not run.finished else "failed"
+        state = "failed" if _has_failed(run) else "is still running"
         raise TuningRunError(
             f"{where}: the tuning run {pathspec} {state}; pass a finished one, or run the "
             "search again: uv run src/pipelines/tuning.py run"
         )
     return _checked(run.data.recommendation, where)
+
+
+def _has_failed(run: Any) -> bool:
+    """Whether a task of `run` ended without success: its last attempt is recorded as
+    not ok. (A run is `finished` once its end step is, which a failed run never is.)"""
+    return any(task.metadata_dict.get("attempt_ok") == "False" for step in run for task in step)
 
 
 def _checked(found: dict[str, Any], where: str) -> dict[str, Any]:
