@@ -17,7 +17,17 @@ Keys are snake_case. A kebab-case spelling (`max-rows`) is still accepted, with 
 warning naming the new spelling, so older config files keep working. Values are
 checked against the field's annotation: str, int, float (an int is accepted), bool,
 `X | None`, `list[X]` / `tuple[X, ...]`, `dict[str, X]`, `Literal[...]` and nested
-settings dataclasses; an empty section (YAML null) takes the defaults.
+settings dataclasses; an empty section (YAML null) takes the defaults. A float must be
+finite: `.nan` and `.inf` are refused, so no threshold is silently never reached.
+
+Text stays text: a number setting refuses `"10"` as written in a file. Only text that a
+`${VAR}` placeholder put there (`PlaceholderText`, made by `common.config`) is converted
+explicitly, and strictly, by a number or yes/no setting: an int takes `123`, a float
+`0.7` or `1e-3`, a bool `true` or `false`; an optional setting takes an empty one as
+unset. A string setting keeps `123` as the text "123". Outside the process that parsed
+the file (a Metaflow task reads the configuration back as plain data) placeholder text
+is plain text again: a backend, which checks its `backend:` section there, takes its
+numbers and yes/no settings as written in the file, never from a placeholder.
 
 A field's `metadata={"hint": "..."}` is a sentence saying how to write it; it follows
 every message about that field. Checks that need more than a type (a range, a value
@@ -31,6 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 import warnings
@@ -38,6 +50,21 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class PlaceholderText(str):
+    """Text that a `${VAR}` placeholder put into a configuration value.
+
+    A number or yes/no setting converts it explicitly; any other text stays text.
+    """
+
+
+# What a placeholder must hold for a number setting: YAML's spelling of a number (an
+# integer's digits bounded, as Python's int() refuses thousands of them).
+_INTEGER_TEXT = re.compile(r"[-+]?[0-9]{1,30}")
+_DECIMAL_TEXT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_BOOLEAN_TEXT = {"true": True, "false": False}
+_UNSPELLED = object()
 
 
 class SettingsError(ValueError):
@@ -112,6 +139,8 @@ def _plain(value: Any) -> Any:
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)  # a `PlaceholderText` in a section kept as data, e.g. `backend:`
     return value
 
 
@@ -154,6 +183,11 @@ def _describe(annotation: Any) -> str:
 
 def _wrong(where: str, value: Any, annotation: Any, hint: str = "") -> SettingsError:
     message = f"{where}: expected {_describe(annotation)}, got {type(value).__name__} {value!r}."
+    # Quoted in the file, or a placeholder's text read back as plain data. (YAML 1.1 reads
+    # an exponent without a dot, 1e-3, as text: that is not a matter of quotes.)
+    spelled = isinstance(value, str) and _spelled(value, annotation) is not _UNSPELLED
+    if spelled and "e" not in value.lower():
+        message += " Write it unquoted, in the file: text stays text."
     return SettingsError(f"{message} {hint}".rstrip())
 
 
@@ -170,7 +204,7 @@ def _check(value: Any, annotation: Any, where: str, hint: str = "") -> Any:
     if origin is typing.Literal:
         arguments = typing.get_args(annotation)
         if value in arguments:
-            return value
+            return arguments[arguments.index(value)]
         message = f"{where}: must be one of {', '.join(map(repr, arguments))}, got {value!r}."
         raise SettingsError(f"{message} {hint}".rstrip())
     if origin in (list, tuple):
@@ -186,8 +220,9 @@ def _check(value: Any, annotation: Any, where: str, hint: str = "") -> Any:
 
 def _check_union(value: Any, annotation: Any, where: str, hint: str) -> Any:
     arguments = typing.get_args(annotation)
-    if value is None and type(None) in arguments:
-        return None
+    empty_placeholder = isinstance(value, PlaceholderText) and not value.strip()
+    if type(None) in arguments and (value is None or empty_placeholder):
+        return None  # `${VAR:-}` with VAR unset leaves an optional setting unset.
     options = [option for option in arguments if option is not type(None)]
     if len(options) == 1:  # `X | None`: the error about X is the useful one.
         return _check(value, options[0], where, hint)
@@ -218,7 +253,9 @@ def _check_mapping(value: Any, annotation: Any, where: str, hint: str) -> dict[s
     return {str(k): _check(v, item, f"{where}.{k}", hint) for k, v in value.items()}
 
 
-def _check_scalar(value: Any, annotation: Any, where: str, hint: str) -> Any:
+def _check_scalar(value: Any, annotation: Any, where: str, hint: str = "") -> Any:
+    if isinstance(value, PlaceholderText) and annotation in (int, float, bool):
+        value = _convert_placeholder_text(value, annotation, where, hint)
     # bool is an int to Python, never a number in a config file.
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is bool:
@@ -233,4 +270,45 @@ def _check_scalar(value: Any, annotation: Any, where: str, hint: str) -> Any:
         raise TypeError(f"{where}: settings of type {annotation!r} are not supported.")
     if not accepted:
         raise _wrong(where, value, annotation, hint)
-    return float(value) if annotation is float else value
+    if annotation is float:
+        return _finite(value, where, hint)
+    if annotation is str:
+        return str(value)  # plain text, whether written or from a placeholder
+    return value
+
+
+def _finite(number: float, where: str, hint: str) -> float:
+    """`number` as a float; refused if it is not finite (`.nan`, `.inf`, too large)."""
+    try:
+        value = float(number)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        message = f"{where}: must be a finite number, got {number!r}."
+        raise SettingsError(f"{message} {hint}".rstrip())
+    return value
+
+
+def _convert_placeholder_text(text: str, annotation: Any, where: str, hint: str) -> Any:
+    """The number or yes/no a placeholder's text spells; SettingsError if it spells none."""
+    value = _spelled(text, annotation)
+    if value is not _UNSPELLED:
+        return value
+    spelling = {bool: "true or false", int: "a whole number", float: "a number such as 0.5"}
+    message = (
+        f"{where}: expected {_describe(annotation)}, got {text!r} from a ${{VAR}} "
+        f"placeholder: the variable must hold {spelling[annotation]}."
+    )
+    raise SettingsError(f"{message} {hint}".rstrip())
+
+
+def _spelled(text: str, annotation: Any) -> Any:
+    """What `text` spells as an `annotation` (int, float or bool), else `_UNSPELLED`."""
+    spelled = text.strip()
+    if annotation is bool and spelled.lower() in _BOOLEAN_TEXT:
+        return _BOOLEAN_TEXT[spelled.lower()]
+    if annotation is int and _INTEGER_TEXT.fullmatch(spelled):
+        return int(spelled)
+    if annotation is float and _DECIMAL_TEXT.fullmatch(spelled):
+        return float(spelled)
+    return _UNSPELLED

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
-from common.settings_loader import SettingsError, SettingValueError, load_settings, settings_dict
+from common.settings_loader import (
+    PlaceholderText,
+    SettingsError,
+    SettingValueError,
+    load_settings,
+    settings_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -136,3 +142,88 @@ def test_a_yaml_list_fills_a_tuple_and_an_empty_section_takes_defaults() -> None
         load_settings(Checked, {"names": "a"}, "m")
     with pytest.raises(SettingsError, match=r"^m\.options: expected dict\[str, int\], got list"):
         load_settings(Checked, {"options": [1]}, "m")
+
+
+# --- Numbers are finite; a placeholder's text is converted only on purpose (issue 21) --------
+
+
+@dataclass(frozen=True)
+class Typed:
+    ratio: float = 0.5
+    count: int = 1
+    enabled: bool = False
+    label: str = ""
+    limit: float | None = None
+    bound: int | float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 10**400])
+def test_a_float_must_be_finite(value: float) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(Typed, {"ratio": value}, "m")
+    assert str(info.value).startswith("m.ratio: must be a finite number, got ")
+
+
+def test_an_optional_float_must_be_finite_too() -> None:
+    with pytest.raises(SettingsError, match=r"^m\.limit: must be a finite number, got nan\."):
+        load_settings(Typed, {"limit": float("nan")}, "m")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"count": PlaceholderText("123")}, 123),
+        ({"count": PlaceholderText(" -4 ")}, -4),
+        ({"ratio": PlaceholderText("0.25")}, 0.25),
+        ({"ratio": PlaceholderText("1e-3")}, 0.001),
+        ({"enabled": PlaceholderText("TRUE")}, True),
+        ({"enabled": PlaceholderText("false")}, False),
+        ({"limit": PlaceholderText("")}, None),
+        ({"bound": PlaceholderText("7")}, 7),
+        ({"bound": PlaceholderText("7.5")}, 7.5),
+    ],
+)
+def test_a_number_or_yes_no_setting_converts_a_placeholders_text(
+    data: dict[str, str], expected: object
+) -> None:
+    value = getattr(load_settings(Typed, data, "m"), next(iter(data)))
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"count": PlaceholderText("1.5")}, "m.count: expected int, got '1.5' from a ${VAR} "
+         "placeholder: the variable must hold a whole number."),
+        ({"enabled": PlaceholderText("yes")}, "m.enabled: expected bool, got 'yes' from a "
+         "${VAR} placeholder: the variable must hold true or false."),
+        ({"ratio": PlaceholderText("nan")}, "m.ratio: expected float, got 'nan' from a ${VAR} "
+         "placeholder: the variable must hold a number such as 0.5."),
+        ({"ratio": PlaceholderText("1.0e+999")}, "m.ratio: must be a finite number, got inf."),
+        ({"count": PlaceholderText("9" * 5000)}, "m.count: expected int, got '9999"),
+    ],
+)  # fmt: skip
+def test_a_placeholders_text_that_spells_no_value_is_refused(
+    data: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(Typed, data, "m")
+    assert str(info.value).startswith(expected)
+
+
+def test_written_text_is_not_converted_and_the_message_says_why() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(Typed, {"count": "123"}, "m")
+    assert str(info.value) == (
+        "m.count: expected int, got str '123'. Write it unquoted, in the file: text stays text."
+    )
+
+
+def test_placeholder_text_comes_out_as_plain_text() -> None:
+    settings = load_settings(
+        Typed, {"label": PlaceholderText("123"), "data": {"k": PlaceholderText("v")}}, "m"
+    )
+    assert settings.label == "123" and type(settings.label) is str
+    plain = settings_dict(settings)
+    assert plain["data"] == {"k": "v"} and type(plain["data"]["k"]) is str
