@@ -1,6 +1,7 @@
 """The model registry as every stage reads it: version look-ups, aliases, model URIs
-and downloads. What a registered model is made of is model_training.packaging's; the
-deployment audit trail is promotion.audit's."""
+and downloads, and the search filters that find them (`equals_filter`, quoted so that a
+name cannot break the filter). What a registered model is made of is
+model_training.packaging's; the deployment audit trail is promotion.audit's."""
 
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ def download_model(uri: str, directory: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def equals_filter(key: str, value: str) -> str:
+    """The MLflow search filter `key = 'value'` (model versions, runs), quoted so that
+    a quote in `value` cannot end the string: MLflow's filter grammar has no escape, so
+    a value holding both kinds of quote cannot be searched for (ValueError)."""
+    if "'" not in value:
+        return f"{key} = '{value}'"
+    if '"' not in value:
+        return f'{key} = "{value}"'
+    raise ValueError(
+        f"{value!r} holds both ' and \", which an MLflow search filter cannot quote: "
+        "rename it (model.name in the project configuration) without quotes."
+    )
+
+
 CHAMPION = "champion"
 PREVIOUS = "previous"
 CHALLENGER = "challenger"
@@ -55,7 +70,10 @@ def resolve_version(client: Any, name: str, requested: str | None) -> str:
     from mlflow.exceptions import MlflowException
 
     if requested in (None, "", "latest"):
-        versions = client.search_model_versions(f"name = '{name}'")
+        try:
+            versions = client.search_model_versions(equals_filter("name", name))
+        except ValueError as error:
+            raise LookupError(f"Model {name!r} cannot be looked up: {error}") from None
         if not versions:
             raise LookupError(
                 f"No version of model {name!r} is registered. Train one first: "
