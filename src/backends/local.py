@@ -2,17 +2,24 @@
 
 uv run python -m backends.local status   # what serves, is it healthy
 uv run python -m backends.local stop     # stop the background server
+uv run python -m backends.local prune    # delete captures past backend.capture_retention
+
+`prune` reads `backend:` of the project config (`--config`, default config/local.yml);
+the server and the monitoring pipeline's labelling prune on their own too (see
+`inference.retention`). `--vacuum` also rewrites a store made before stores gave space
+back by themselves (it holds the server's writes while it runs: do it when idle).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -27,7 +34,9 @@ from backends.base import (
     simulate_ground_truth,
 )
 from backends.local_server import DEFAULT_STATE_DIR, LocalServer, ServerError, ping
-from common.settings_loader import require_positive_integers
+from common.settings_loader import SettingValueError, require_positive_integers
+from inference.retention import ENVIRONMENT_VARIABLE as RETENTION_VARIABLE
+from inference.retention import Retention
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +52,9 @@ class LocalSettings:
     workers: int = 2  # server processes
     max_batch_size: int = 1000  # most rows per request
     state_dir: str = DEFAULT_STATE_DIR  # the server's pid, address and logs
+    # How long captured predictions are kept: `days` without ground truth, `labeled_days`
+    # with it, at most `rows` (the oldest unlabelled go first); null keeps them for ever.
+    capture_retention: Retention = field(default_factory=Retention)
 
     def __post_init__(self) -> None:
         url = urlparse(self.target)
@@ -54,6 +66,9 @@ class LocalSettings:
         require_positive_integers(self, "workers", "max_batch_size")
         if not self.database:
             raise SettingsError("backend.database: must name a SQLite file, e.g. penguins.db.")
+        problem = self.capture_retention.problem()
+        if problem is not None:
+            raise SettingValueError(f"capture_retention.{problem[0]}", problem[1])
 
 
 class Local(Backend):
@@ -62,7 +77,8 @@ class Local(Backend):
     Settings (config `backend:`, see `LocalSettings`): `target` (invocations URL),
     `database` (capture SQLite file), `workers` (server processes, default 2),
     `max_batch_size` (rows per request, default 1000), `state_dir` (server pid and logs,
-    default `.serving`).
+    default `.serving`), `capture_retention` (how long captures are kept: see
+    `inference.retention`).
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -77,10 +93,10 @@ class Local(Backend):
     def _server(self) -> LocalServer:
         return LocalServer(self.state_dir)
 
-    def _store(self):
+    def _store(self, retention: Retention | None = None):
         from inference.capture import CaptureStore
 
-        return CaptureStore(self.database)
+        return CaptureStore(self.database, retention)
 
     def deployed_version(self) -> str | None:
         state = self._server().state()
@@ -91,6 +107,7 @@ class Local(Backend):
             "SERVING_CAPTURE_DATABASE": self.database,
             "SERVING_MODEL_VERSION": str(model_version),
             "SERVING_MAX_BATCH_SIZE": str(self.max_batch_size),
+            RETENTION_VARIABLE: self.settings.capture_retention.as_json(),
         }
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             if name in os.environ:
@@ -200,28 +217,66 @@ class Local(Backend):
         return captured_frame(rows) if rows else None
 
     def label(self, ground_truth_quality: float = 0.8) -> int:
-        store = self._store()
-        try:
-            unlabeled = store.unlabeled()
-            if not unlabeled:
-                return 0
-            classes = store.classes()
-            return store.label(simulate_ground_truth(unlabeled, classes, ground_truth_quality))
-        finally:
-            store.close()
+        """Simulate ground truth for the unlabelled predictions, then delete what
+        `backend.capture_retention` no longer keeps (the server does too, when it runs)."""
+        with self._capture_errors("Labelling"):
+            store = self._store()
+            try:
+                unlabeled = store.unlabeled()
+                truth = unlabeled and simulate_ground_truth(
+                    unlabeled, store.classes(), ground_truth_quality
+                )
+                labelled = store.label(truth) if truth else 0
+            finally:
+                store.close()
+            self.prune()
+        return labelled
 
     def label_by_id(self, ground_truth: dict[str, str]) -> int:
-        store = self._store()
+        with self._capture_errors("Labelling"):
+            store = self._store()
+            try:
+                return store.label(ground_truth)
+            finally:
+                store.close()
+
+    def prune(self, rewrite: bool = False) -> int:
+        """Delete the captures `backend.capture_retention` no longer keeps; how many.
+
+        `rewrite`: then rewrite the store without its free pages, which a store made
+        before stores gave space back by themselves needs once (it holds the server's
+        writes meanwhile).
+        """
+        if not Path(self.database).exists():
+            return 0
+        with self._capture_errors("Deleting old captures"):
+            store = self._store(self.settings.capture_retention)
+            try:
+                deleted = store.prune()
+                if rewrite:
+                    store.rewrite()
+            finally:
+                store.close()
+        return deleted
+
+    @contextlib.contextmanager
+    def _capture_errors(self, what: str) -> Iterator[None]:
+        """A capture store's failure (a full disk, a lock held too long) as BackendError."""
+        from inference.capture import CaptureError
+
         try:
-            return store.label(ground_truth)
-        finally:
-            store.close()
+            yield
+        except CaptureError as error:
+            raise BackendError(f"{what} failed: {error}") from None
 
 
 def main(argv: list[str]) -> int:
-    """`status` or `stop` the background server (state in .serving/ or $SERVING_STATE_DIR)."""
+    """`status` or `stop` the background server (state in .serving/ or $SERVING_STATE_DIR),
+    or `prune` the captures."""
     server = LocalServer(os.environ.get("SERVING_STATE_DIR", DEFAULT_STATE_DIR))
     command = argv[0] if argv else "status"
+    if command == "prune":
+        return prune_command(argv[1:])
     if command == "stop":
         state = server.stop()
         print(f"Stopped the server of model version {state.model_version}." if state else
@@ -239,8 +294,37 @@ def main(argv: list[str]) -> int:
             f"{health}."
         )
         return 0
-    print("Usage: python -m backends.local [status|stop]", file=sys.stderr)
+    print("Usage: python -m backends.local [status|stop|prune]", file=sys.stderr)
     return 2
+
+
+def prune_command(arguments: list[str]) -> int:
+    """`prune [--config PATH] [--vacuum]`: delete captures past `backend.capture_retention`."""
+    import argparse
+
+    from common.config import load_project_configuration
+    from common.settings import ConfigurationError
+
+    parser = argparse.ArgumentParser(prog="python -m backends.local prune")
+    parser.add_argument("--config", default="config/local.yml", help="the project config")
+    parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="then rewrite the store without its free pages: once, for a store made before "
+        "stores gave space back by themselves; it holds the server's writes while it runs",
+    )
+    options = parser.parse_args(arguments)
+    try:
+        backend = Local(load_project_configuration(options.config).get("backend"))
+        deleted = backend.prune(rewrite=options.vacuum)
+    except (BackendError, ConfigurationError, OSError) as error:
+        print(f"{options.config}: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Deleted {deleted} captured predictions past backend.capture_retention from "
+        f"{backend.database}."
+    )
+    return 0
 
 
 if __name__ == "__main__":

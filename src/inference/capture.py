@@ -18,20 +18,32 @@ Version 3 added columns, by `ALTER TABLE ... ADD COLUMN` when a store lacks them
 `batch` for the scoring pipeline) and the shadow model's answer to the same request
 (`shadow_version`, `shadow_prediction`, `shadow_confidence`), labelled by the same
 ground truth as the champion's.
+
+The store is private to whoever runs the server: its file is created 0600 (SQLite
+gives its `-wal` and `-shm` the same mode) and an older store's files are made so when
+it is opened. With a `Retention` (`inference.retention`), the store deletes what it no
+longer keeps after its first write and then at most every `PRUNE_INTERVAL_SECONDS`,
+in a thread of its own, without stopping the server. A full disk fails the
+write with a `CaptureError` that says so; what was stored before is intact.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import sqlite3
+import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from inference.retention import Retention, give_space_back, prune, rewrite
+from inference.sqlite_writes import is_disk_full, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -97,6 +109,19 @@ APPLY_LABELS_BY_WALK = (
 STORED_PER_LABEL_TO_WALK = 100
 
 BUSY_TIMEOUT_SECONDS = 30.0
+# How often a store with a retention looks for rows to delete while it is written to.
+PRUNE_INTERVAL_SECONDS = 60.0
+# The write-ahead log is cut back to this size after a checkpoint: a prune of many rows
+# writes them all to it once.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+# The companions SQLite keeps beside a store; they hold its rows too.
+COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+DISK_FULL_ADVICE = (
+    "free space on its disk, or keep fewer predictions (backend.capture_retention); the "
+    "predictions stored before are intact."
+)
+
+logger = logging.getLogger(__name__)
 
 INSERT_PREDICTIONS = (
     "INSERT INTO predictions (id, created_at, model_version, inputs, prediction, confidence, "
@@ -143,11 +168,17 @@ class ShadowAnswers:
 
 def connect(path: str) -> sqlite3.Connection:
     """Open (and create if needed) a capture database, ready for concurrent writers."""
+    _make_private(path)
     connection = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
     )
     connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    if connection.execute("PRAGMA page_count").fetchone()[0] == 0:
+        # Only a store without tables can take it: deleted rows' pages can then be
+        # given back to the file system without rewriting the whole file.
+        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
     connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     # NORMAL in WAL mode survives a killed process (the OS keeps the written pages);
     # only a power loss could drop the last commits.
     connection.execute("PRAGMA synchronous = NORMAL")
@@ -158,21 +189,23 @@ def connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-@contextlib.contextmanager
-def _write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction: committed at the end, rolled back on any error."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+def _make_private(path: str) -> None:
+    """Create the store's file readable by its owner only, and make an existing store's
+    files so (those of another user, or on a read-only disk, are left as they are)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, *(path + suffix for suffix in COMPANION_SUFFIXES)):
+        with contextlib.suppress(OSError):
+            mode = os.stat(name).st_mode
+            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
+                os.chmod(name, 0o600)
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
     """Bring a new or older store to SCHEMA_VERSION in one transaction, rows untouched."""
-    with _write_transaction(connection):
+    with write_transaction(connection):
         existing = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
         if existing:  # An older store: add what it lacks before the indexes need it.
             for name, definition in ADDED_COLUMNS.items():
@@ -208,6 +241,13 @@ def _shadow_columns(shadow: ShadowAnswers | None, count: int) -> Iterable[tuple[
     )
 
 
+def _failure(what: str, path: str, error: sqlite3.Error | OSError) -> str:
+    """`what` failed on the store at `path`, and why: a full disk says so, and what to do."""
+    if is_disk_full(error):
+        return f"{what} {path}: database or disk is full: {DISK_FULL_ADVICE}"
+    return f"{what} {path}: {error}"
+
+
 def _json_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -215,18 +255,83 @@ def _json_value(value: Any) -> Any:
 
 
 class CaptureStore:
-    """A thread-safe writer and reader of the predictions table."""
+    """A thread-safe writer and reader of the predictions table.
 
-    def __init__(self, path: str) -> None:
+    With a `retention`, what it no longer keeps is deleted in a thread of the store's
+    own after its first write, then at most every PRUNE_INTERVAL_SECONDS after one.
+    """
+
+    def __init__(self, path: str, retention: Retention | None = None) -> None:
         self.path = path
         try:
             self._connection = connect(path)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:
             raise CaptureError(f"Cannot open the capture database {path}: {error}") from error
         self._lock = threading.Lock()
+        self.retention = retention
+        self._prune_lock = threading.Lock()
+        self._pruned_at = -math.inf  # time.monotonic() of the last prune started
+        self._pruning: threading.Thread | None = None
 
     def close(self) -> None:
         self._connection.close()
+
+    def prune(self) -> int:
+        """Delete what the retention no longer keeps, give the space back; rows deleted.
+
+        Through a connection of its own: the store's writers wait one batch at most.
+        """
+        if self.retention is None:
+            return 0
+        try:
+            connection = connect(self.path)
+            try:
+                deleted = prune(connection, self.retention)
+                if deleted:
+                    give_space_back(connection)
+            finally:
+                connection.close()
+        except (sqlite3.Error, OSError) as error:
+            message = _failure("Could not delete old predictions from", self.path, error)
+            raise CaptureError(message) from error
+        return deleted
+
+    def rewrite(self) -> None:
+        """Rewrite the store without its free pages (see `inference.retention.rewrite`)."""
+        try:
+            rewrite(self._connection)
+        except sqlite3.Error as error:
+            raise CaptureError(_failure("Could not rewrite", self.path, error)) from error
+
+    def wait_for_pruning(self, timeout: float | None = None) -> None:
+        """Return once the prune running in the background, if any, has finished."""
+        pruning = self._pruning
+        if pruning is not None:
+            pruning.join(timeout)
+
+    def _prune_when_due(self) -> None:
+        """Start a prune in the background if the last began PRUNE_INTERVAL_SECONDS ago."""
+        if self.retention is None:
+            return
+        with self._prune_lock:
+            running = self._pruning is not None and self._pruning.is_alive()
+            if running or time.monotonic() - self._pruned_at < PRUNE_INTERVAL_SECONDS:
+                return
+            self._pruned_at = time.monotonic()
+            self._pruning = threading.Thread(
+                target=self._prune_and_log, daemon=True, name="capture-retention"
+            )
+            self._pruning.start()
+
+    def _prune_and_log(self) -> None:
+        try:
+            deleted = self.prune()
+        except CaptureError as error:  # the next write tries again after the interval
+            logger.warning("%s", error)
+            return
+        if deleted:
+            logger.info("Deleted %d predictions older than the retention from %s.", deleted,
+                        self.path)  # fmt: skip
 
     def save(
         self,
@@ -270,10 +375,13 @@ class CaptureStore:
             )
         ]  # fmt: skip
         try:
-            with self._lock, _write_transaction(self._connection):
+            with self._lock, write_transaction(self._connection):
                 self._connection.executemany(INSERT_PREDICTIONS, rows)
         except sqlite3.Error as error:
-            raise CaptureError(f"Could not capture predictions in {self.path}: {error}") from error
+            raise CaptureError(
+                _failure("Could not capture predictions in", self.path, error)
+            ) from error
+        self._prune_when_due()
 
     def unlabeled(self) -> list[tuple[str, str]]:
         """(id, prediction) of every prediction without ground truth."""
@@ -288,18 +396,27 @@ class CaptureStore:
         cheaper plan for their number (see `STAGE_LABELS`).
         """
         now = time.time()
-        with self._lock, _write_transaction(self._connection):
-            self._connection.execute(STAGE_LABELS)
-            self._connection.executemany(
-                "INSERT OR REPLACE INTO temp.labels (id, truth) VALUES (?, ?)",
-                ((id_, str(truth)) for id_, truth in ground_truth.items()),
-            )
-            # The largest rowid: the number of rows, as none are deleted, in one seek.
-            stored = self._connection.execute("SELECT max(rowid) FROM predictions")
-            walk = len(ground_truth) * STORED_PER_LABEL_TO_WALK >= (stored.fetchone()[0] or 0)
-            apply = APPLY_LABELS_BY_WALK if walk else APPLY_LABELS_BY_LOOKUP
-            updated = self._connection.execute(apply, (now,)).rowcount
-            self._connection.execute("DELETE FROM temp.labels")
+        try:
+            with self._lock, write_transaction(self._connection):
+                updated = self._apply_labels(ground_truth, now)
+        except sqlite3.Error as error:
+            raise CaptureError(
+                _failure("Could not record ground truth in", self.path, error)
+            ) from error
+        return updated
+
+    def _apply_labels(self, ground_truth: dict[str, str], now: float) -> int:
+        self._connection.execute(STAGE_LABELS)
+        self._connection.executemany(
+            "INSERT OR REPLACE INTO temp.labels (id, truth) VALUES (?, ?)",
+            ((id_, str(truth)) for id_, truth in ground_truth.items()),
+        )
+        # About the number of rows (exactly, until the retention deletes some), in two seeks.
+        stored = self._connection.execute("SELECT max(rowid) - min(rowid) + 1 FROM predictions")
+        walk = len(ground_truth) * STORED_PER_LABEL_TO_WALK >= (stored.fetchone()[0] or 0)
+        apply = APPLY_LABELS_BY_WALK if walk else APPLY_LABELS_BY_LOOKUP
+        updated = self._connection.execute(apply, (now,)).rowcount
+        self._connection.execute("DELETE FROM temp.labels")
         return updated
 
     def recent(self, limit: int, labeled_only: bool = False) -> list[tuple[Any, ...]]:

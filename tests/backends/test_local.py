@@ -334,3 +334,101 @@ def test_a_port_held_by_another_process_is_refused_naming_it(tmp_path: Path) -> 
         ):
             backend.deploy(str(model), "1")
     assert not (tmp_path / "serving" / "server.json").exists()
+
+
+# --- captures at rest: retention, and failures of the store ---------------------------
+
+
+def aged_store(database: Path, ages_in_days: dict[str, float]) -> None:
+    """Captures made `age` days ago, by id, through the backend's own `save`."""
+    ids = list(ages_in_days)
+    outputs = pd.DataFrame({"prediction": ["Adelie"] * len(ids), "confidence": 0.5, "id": ids})
+    Local({"database": str(database)}).save(pd.DataFrame([SPEC_ROW] * len(ids)), outputs)
+    with sqlite3.connect(database) as db:
+        db.executemany(
+            "UPDATE predictions SET created_at = created_at - ? WHERE id = ?",
+            [(age * 86_400, id_) for id_, age in ages_in_days.items()],
+        )
+
+
+def stored_ids(database: Path) -> list[str]:
+    with sqlite3.connect(database) as db:
+        return sorted(row[0] for row in db.execute("SELECT id FROM predictions"))
+
+
+def test_the_retention_reaches_the_server_and_is_checked() -> None:
+    from inference.retention import ENVIRONMENT_VARIABLE, Retention
+
+    backend = Local({"capture_retention": {"days": 7, "labeled_days": 30, "rows": 1000}})
+    assert backend.settings.capture_retention == Retention(days=7, labeled_days=30, rows=1000)
+    served = json.loads(backend._environment("3")[ENVIRONMENT_VARIABLE])
+    assert served == {"days": 7, "labeled_days": 30, "rows": 1000}
+    assert Local({}).settings.capture_retention == Retention()  # kept 90 days, labelled 365
+    assert Local({"capture_retention": {"days": None, "labeled_days": None, "rows": None}})
+    for retention, message in [
+        ({"days": 0}, r"backend\.capture_retention\.days: must be a positive number or null"),
+        ({"days": float("nan")}, r"backend\.capture_retention\.days: must be a (finite|positive)"),
+        ({"rows": -1}, r"backend\.capture_retention\.rows: must be a positive number"),
+        (
+            {"days": 30, "labeled_days": 7},
+            r"backend\.capture_retention\.labeled_days: must be at least",
+        ),
+        ({"dayz": 3}, r"backend\.capture_retention\.dayz: unknown setting, did you mean days\?"),
+    ]:
+        with pytest.raises(BackendError, match=message):
+            Local({"capture_retention": retention})
+
+
+def test_labelling_deletes_what_the_retention_no_longer_keeps(tmp_path: Path) -> None:
+    database = tmp_path / "capture.db"
+    aged_store(database, {"new": 0, "month": 31, "year": 400})
+    backend = Local({"database": str(database), "capture_retention": {"days": 30}})
+    assert backend.label(ground_truth_quality=1.0) == 3  # labelled first, then pruned
+    assert stored_ids(database) == ["month", "new"]  # labelled: kept 365 days
+    assert backend.prune() == 0
+
+
+def test_prune_command_deletes_past_the_configured_retention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backends.local import main
+
+    database = tmp_path / "capture.db"
+    aged_store(database, {"new": 0, "old": 10, "older": 20})
+    config = tmp_path / "project.yml"
+    config.write_text(
+        "project: penguins\n"
+        f"backend:\n  module: backend.Local\n  database: {database}\n"
+        "  capture_retention:\n    days: 5\n"
+        "dataset:\n  target: species\n  numeric_features: [culmen_length_mm]\n"
+        "  categorical_features: [island]\n"
+        "model:\n  name: penguins\n"
+    )
+    assert main(["prune", "--config", str(config), "--vacuum"]) == 0
+    assert f"Deleted 2 captured predictions past backend.capture_retention from {database}" in (
+        capsys.readouterr().out
+    )
+    assert stored_ids(database) == ["new"]
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # gives space back now
+    config.write_text(config.read_text().replace("days: 5", "days: -5"))
+    assert main(["prune", "--config", str(config)]) == 1
+    assert "backend.capture_retention.days: must be a positive number" in capsys.readouterr().err
+
+
+def test_a_store_that_refuses_labels_is_a_backend_error_naming_it(tmp_path: Path) -> None:
+    database = tmp_path / "capture.db"
+    aged_store(database, {"a": 0})
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON predictions "
+            "BEGIN SELECT RAISE(ABORT, 'labels refused by the test'); END"
+        )
+    backend = Local({"database": str(database)})
+    for label in (lambda: backend.label(), lambda: backend.label_by_id({"a": "Gentoo"})):
+        with pytest.raises(BackendError) as failed:
+            label()
+        assert str(failed.value) == (
+            f"Labelling failed: Could not record ground truth in {database}: "
+            "labels refused by the test"
+        )

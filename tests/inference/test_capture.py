@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -412,3 +413,124 @@ def test_prediction_ids_are_unique_time_ordered_uuid7s() -> None:
     assert capture.prediction_ids(0) == []
     # Two calls in one millisecond start at random places: apart, not overlapping.
     assert capture.prediction_ids(5)[0] != capture.prediction_ids(5)[0]
+
+
+# --- data at rest: who can read the store, a full disk, and the retention -------------
+
+
+def file_modes(directory: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_mode & 0o777 for path in directory.iterdir()}
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_a_new_store_and_its_wal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    with umask(0o022):  # a usual umask, which makes new files world-readable
+        store = CaptureStore(str(tmp_path / "capture.db"))
+        try:
+            save_rows(store, ["a"], ["Adelie"])
+            modes = file_modes(tmp_path)
+        finally:
+            store.close()
+    assert modes == {"capture.db": 0o600, "capture.db-wal": 0o600, "capture.db-shm": 0o600}
+
+
+def test_an_existing_world_readable_store_is_made_private_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "capture.db"
+    with umask(0o022), contextlib.closing(sqlite3.connect(path)) as old:
+        old.execute("PRAGMA journal_mode = WAL")
+        old.executescript(VERSION_1_SCHEMA)
+        old.execute(
+            "INSERT INTO predictions VALUES ('k', 1.0, '3', '{}', 'Adelie', 0.5, NULL, NULL)"
+        )
+        old.commit()
+        assert file_modes(tmp_path)["capture.db-wal"] == 0o644
+        store = CaptureStore(str(path))
+        store.close()
+        assert set(file_modes(tmp_path).values()) == {0o600}
+
+
+@contextlib.contextmanager
+def full_disk(store: CaptureStore) -> Iterator[None]:
+    """The store's file may not grow by a page: SQLite then fails a write with
+    SQLITE_FULL, "database or disk is full", as on a disk with no space left."""
+    connection = store._connection
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.execute(f"PRAGMA max_page_count = {pages}")
+    try:
+        yield
+    finally:
+        connection.execute("PRAGMA max_page_count = 4294967294")
+
+
+def large_rows(count: int, prefix: str) -> tuple[list[str], list[dict]]:
+    return [f"{prefix}{i}" for i in range(count)], [{"note": "x" * 2000}] * count
+
+
+def test_a_full_disk_fails_the_save_saying_so_and_loses_nothing(store: CaptureStore) -> None:
+    save_rows(store, ["kept1", "kept2"], ["Adelie", "Gentoo"])
+    ids, rows = large_rows(50, "lost")
+    with full_disk(store), pytest.raises(CaptureError) as failed:
+        store.save(ids, rows, ["Adelie"] * 50, [0.9] * 50, "7")
+    message = str(failed.value)
+    assert "database or disk is full" in message and store.path in message
+    assert "cannot rollback" not in message
+    assert "free space" in message  # and what to do about it
+    assert sorted(row[0] for row in store.recent(10)) == ["kept1", "kept2"]
+    store.save(ids, rows, ["Adelie"] * 50, [0.9] * 50, "7")  # space again: it takes writes
+    assert stored_rows(store) == 52
+
+
+def test_a_full_disk_fails_labelling_with_a_capture_error(store: CaptureStore) -> None:
+    ids = [f"id{i:05}" for i in range(3000)]
+    save_rows(store, ids, ["Adelie"] * len(ids))
+    with full_disk(store), pytest.raises(CaptureError) as failed:
+        store.label({id_: "Gentoo-" + "x" * 200 for id_ in ids})
+    assert "Could not record ground truth in" in str(failed.value)
+    assert "database or disk is full" in str(failed.value)
+    assert store.recent(5, labeled_only=True) == []  # no label half applied
+    assert store.label({ids[0]: "Gentoo"}) == 1
+
+
+def test_a_full_disk_is_a_503_whose_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the request guard the model server runs, in process: what the client
+    gets and what the server's log says when the capture cannot be written."""
+    import numpy as np
+    from mlflow.pyfunc import scoring_server
+
+    from inference.request_guard import install_request_guard
+
+    store = CaptureStore(str(tmp_path / "capture.db"))
+
+    class OneColumn:  # the guard's view of the model's features: one number per row
+        def validate(self, rows: list[dict], max_rows: int) -> dict:
+            return {"x": np.array([float(row["x"]) for row in rows])}
+
+    def answer(columns: dict) -> tuple[list[str], list[float], list[str]]:
+        ids, rows = large_rows(len(columns["x"]), "request")
+        store.save(ids, rows, ["Adelie"] * len(ids), [0.9] * len(ids), "7")
+        return ["Adelie"] * len(ids), [0.9] * len(ids), ids
+
+    original = scoring_server.invocations
+    install_request_guard(OneColumn(), 1000, answer)
+    try:
+        with full_disk(store), caplog.at_level("ERROR"):
+            body = json.dumps({"inputs": [{"x": 1.0}] * 20})
+            response = scoring_server.invocations(body, "application/json", None, None)
+    finally:
+        scoring_server.invocations = original
+        store.close()
+    assert response.status == 503
+    assert "database or disk is full" in json.loads(response.response)["message"]
+    assert "database or disk is full" in caplog.text
+    assert "cannot rollback" not in caplog.text
