@@ -3,9 +3,12 @@
 One frozen dataclass per section (`dataset`, `model`, `monitoring`, `retraining`,
 `promotion`, `scoring`, `tuning`), joined by `ProjectSettings`, with every default, what
 each setting means, and the checks a type cannot express (a range, a cron expression, a
-project name Metaflow accepts). `project_settings` fills them from a configuration, as
-`common.config` parsed it or as raw YAML data, through the generic
-`common.settings_loader`; a wrong value is a `ConfigurationError` naming its key.
+project name Metaflow accepts, a model name MLflow's search filters can hold). Every
+threshold is refused outside its range, naming the range: accuracies in [0, 1], drift
+thresholds within what their method scores, `min_gain` in [-1, 1], p-values in (0, 1].
+`project_settings` fills them from a configuration, as `common.config` parsed it or as
+raw YAML data, through the generic `common.settings_loader`; a wrong value is a
+`ConfigurationError` naming its key.
 `backend:` is only a mapping here: each backend checks its own settings.
 """
 
@@ -82,6 +85,40 @@ def _non_negative(settings: Any, *names: str) -> None:
             raise SettingValueError(name, f"must be a non-negative number, got {value!r}.")
 
 
+# Model names go into MLflow's search filters (`name = '...'`), whose grammar has no
+# escape, and into `models:/<name>/<version>` URIs: no quote, slash or colon.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,255}"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+# Evidently's drift methods whose score lies in [0, 1]: a p-value (drift below the
+# threshold, so 0 would never alert) or a bounded distance (drift at or above it, so
+# a threshold above 1 would never alert). Other methods score distances without bound.
+_P_VALUE_DRIFT_METHODS = frozenset(
+    {"anderson", "chisquare", "cramer_von_mises", "empirical_mmd", "es", "fisher_exact"}
+    | {"g_test", "ks", "mannw", "t_test", "z"}
+)
+_BOUNDED_DRIFT_METHODS = frozenset({"hellinger", "jensenshannon", "TVD"})
+
+
+def _check_drift_threshold(settings: Any, kind: str) -> None:
+    """`<kind>_drift_threshold`, in the range its `<kind>_drift_method` scores in."""
+    name, method = f"{kind}_drift_threshold", getattr(settings, f"{kind}_drift_method")
+    _non_negative(settings, name)
+    threshold = getattr(settings, name)
+    if method in _P_VALUE_DRIFT_METHODS and not 0 < threshold <= 1:
+        raise SettingValueError(
+            name,
+            f"must be a p-value in (0, 1] for {method}, which detects drift when the "
+            f"p-value is under it, got {threshold!r}.",
+        )
+    if method in _BOUNDED_DRIFT_METHODS and threshold > 1:
+        raise SettingValueError(
+            name,
+            f"must be in [0, 1] for {method}, a distance between 0 and 1, got {threshold!r}.",
+        )
+
+
 @dataclass(frozen=True)
 class DatasetSettings:
     """Which CSV columns play which role (`dataset:`). Nothing under src/ knows them."""
@@ -145,7 +182,12 @@ class ModelSettings:
     """The registered model (`model:`)."""
 
     # Default: the project name.
-    name: str | None = None
+    name: str | None = field(
+        default=None,
+        metadata=_hint(
+            "Name it with letters, digits, `_`, `.` and `-`, starting with a letter or digit."
+        ),
+    )
     # Written into every registered version's model card (`model_card.md`).
     intended_use: str = (
         "Classify the species of a penguin from its measurements, for the islands and "
@@ -156,6 +198,21 @@ class ModelSettings:
         "other species, other units) get confident but meaningless answers."
     )
 
+    def __post_init__(self) -> None:
+        if self.name is not None and _MODEL_NAME.fullmatch(self.name) is None:
+            raise SettingValueError(
+                "name",
+                f"must match {MODEL_NAME_PATTERN} (letters, digits, `_`, `.` and `-`, "
+                "starting with a letter or digit: MLflow's search filters cannot quote "
+                f"anything else), got {self.name!r}.",
+            )
+
+
+_DRIFT_THRESHOLD = (
+    "Write a non-negative number, at most 1 for a method that scores a p-value or a "
+    "distance in [0, 1] (e.g. ks, jensenshannon), e.g. 0.2."
+)
+
 
 @dataclass(frozen=True)
 class MonitoringSettings:
@@ -163,14 +220,16 @@ class MonitoringSettings:
 
     # Production accuracy under this raises an alert. Simulated labels with
     # --ground-truth-quality 0.8 put a healthy model near 0.8.
-    accuracy_threshold: float = 0.7
+    accuracy_threshold: float = field(
+        default=0.7, metadata=_hint("It is an accuracy: a number in [0, 1], e.g. 0.7.")
+    )
     # Per-column drift: normed Wasserstein distance for numbers, Jensen-Shannon
     # distance for categories. Rows drawn from the training data score ~0.05 with
     # a few hundred rows; a two-standard-deviation shift scores ~2.
     numeric_drift_method: str = "wasserstein"
-    numeric_drift_threshold: float = 0.2
+    numeric_drift_threshold: float = field(default=0.2, metadata=_hint(_DRIFT_THRESHOLD))
     categorical_drift_method: str = "jensenshannon"
-    categorical_drift_threshold: float = 0.2
+    categorical_drift_threshold: float = field(default=0.2, metadata=_hint(_DRIFT_THRESHOLD))
     # Reports look at most this many rows of each dataset (a random sample).
     max_rows: int = 5000
     experiment: str = "monitoring"
@@ -187,9 +246,13 @@ class MonitoringSettings:
     )
 
     def __post_init__(self) -> None:
-        _non_negative(
-            self, "accuracy_threshold", "numeric_drift_threshold", "categorical_drift_threshold"
-        )
+        if not 0 <= self.accuracy_threshold <= 1:
+            raise SettingValueError(
+                "accuracy_threshold",
+                f"must be an accuracy in [0, 1], got {self.accuracy_threshold!r}.",
+            )
+        _check_drift_threshold(self, "numeric")
+        _check_drift_threshold(self, "categorical")
         require_positive_integers(self, "max_rows")
         object.__setattr__(self, "schedule", normalize_schedule(self.schedule))
 
@@ -229,9 +292,13 @@ class PromotionSettings:
     # cross-validated scores are compared instead.
     min_rows: int = 200
     # The challenger's accuracy must be at least the champion's plus this.
-    min_gain: float = 0.0
+    min_gain: float = field(
+        default=0.0, metadata=_hint("It is an accuracy difference in [-1, 1], e.g. 0.01.")
+    )
     # When set, the difference must also be significant (McNemar's p-value under it).
-    max_p_value: float | None = None
+    max_p_value: float | None = field(
+        default=None, metadata=_hint("It is a probability in (0, 1], e.g. 0.05, or empty.")
+    )
     # When the monitoring pipeline finds the shadow better by the rule above, it
     # asks the deployment pipeline to promote it.
     auto: bool = False

@@ -338,3 +338,105 @@ def test_promotion_defaults() -> None:
 def test_bad_promotion_settings_are_refused(promotion, message) -> None:
     with pytest.raises(ConfigurationError, match=message):
         parse(minimal() | {"promotion": promotion})
+
+
+# --- Ranges: non-finite and out-of-range thresholds (issue 21) --------------------------------
+
+
+def _monitoring(line: str) -> str:
+    """A minimal configuration with one `monitoring:` setting written as YAML text."""
+    return yaml.safe_dump(minimal()) + f"monitoring:\n  {line}\n"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1.0e+400"])
+def test_a_threshold_that_is_not_a_finite_number_is_refused_with_its_range(value: str) -> None:
+    message = error_message(_monitoring(f"accuracy_threshold: {value}"))
+    assert message.startswith("monitoring.accuracy_threshold: must be a finite number, got ")
+    assert "a number in [0, 1]" in message
+
+
+@pytest.mark.parametrize("value", ["1.01", "7", "-0.1"])
+def test_an_accuracy_threshold_outside_zero_to_one_is_refused(value: str) -> None:
+    message = error_message(_monitoring(f"accuracy_threshold: {value}"))
+    assert message == (
+        f"monitoring.accuracy_threshold: must be an accuracy in [0, 1], got {float(value)!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [0, 1])
+def test_an_accuracy_threshold_may_be_zero_or_one(value: int) -> None:
+    assert parse(minimal() | {"monitoring": {"accuracy_threshold": value}})["monitoring"][
+        "accuracy_threshold"
+    ] == float(value)
+
+
+@pytest.mark.parametrize("key", ["numeric_drift_threshold", "categorical_drift_threshold"])
+def test_a_drift_threshold_that_is_not_finite_is_refused(key: str) -> None:
+    message = error_message(_monitoring(f"{key}: .nan"))
+    assert message.startswith(f"monitoring.{key}: must be a finite number, got nan.")
+    assert "non-negative number, at most 1 for a method that scores a p-value" in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"categorical_drift_threshold": 1.5},
+            "monitoring.categorical_drift_threshold: must be in [0, 1] for jensenshannon, a "
+            "distance between 0 and 1, got 1.5.",
+        ),
+        (
+            {"numeric_drift_method": "ks", "numeric_drift_threshold": 0},
+            "monitoring.numeric_drift_threshold: must be a p-value in (0, 1] for ks, which "
+            "detects drift when the p-value is under it, got 0.0.",
+        ),
+        (
+            {"categorical_drift_method": "chisquare", "categorical_drift_threshold": 2},
+            "monitoring.categorical_drift_threshold: must be a p-value in (0, 1] for chisquare",
+        ),
+    ],
+)
+def test_a_drift_threshold_outside_its_methods_range_is_refused(
+    settings: dict[str, Any], expected: str
+) -> None:
+    assert error_message(yaml.safe_dump(minimal() | {"monitoring": settings})).startswith(expected)
+
+
+def test_an_unbounded_drift_distance_takes_thresholds_above_one() -> None:
+    monitoring = {"numeric_drift_threshold": 2.5, "categorical_drift_method": "psi"}
+    parsed = parse(minimal() | {"monitoring": monitoring | {"categorical_drift_threshold": 3}})
+    assert parsed["monitoring"]["numeric_drift_threshold"] == 2.5
+    assert parsed["monitoring"]["categorical_drift_threshold"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("min_gain: .nan", "promotion.min_gain: must be a finite number, got nan. It is an "
+         "accuracy difference in [-1, 1]"),
+        ("max_p_value: .inf", "promotion.max_p_value: must be a finite number, got inf. It is a "
+         "probability in (0, 1]"),
+    ],
+)  # fmt: skip
+def test_a_promotion_threshold_that_is_not_finite_is_refused_with_its_range(
+    line: str, expected: str
+) -> None:
+    text = yaml.safe_dump(minimal()) + f"promotion:\n  {line}\n"
+    assert error_message(text).startswith(expected)
+
+
+# --- Model names MLflow's filters can hold (issue 21) -------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["it's", 'say "hi"', "a/b", "x:y", "", " penguins", "-lead"])
+def test_a_model_name_outside_the_safe_pattern_is_refused_with_the_pattern(name: str) -> None:
+    message = error_message(yaml.safe_dump(minimal() | {"model": {"name": name}}))
+    assert message.startswith(
+        "model.name: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,255} (letters, digits, `_`, `.` "
+    )
+    assert repr(name) in message
+
+
+@pytest.mark.parametrize("name", ["penguins", "Penguins-v2.1_beta", "7"])
+def test_a_model_name_in_the_safe_pattern_is_kept(name: str) -> None:
+    assert parse(minimal() | {"model": {"name": name}})["model"]["name"] == name
