@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 TRAINING = REPO_ROOT / "src" / "pipelines" / "training.py"
 MONITORING = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
 SCORING = REPO_ROOT / "src" / "pipelines" / "scoring.py"
+TUNING = REPO_ROOT / "src" / "pipelines" / "tuning.py"
 BUCKET = "scheduling-tests"
 PREFIX = "scheduling-tests"
 TRACKING_URI = "http://mlflow.penguins.internal:5000"
@@ -47,7 +48,9 @@ TRAINING_PARAMETERS = COMMON_PARAMETERS | {
     "training-batch-size",
     "accuracy-threshold",
     "folds",
+    "hyperparameters-from",
 }
+TUNING_PARAMETERS = COMMON_PARAMETERS | {"folds"}
 MONITORING_PARAMETERS = COMMON_PARAMETERS | {"samples", "model-version", "fail-on-alert"}
 SCORING_PARAMETERS = COMMON_PARAMETERS | {
     "input",
@@ -188,10 +191,12 @@ def compiled(compile_env: dict, retraining_config: Path) -> dict[str, Compiled]:
         "argo training retraining": (TRAINING, *config, "--production", *argo),
         "argo monitoring": (MONITORING, "--with", "retry", *argo),
         "argo scoring": (SCORING, "--with", "retry", *argo),
+        "argo tuning": (TUNING, "--with", "retry", *argo),
         "sfn training": (TRAINING, "--with", "retry", *sfn, "--only-json"),
         "sfn training retraining": (TRAINING, *config, *sfn, "--only-json"),
         "sfn monitoring deployed": (MONITORING, *config, "--production", *sfn),
         "sfn scoring deployed": (SCORING, "--production", "--with", "retry", *sfn),
+        "sfn tuning": (TUNING, "--with", "retry", *sfn, "--only-json"),
     }
 
     def run(command: tuple) -> Compiled:
@@ -218,7 +223,7 @@ def flow_steps(flow_file: Path) -> dict[str, str]:
     flow = next(
         getattr(value, "_flow_cls", value)
         for name, value in vars(module).items()
-        if name in {"Training", "Monitoring", "Scoring"}
+        if name in {"Training", "Monitoring", "Scoring", "Tuning"}
     )
     return {node.name: node.type for node in FlowGraph(flow)}
 
@@ -251,7 +256,12 @@ def step_templates(document: dict[str, Any], flow_file: Path) -> dict[str, dict[
 
 @pytest.mark.parametrize(
     ("name", "flow_file"),
-    [("argo training", TRAINING), ("argo monitoring", MONITORING), ("argo scoring", SCORING)],
+    [
+        ("argo training", TRAINING),
+        ("argo monitoring", MONITORING),
+        ("argo scoring", SCORING),
+        ("argo tuning", TUNING),
+    ],
 )
 def test_argo_runs_every_step_as_a_dag_task_with_retries(
     compiled: dict[str, Compiled], name: str, flow_file: Path
@@ -290,6 +300,7 @@ def test_argo_fans_out_the_cross_validation_folds(compiled: dict[str, Compiled])
         ("argo training", TRAINING_PARAMETERS),
         ("argo monitoring", MONITORING_PARAMETERS),
         ("argo scoring", SCORING_PARAMETERS),
+        ("argo tuning", TUNING_PARAMETERS),
     ],
 )
 def test_argo_parameters_default_from_the_config(
@@ -300,6 +311,25 @@ def test_argo_parameters_default_from_the_config(
     assert parameters["backend"] == "backend.Local"
     assert parameters["dataset"] == "data/penguins.csv"  # Shipped in the code package.
     assert parameters["mlflow-tracking-uri"] == TRACKING_URI
+
+
+def test_argo_fans_out_the_tuning_lanes_twice(compiled: dict[str, Compiled]) -> None:
+    document = compiled_document(compiled, "argo tuning")
+    steps = flow_steps(TUNING)
+    assert steps["start"] == steps["plan_exploitation"] == "foreach"
+    templates = argo_templates(document)
+    fan_outs = [
+        task
+        for template in templates.values()
+        for task in template.get("dag", {}).get("tasks", [])
+        if "withParam" in task
+    ]
+    inner = sorted(
+        task["template"]
+        for fan_out in fan_outs
+        for task in templates[fan_out["template"]]["dag"]["tasks"]
+    )
+    assert inner == ["exploit", "explore"]
 
 
 def test_argo_tasks_install_dependencies_with_uv(compiled: dict[str, Compiled]) -> None:
@@ -415,6 +445,22 @@ def test_sfn_fans_out_the_cross_validation_folds_in_a_map(compiled: dict[str, Co
     [fold_map] = [state for _, state in sfn_states(document["States"]) if state["Type"] == "Map"]
     inner = {name for name, state in sfn_states(fold_map["Iterator"]["States"])}
     assert {"transform_fold", "train_fold", "evaluate_fold"} <= inner
+
+
+def test_sfn_tuning_runs_its_lanes_in_two_maps_with_retries(
+    compiled: dict[str, Compiled],
+) -> None:
+    document = compiled_document(compiled, "sfn tuning")
+    for step, state in sfn_step_states(document, TUNING).items():
+        assert state["Parameters"]["RetryStrategy"] == {"Attempts": 4}, step
+    maps = [state for _, state in sfn_states(document["States"]) if state["Type"] == "Map"]
+    inner = sorted(
+        name for lane_map in maps for name, _ in sfn_states(lane_map["Iterator"]["States"])
+    )
+    assert inner == ["exploit", "explore"]
+    start = sfn_step_states(document, TUNING)["start"]
+    defaults = json.loads(sfn_environment(start)["METAFLOW_DEFAULT_PARAMETERS"])
+    assert set(defaults) == TUNING_PARAMETERS
 
 
 def test_sfn_parameters_default_from_the_config(compiled: dict[str, Compiled]) -> None:
