@@ -451,11 +451,12 @@ class TuningSettings:
     # A trial stops early when, after its second fold or later, its running mean is
     # worse than the median of at least this many finished trials. Empty: no pruning.
     pruning_startup_trials: int | None = 5
-    # The winner is recommended over the defaults only if its mean fold accuracy beats
+    # The winner is recommended over the defaults only if its mean objective beats
     # theirs by more than `min_gain` and, when `max_p_value` is set, the paired test on
-    # the fold scores gives a p-value under it.
+    # the fold scores (a corrected t-test, model_tuning/comparison.py) is under it.
     min_gain: float = 0.0
     max_p_value: float | None = 0.05
+    # The MLflow experiment of the search's runs, one nested run per trial.
     experiment: str = "tuning"
     parameters: SearchSpace = field(default_factory=SearchSpace)
 
