@@ -94,16 +94,35 @@ def _compile_under_lock() -> None:
 
 def _compile_site_packages() -> int:
     """Compile every .py file under site-packages that lacks current bytecode; the count."""
-    import compileall
+    from concurrent.futures import ProcessPoolExecutor
 
+    files = [
+        os.path.join(directory, name)
+        for directory, _, names in os.walk(SITE_PACKAGES)
+        for name in names
+        if name.endswith(".py")
+    ]
+    # A few large batches per worker, as uv feeds its workers, not compileall.compile_dir's
+    # four files per task: measured here, its messages cost 30-50% more CPU in all.
+    count = (os.cpu_count() or 1) * 8
     os.environ[COMPILING] = "1"
     try:
-        # Errors are ignored as uv and pip ignore them: some packages ship files for
-        # other Python versions (templates, tests) that never compile.
-        compileall.compile_dir(SITE_PACKAGES, quiet=2, workers=0)
+        with ProcessPoolExecutor() as executor:
+            list(executor.map(_compile_files, [files[start::count] for start in range(count)]))
     finally:
         del os.environ[COMPILING]
-    return sum(name.endswith(".py") for _, _, names in os.walk(SITE_PACKAGES) for name in names)
+    return len(files)
+
+
+def _compile_files(paths: list[str]) -> None:
+    import compileall
+    import warnings
+
+    # Errors and warnings are ignored as uv and pip ignore them: some packages ship files
+    # for other Python versions (templates, tests) that never compile.
+    warnings.simplefilter("ignore")
+    for path in paths:
+        compileall.compile_file(path, quiet=2)
 
 
 if __name__ == "__main__":
