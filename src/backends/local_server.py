@@ -23,6 +23,8 @@ version replaces another without refusing or dropping a request:
 Downloaded models live in `<state dir>/models/`; only those of the server are kept.
 The server inherits an allow-list of the environment that starts it (`server_may_inherit`):
 no cloud keys, tracking credentials or tokens reach a process that answers the network.
+The state directory is private, its files written whole, the logs rotated, and a
+recorded process is only signalled while it is still the server (`backends.local_state`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from backends.base import ShadowModel
+from backends.local_state import (
+    append_private,
+    is_recorded_process,
+    private_directory,
+    process_start,
+    rotating_log,
+    write_atomically,
+)
 
 DEFAULT_STATE_DIR = ".serving"
 LAUNCHER = "backends.local_launcher"
@@ -119,6 +129,9 @@ class ServerState:
     # started before handoffs existed (it is stopped before its successor binds).
     handoff: str | None = None
     model_paths: tuple[str, ...] = ()
+    # When the process started (`local_state.process_start`): a later process that got
+    # the same id is not the server. None for a server recorded before it was kept.
+    process_start: int | None = None
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:
@@ -173,6 +186,7 @@ class LocalServer:
         self.state_dir = Path(state_dir)
         self.state_file = self.state_dir / "server.json"
         self.prepared_file = self.state_dir / "prepared.json"
+        self._log_writer: subprocess.Popen | None = None  # writes the launched server's log
 
     def state(self) -> ServerState | None:
         """The recorded server, if its process still runs."""
@@ -183,7 +197,8 @@ class LocalServer:
             )
         except (FileNotFoundError, ValueError, TypeError):
             return None
-        return state if _alive(state.pid) else None
+        alive = _alive(state.pid) and is_recorded_process(state.pid, state.process_start)
+        return state if alive else None
 
     def prepare(
         self,
@@ -201,7 +216,7 @@ class LocalServer:
         `environment`'s MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI) say where to
         download a `models:/` URI from.
         """
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.state_dir)
         log = self.state_dir / f"server-{model_version}.log"
         began = time.monotonic()
         model_path = self._download(model_uri, environment, log)
@@ -228,7 +243,7 @@ class LocalServer:
             shadow_version=str(shadow.model_version) if shadow else None,
             shadow_path=str(shadow_path) if shadow_path else None,
         )
-        self.prepared_file.write_text(json.dumps(asdict(prepared)))
+        write_atomically(self.prepared_file, json.dumps(asdict(prepared)))
         return prepared
 
     def _prepared(
@@ -259,6 +274,7 @@ class LocalServer:
         had accepted. A model that cannot be downloaded, or a server that does not
         come up, leaves the old one serving as it was.
         """
+        private_directory(self.state_dir)
         prepared = self._prepared(model_uri, url, workers, shadow)
         if prepared is None:
             prepared = self.prepare(model_uri, model_version, url, workers, environment, shadow)
@@ -275,8 +291,9 @@ class LocalServer:
         state = ServerState(
             process.pid, model_uri, str(model_version), url, str(log), time.time(),
             prepared.shadow_uri, prepared.shadow_version, str(handoff), _model_paths(prepared),
+            process_start(process.pid),
         )  # fmt: skip
-        self.state_file.write_text(json.dumps(asdict(state)))
+        write_atomically(self.state_file, json.dumps(asdict(state)))
         if old is not None and old.pid != process.pid:
             _end_group(old.pid)
             _remove_handoff(old.handoff, self.state_dir)
@@ -333,8 +350,9 @@ class LocalServer:
             "--ready-fd", str(ready_write), "--workers", str(workers), "--handoff", str(handoff),
             "--startup-timeout", str(timeout),
         ]  # fmt: skip
+        inherited = {name: value for name, value in os.environ.items() if server_may_inherit(name)}
         try:
-            with open(log, "ab") as output:
+            with rotating_log(log, inherited) as (output, self._log_writer):
                 process = subprocess.Popen(
                     command,
                     stdout=output,
@@ -428,6 +446,8 @@ class LocalServer:
             raise ServerError(f"The model server was not ready within {timeout:.0f} s; see {log}.")
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
+            if self._log_writer is not None:  # what the server said last, in its log
+                self._log_writer.wait(timeout=5)
         code = process.returncode
         raise ServerError(
             f"The model server {'exited with code ' + str(code) if code is not None else 'failed'}"
@@ -546,8 +566,7 @@ def _remove_handoff(handoff: str | None, state_dir: Path) -> None:
 
 
 def _note(log: Path, line: str) -> None:
-    with open(log, "a") as output:
-        output.write(line + "\n")
+    append_private(log, line + "\n")
 
 
 def _model_paths(prepared: Prepared) -> tuple[str, ...]:

@@ -432,3 +432,21 @@ def test_a_store_that_refuses_labels_is_a_backend_error_naming_it(tmp_path: Path
             f"Labelling failed: Could not record ground truth in {database}: "
             "labels refused by the test"
         )
+
+
+def test_the_servers_state_logs_and_captures_are_private(backend: Local, server) -> None:
+    """What a running server keeps at rest: only its owner can read any of it, and its
+    record knows the process by its start time too."""
+    from backends.local_server import LocalServer
+    from backends.local_state import process_start
+
+    backend.invoke([SPEC_ROW])  # a capture, so the store and its WAL exist
+    state_dir = Path(backend.state_dir)
+    assert state_dir.stat().st_mode & 0o777 == 0o700
+    private = [state_dir / "server.json", *state_dir.glob("server-*.log*")]
+    private += [Path(backend.database + suffix) for suffix in ("", "-wal", "-shm")]
+    assert {path.name: path.stat().st_mode & 0o777 for path in private} == {
+        path.name: 0o600 for path in private
+    }
+    state = LocalServer(state_dir).state()
+    assert state is not None and state.process_start == process_start(state.pid) is not None
