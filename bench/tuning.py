@@ -35,7 +35,8 @@ LOCAL_CONFIG = ROOT / "config" / "local.yml"
 
 # Printed by a fresh process (Metaflow reads its datastore location once, at import).
 OUTCOME = """
-import json
+import json, sys
+sys.path.insert(0, "src")  # The records are model_tuning's classes.
 from metaflow import Run
 data = Run("Tuning/{run_id}", _namespace_check=False).data
 trials, verdict, best = data.trials, data.verdict, data.best_trial
@@ -75,10 +76,13 @@ def run_search(workdir: Path, config: Path, extra: list[str]) -> dict:
         print("\n".join(lines[-40:]), file=sys.stderr)
         raise SystemExit(f"The tuning run failed; log: {workdir / 'pipeline.log'} (kept).")
     code = OUTCOME.format(run_id=run_id_file.read_text().strip())
+    env.setdefault("METAFLOW_USER", "bench")  # The client needs a user name, as runs do.
     printed = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    line = next(x for x in printed.stdout.splitlines() if x.startswith("OUTCOME="))
+    outcome = [x for x in printed.stdout.splitlines() if x.startswith("OUTCOME=")]
+    if not outcome:
+        raise SystemExit(f"Could not read the run's outcome:\n{printed.stderr[-3000:]}")
     return {
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
@@ -87,7 +91,7 @@ def run_search(workdir: Path, config: Path, extra: list[str]) -> dict:
         "load_before": load_before,
         "load_after": load(),
         "steps": task_durations(lines),
-        **json.loads(line.removeprefix("OUTCOME=")),
+        **json.loads(outcome[0].removeprefix("OUTCOME=")),
     }
 
 
