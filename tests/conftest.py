@@ -55,6 +55,7 @@ E2E_FIXTURES = frozenset(
 # The files whose tests use the session's training run (half a minute of both cores):
 # under pytest-xdist they share a worker, which makes the run once.
 TRAINING_RUN_FILES = frozenset({
+    "tests/model_training/test_confidence_calibration.py",
     "tests/promotion/test_evidence.py",
     "tests/pipelines/test_framework.py",
     "tests/pipelines/test_scheduling.py",

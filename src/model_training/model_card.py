@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.calibration import ECE_BINS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -252,6 +254,8 @@ class ModelCard:
     intended_use: str
     limitations: str
     created: str = ""
+    # `common.calibration.Calibration.as_dict()`: None for a card made without one.
+    calibration: dict[str, Any] | None = None
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -285,6 +289,7 @@ def render_markdown(card: ModelCard) -> str:
         *_cross_validation_section(card),
         *_slices_section(card),
         *_importance_section(card),
+        *_calibration_section(card),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -355,4 +360,35 @@ def _importance_section(card: ModelCard) -> list[str]:
         "the model server's forward pass on each fold's unseen rows; mean and std over "
         "folds and repeats. Near zero: the model does not rely on the feature.",
         _table(["rank", "feature", "accuracy drop", "std"], importance),
+    ]
+
+
+def _calibration_section(card: ModelCard) -> list[str]:
+    """How far the confidences are from the accuracy they announce, and the map that
+    monitoring applies to them to estimate accuracy before labels."""
+    calibration = card.calibration
+    if calibration is None:
+        return []
+    after = calibration["ece"]
+    cross_fitted = (
+        f"calibrated, **{after:.4f}** (each fold's rows mapped by the other folds' fit)"
+        if after is not None
+        else "calibrated: not measured (a single fold)"
+    )
+    points = [
+        [confidence, probability]
+        for confidence, probability in zip(
+            calibration["confidences"], calibration["probabilities"], strict=True
+        )
+    ]
+    return [
+        "## Confidence calibration",
+        f"Fitted on the {calibration['rows']} out-of-fold predictions (accuracy "
+        f"{calibration['accuracy']:.4f}) by {calibration['method']} regression of being right "
+        "on the top-class confidence; stored with the version as `calibration.json`. "
+        f"Expected calibration error ({ECE_BINS} bins): raw confidences "
+        f"{calibration['ece_raw']:.4f}; "
+        f"{cross_fitted}. Monitoring maps each captured confidence through it and reports "
+        "their mean as the estimated accuracy, before any label arrives.",
+        _table(["confidence", "P(correct)"], points),
     ]

@@ -270,6 +270,7 @@ class Training(Pipeline):
         rows (one batched call), for the model card.
         """
         from inference.forward import dense_forward
+        from model_training.confidence_calibration import top_confidences
         from model_training.cross_validation import classification_scores
         from model_training.model_card import permutation_importance
 
@@ -280,9 +281,12 @@ class Training(Pipeline):
 
             import_keras()  # Before unpickling the model, which would import Keras slowly.
             forward = self.model.predict_on_batch
+        probabilities = forward(self.x_test)
         self.test_loss, self.test_accuracy, self.test_predictions = classification_scores(
-            forward(self.x_test), self.y_test
+            probabilities, self.y_test
         )
+        # What the calibration of the served confidences is fitted on, in average_scores.
+        self.test_confidences = top_confidences(probabilities)
         self.permutation_importance = permutation_importance(
             forward,
             self.x_test,
@@ -307,6 +311,7 @@ class Training(Pipeline):
 
         from common.metrics import confusion_matrix
         from model_training.cards import confusion_table, fold_scores
+        from model_training.confidence_calibration import out_of_fold_calibration
         from model_training.cross_validation import summarize_folds
         from model_training.model_card import slice_accuracy, summarize_importance
 
@@ -340,6 +345,9 @@ class Training(Pipeline):
         tested_rows = inputs[0].data.iloc[np.concatenate([t.test_indices for t in folds])]
         self.slice_accuracy = slice_accuracy(tested_rows, self.schema, truth == predicted)
         self.feature_importance = summarize_importance([t.permutation_importance for t in folds])
+        self.calibration = out_of_fold_calibration(
+            [t.test_confidences for t in folds], truth == predicted, [t.fold for t in folds]
+        ).as_dict()
         current.card.extend(fold_scores(self.fold_scores, summary))
         current.card.extend(confusion_table(self.cross_validation_confusion, classes))
         self.next(self.register)
@@ -408,6 +416,7 @@ class Training(Pipeline):
         import mlflow
         from metaflow.cards import Markdown
 
+        from model_training.confidence_calibration import log_calibration
         from model_training.cross_validation import summarize_folds
         from model_training.model_card import CARD_ARTIFACT, render_markdown
         from model_training.tracking import log_cross_validation
@@ -428,6 +437,7 @@ class Training(Pipeline):
             else:
                 self.register_servable_model()
             if self.registered:  # The tags first: the deployment pipeline reads them.
+                log_calibration(self.calibration)  # before the tags that announce it
                 self.tag_challenger()
             self.model_card = render_markdown(self.build_model_card()) + self.tuning_section()
             if self.registered:
@@ -476,6 +486,7 @@ class Training(Pipeline):
             accuracy_threshold=self.accuracy_threshold,
             slices=self.slice_accuracy,
             importance=self.feature_importance,
+            calibration=self.calibration,
             intended_use=self.settings.model.intended_use,
             limitations=self.settings.model.limitations,
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -498,6 +509,7 @@ class Training(Pipeline):
         import mlflow
 
         from common.registry import CHALLENGER
+        from model_training.confidence_calibration import calibration_tags
 
         client, name = mlflow.MlflowClient(), self.project.model["name"]
         tags = {
@@ -506,6 +518,7 @@ class Training(Pipeline):
             "cv_fold_accuracies": json.dumps([fold["accuracy"] for fold in self.fold_scores]),
             "training_rows": len(self.data),
             "training_data_digest": self.training_data_digest,
+            **calibration_tags(self.calibration),
         }
         if self.tuning:
             from model_tuning.handoff import version_tags

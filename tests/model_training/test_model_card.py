@@ -314,3 +314,27 @@ def test_an_unregistered_card_says_why() -> None:
     text = render_markdown(replace(make_card(version=None), accuracy_threshold=0.9))
     assert text.startswith("# Model card: penguins\n")
     assert "**Not registered**: cross-validated accuracy 0.8500 is below the threshold" in text
+
+
+def test_the_calibration_section_gives_both_errors_and_the_map() -> None:
+    from dataclasses import replace
+
+    from model_training.model_card import render_markdown
+
+    calibration = {
+        "confidences": [0.5, 0.9, 1.0],
+        "probabilities": [0.6, 0.9, 1.0],
+        "rows": 9,
+        "accuracy": 0.8889,
+        "ece_raw": 0.0512,
+        "ece": 0.0204,
+        "method": "isotonic",
+    }
+    text = render_markdown(replace(make_card(), calibration=calibration))
+    assert text.index("## Permutation feature importance") < text.index("## Confidence calibration")
+    assert "Fitted on the 9 out-of-fold predictions (accuracy 0.8889)" in text
+    assert "raw confidences 0.0512; calibrated, **0.0204**" in text
+    assert "| 0.5000 | 0.6000 |" in text
+    single_fold = render_markdown(replace(make_card(), calibration={**calibration, "ece": None}))
+    assert "calibrated: not measured (a single fold)" in single_fold
+    assert "## Confidence calibration" not in render_markdown(make_card())
