@@ -25,6 +25,10 @@ Local backend does):
   its id. Unset: nothing is captured.
 - `SERVING_MODEL_VERSION`: the registry version recorded with each capture.
 - `SERVING_MAX_BATCH_SIZE`: most rows accepted per request (default 1000).
+- `SERVING_MAX_REQUEST_BYTES`: the largest request body read (default 1 KiB a row of
+  the batch limit, at least 1 MiB).
+- `SERVING_AUTH_TOKEN`: when set, every request but the health check must carry
+  `Authorization: Bearer <token>` (see inference/http_guard.py).
 - `SERVING_CAPTURE_RETENTION`: how long captures are kept (`inference.retention`).
 - `SERVING_SHADOW_MODEL_PATH`: directory of a downloaded registered model that
   scores every request too, in shadow: its answers are captured, never returned.
@@ -59,6 +63,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from inference.capture import CaptureStore, prediction_ids
 from inference.features import Columns, InvalidInput
+from inference.http_guard import HttpLimits, install_http_guard
 from inference.request_guard import install_request_guard
 from inference.retention import from_environment
 from inference.scorer import Scorer, load_features, load_scorer, model_artifacts
@@ -79,13 +84,14 @@ class Model(Scorer, mlflow.pyfunc.PythonModel):
     capture: CaptureStore | None = None
 
     def load_context(self, context: Any) -> None:
-        """Load as the model server does: artifacts, then capture and the request guard."""
+        """Load as the model server does: artifacts, then capture and the guards."""
         self.load_artifacts(context.artifacts)
         self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
         self.model_version = os.environ.get("SERVING_MODEL_VERSION")
         self.shadow = self.load_shadow(os.environ)
         database = os.environ.get("SERVING_CAPTURE_DATABASE")
         self.capture = CaptureStore(database, from_environment(os.environ)) if database else None
+        install_http_guard(HttpLimits.from_environment(os.environ, self.max_rows))
         install_request_guard(self.features, self.max_rows, self.answer)
 
     def load_shadow(self, environment: Mapping[str, str]) -> ShadowScorer | None:

@@ -2,6 +2,8 @@
 
 Not a server: the guard wraps the request handler of MLflow's scoring server, in the
 server's own process, when the model loads there (`inference.model.Model.load_context`).
+It sees a request's body once the HTTP guard (`inference.http_guard`) has let it in:
+authenticated and within the size limits.
 
 MLflow's scoring server turns any error into a message that repeats the whole input
 and often a stack trace. `install_request_guard` wraps its request handler so that:
@@ -9,6 +11,10 @@ and often a stack trace. `install_request_guard` wraps its request handler so th
 - malformed JSON, JSON nested too deeply to read, a wrong top-level shape, wrong
   types, non-finite numbers, unknown categories and oversized batches get a 400 naming
   the row and field, before MLflow parses anything;
+- a missing or unknown content type gets a 415 naming the accepted ones, whatever its
+  capitals; a CSV whose lines do not all have the header's number of fields gets a 400
+  naming the row, and a CSV or Parquet body of too many rows a 413, before MLflow
+  decodes them (`inference.request_formats`);
 - `{"inputs": []}` gets an empty list of predictions;
 - a prediction that could not be captured fails with 503, never a silent 200;
 - other errors keep their status with a one-line message; the traceback goes to the
@@ -27,6 +33,15 @@ from typing import Any
 
 from inference.capture import CaptureError
 from inference.features import Columns, FeatureTransform, InvalidInput
+from inference.request_formats import (
+    CSV_TYPE,
+    JSON_TYPE,
+    UnsupportedMediaType,
+    check_csv,
+    media_type,
+    parquet_rows,
+    too_many_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +50,6 @@ EXPECTED_SHAPE = 'Send JSON like {"inputs": [{"<feature>": <value>, ...}, ...]}.
 # is not a ValueError: without this it escaped as a plain-text 500.
 TOO_DEEP = "The JSON nests too deeply to read."
 MAX_MESSAGE_LENGTH = 500
-JSON_TYPE = "application/json"
 
 
 def error_body(message: str, code: str = "BAD_REQUEST") -> str:
@@ -130,12 +144,17 @@ class _RequestGuard:
         self._max_rows = max_rows
         self._answer = answer
 
-    def __call__(self, data: Any, content_type: str, model: Any, input_schema: Any) -> Any:
-        def mlflows_own() -> Any:
-            return self._original(data, content_type, model, input_schema)
+    def __call__(self, data: Any, content_type: str | None, model: Any, input_schema: Any) -> Any:
+        try:
+            kind = media_type(content_type)
+        except UnsupportedMediaType as error:
+            return self._json(error_body(str(error), "UNSUPPORTED_MEDIA_TYPE"), 415)
+        if kind != JSON_TYPE:
+            return self._tabular(data, kind, model, input_schema)
 
-        if (content_type or "").split(";")[0].strip() != JSON_TYPE:
-            return self._guard(mlflows_own)
+        def mlflows_own() -> Any:
+            return self._original(data, kind, model, input_schema)
+
         try:
             columns = check_payload(data, self._features, self._max_rows)
         except InvalidInput as error:
@@ -148,6 +167,21 @@ class _RequestGuard:
         # let MLflow parse it again (it turns a null category into "None") and check
         # it against the signature a second time (~0.5 ms a request).
         return self._guard(lambda: self._predictions(*self._answer(columns)))
+
+    def _tabular(self, data: Any, kind: str, model: Any, input_schema: Any) -> Any:
+        """A CSV or Parquet body: checked and counted here, decoded by MLflow."""
+        body = data.encode() if isinstance(data, str) else data
+        try:
+            rows = check_csv(body) if kind == CSV_TYPE else parquet_rows(body)
+        except InvalidInput as error:
+            return self._json(error_body(str(error)), 400)
+        if rows > self._max_rows:
+            message = too_many_rows(rows, self._max_rows)
+            return self._json(error_body(message, "REQUEST_TOO_LARGE"), 413)
+        # MLflow reads a CSV with the pandas types of the model's signature, which it
+        # cannot give for the columns that take any type: let pandas infer them instead.
+        schema = None if kind == CSV_TYPE else input_schema
+        return self._guard(lambda: self._original(body, kind, model, schema))
 
     def _json(self, body: str, status: int) -> Any:
         return self._response(body, status, JSON_TYPE)

@@ -614,3 +614,288 @@ def test_the_model_loaded_last_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     # A format the guard leaves to MLflow reaches MLflow's handler once, not via `first`.
     assert fake.invocations(b"x", "text/csv", "model", None) == "mlflow answered"
     assert calls == ["mlflow:model"]
+
+
+# --- content types, sizes and paths, over HTTP (issue 21) -----------------------------------
+
+
+def send(
+    url: str, body: bytes, headers: dict[str, str], path: str | None = None, method: str = "POST"
+) -> tuple[int, dict[str, str], str]:
+    """One request with exactly `headers` (http.client adds only Host and Content-Length)."""
+    client = connection(url)
+    try:
+        client.request(method, path or urlparse(url).path, body=body, headers=headers)
+        response = client.getresponse()
+        answer_headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, answer_headers, response.read().decode(errors="replace")
+    finally:
+        client.close()
+
+
+ACCEPTED_TYPES = ["application/json", "text/csv", "application/vnd.apache.parquet"]
+
+
+def test_a_request_without_a_content_type_gets_a_415_naming_the_accepted_ones(server) -> None:
+    before = count(server)
+    status, headers, text = send(server.url, inputs(SPEC_ROW).encode(), {})
+    assert status == 415, text  # a 500 with a traceback before
+    assert headers["content-type"] == "application/json"
+    message = json.loads(text)["message"]
+    assert all(kind in message for kind in ACCEPTED_TYPES), message
+    assert count(server) == before
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["Application/JSON", "APPLICATION/JSON; CHARSET=UTF-8", "application/json;charset=utf-8"],
+)
+def test_json_is_taken_whatever_the_capitals_of_its_content_type(server, content_type) -> None:
+    status, text = post(server.url, inputs(SPEC_ROW), content_type)
+    assert status == 200, text  # a 415 before
+    assert json.loads(text)["predictions"][0]["prediction"] == "Gentoo"
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "Text/CSV; charset=utf-8"])
+def test_csv_rows_are_answered_and_captured_like_json_ones(server, content_type) -> None:
+    """The 415 message advertises CSV: it works (before, every CSV got a 400)."""
+    from support.request_bodies import csv_rows
+
+    rows = [*TYPICAL_ROWS, {**SPEC_ROW, "sex": None, "culmen_depth_mm": None}]
+    status, text = post(server.url, csv_rows(rows), content_type)
+    assert status == 200, text
+    predictions = json.loads(text)["predictions"]
+    assert [p["prediction"] for p in predictions] == [
+        p["prediction"] for p in predict(server.url, rows)
+    ]
+    stored = captured(server, [p["id"] for p in predictions])
+    assert [stored[p["id"]]["inputs"]["island"] for p in predictions] == [r["island"] for r in rows]
+
+
+def test_a_csv_row_with_a_field_too_many_is_refused_not_shifted(server) -> None:
+    """Rows with a trailing comma the header lacks: pandas would shift every field."""
+    before = count(server)
+    body = (
+        "island,culmen_length_mm,culmen_depth_mm,flipper_length_mm,body_mass_g,sex\n"
+        "Biscoe,48.6,16.0,230.0,5800.0,MALE,\n"
+    )
+    status, text = post(server.url, body, "text/csv")
+    assert status == 400, text
+    assert json.loads(text)["message"] == "Row 0: 7 fields, but the header names 6."
+    assert count(server) == before
+
+
+def test_parquet_rows_are_answered_and_captured(server) -> None:
+    from support.request_bodies import parquet_rows
+
+    status, text = post(server.url, parquet_rows(TYPICAL_ROWS), "application/vnd.apache.parquet")
+    assert status == 200, text
+    predictions = json.loads(text)["predictions"]
+    assert [p["prediction"] for p in predictions] == ["Gentoo", "Adelie", "Chinstrap"]
+    assert len(captured(server, [p["id"] for p in predictions])) == 3
+
+
+def test_a_parquet_bomb_is_refused_before_it_is_decoded(server) -> None:
+    """72 KB that decode to 3,000,000 rows: 25 s and 650 MB of a worker before."""
+    from support.request_bodies import parquet_body
+
+    before = count(server)
+    bomb = parquet_body(3_000_000)
+    started = time.monotonic()
+    status, text = post(server.url, bomb, "application/vnd.apache.parquet")
+    assert status == 413, text
+    assert json.loads(text)["message"].startswith("Too many rows: 3000000;")
+    assert time.monotonic() - started < 5  # the machine is shared: no tighter bound here
+    assert count(server) == before and ping(server.url)
+
+
+def test_a_csv_of_too_many_lines_is_refused_before_it_is_decoded(server) -> None:
+    body = "island,sex\n" + "Biscoe,MALE\n" * (MAX_BATCH_SIZE + 1)
+    status, text = post(server.url, body, "text/csv")
+    assert status == 413, text
+    assert f"Too many rows: {MAX_BATCH_SIZE + 1};" in json.loads(text)["message"]
+
+
+def read_answer(sock, timeout: float = 30) -> tuple[int, bytes]:
+    """The status and body of the HTTP answer on `sock` (it has a Content-Length)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(server) -> None:
+    """The answer comes from the headers: the 2 MiB are never sent."""
+    import socket
+
+    parsed = urlparse(server.url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2097152\r\n\r\n" + b'{"inputs": ['
+        )
+        status, body = read_answer(sock)
+    assert status == 413
+    assert "max_request_bytes" in json.loads(body)["message"]
+
+
+def test_a_streamed_body_is_cut_off_once_it_passes_the_limit(server) -> None:
+    import socket
+
+    parsed = urlparse(server.url)
+    chunk = b" " * 65536
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(32):  # 2 MiB: the server answers after 1 MiB, and drops the rest
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sock.sendall(b"0\r\n\r\n")
+        status, body = read_answer(sock)
+    assert status == 413
+    assert "max_request_bytes" in json.loads(body)["message"]
+
+
+def test_a_body_sent_slowly_within_the_timeout_is_answered(server) -> None:
+    import socket
+
+    body = inputs(SPEC_ROW).encode()
+    parsed = urlparse(server.url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        for start in range(0, len(body), 40):
+            sock.sendall(body[start : start + 40])
+            time.sleep(0.1)
+        status, answer = read_answer(sock)
+    assert status == 200, answer
+    assert json.loads(answer)["predictions"][0]["prediction"] == "Gentoo"
+
+
+@pytest.mark.parametrize("path", ["/version", "/docs", "/openapi.json"])
+def test_only_invocations_and_the_health_check_are_served(server, path: str) -> None:
+    status, _, text = send(server.url, b"", {}, path=path, method="GET")
+    assert status == 404, text  # /version told MLflow's version before
+    assert "/invocations" in json.loads(text)["message"]
+    assert ping(server.url)
+
+
+HTTP_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+content_types = st.one_of(
+    st.none(),
+    printable,
+    st.sampled_from(ACCEPTED_TYPES).map(lambda kind: "".join(
+        c.upper() if i % 2 else c for i, c in enumerate(kind))),
+    st.tuples(st.sampled_from(ACCEPTED_TYPES), printable).map(lambda kp: f"{kp[0]}; {kp[1]}"),
+)  # fmt: skip
+header_names = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz-"), min_size=1, max_size=20)
+odd_headers = st.dictionaries(
+    header_names.filter(lambda name: name not in ("content-length", "transfer-encoding", "host")),
+    printable.map(str.strip),
+    max_size=4,
+)
+
+
+@HTTP_SETTINGS
+@given(content_type=content_types, extra=odd_headers, rows=st.integers(0, MAX_BATCH_SIZE + 3),
+       kind=st.sampled_from(ACCEPTED_TYPES))  # fmt: skip
+def test_any_content_type_and_headers_get_a_json_4xx_or_an_answer_over_http(
+    server, content_type, extra, rows, kind
+) -> None:
+    from support.request_bodies import csv_rows, parquet_rows
+
+    batch = [TYPICAL_ROWS[i % 3] for i in range(rows)]
+    body = {
+        "application/json": lambda: inputs(*batch).encode(),
+        "text/csv": lambda: csv_rows(batch) if batch else b"island\n",
+        "application/vnd.apache.parquet": lambda: parquet_rows(batch or [{"island": None}]),
+    }[kind]()
+    headers = {**extra, **({"Content-Type": content_type} if content_type is not None else {})}
+    status, answer_headers, text = send(server.url, body, headers)
+    assert status == 200 or 400 <= status < 500, f"{status} for {headers}: {text[:300]}"
+    assert answer_headers["content-type"] == "application/json", text[:300]
+    if status != 200:
+        assert isinstance(json.loads(text)["message"], str)
+
+
+# --- the HTTP guard around MLflow's scoring app, in process ---------------------------------
+
+APP_LIMIT = 4096  # bytes: small, so that the examples reach it cheaply
+
+
+@pytest.fixture(scope="module")
+def scoring_app(serving_models, tmp_path_factory, invocations) -> Any:
+    """MLflow's scoring app for the model, behind the HTTP guard, as a server builds them."""
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    from inference.http_guard import HttpGuard, HttpLimits
+
+    flag = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
+    saved = os.environ.get(flag)
+    os.environ["SERVING_CAPTURE_DATABASE"] = str(tmp_path_factory.mktemp("app") / "capture.db")
+    try:
+        model = mlflow.pyfunc.load_model(serving_models.uri(serving_models.good[0]))
+        app = scoring_server.init(model)
+        yield HttpGuard(app, HttpLimits(None, APP_LIMIT, MAX_BATCH_SIZE))
+    finally:
+        os.environ.pop("SERVING_CAPTURE_DATABASE", None)
+        if saved is None:
+            os.environ.pop(flag, None)
+        else:
+            os.environ[flag] = saved
+
+
+bodies = st.one_of(
+    st.binary(max_size=APP_LIMIT + 200),
+    rows.map(lambda batch: json.dumps({"inputs": batch}).encode()),
+    st.integers(APP_LIMIT - 20, APP_LIMIT + 20).map(lambda n: b" " * n),
+    st.integers(0, 80).map(lambda n: b"island,sex\n" + b"Biscoe,MALE\n" * n),
+)
+
+
+@GUARD_SETTINGS
+@given(content_type=content_types.map(lambda t: None if t is None else t.encode()), body=bodies,
+       pieces=st.lists(st.integers(1, 400), max_size=6), slowly=st.booleans(),
+       declared=st.booleans(), extra=odd_headers)  # fmt: skip
+def test_any_request_gets_a_json_4xx_or_an_answer_in_process(
+    scoring_app, content_type, body, pieces, slowly, declared, extra
+) -> None:
+    """Oversized bodies get 413 however they arrive (declared or streamed, in one piece or
+    many, slowly or not); anything else a JSON 4xx or an answer."""
+    from support.asgi import call
+
+    from inference.request_formats import UnsupportedMediaType, media_type
+
+    chunks, rest = [], body
+    for size in pieces:
+        chunks, rest = [*chunks, rest[:size]], rest[size:]
+    headers = [(name.encode(), value.encode()) for name, value in extra.items()]
+    headers += [(b"content-type", content_type)] if content_type is not None else []
+    headers += [(b"content-length", str(len(body)).encode())] if declared else []
+    answer = call(scoring_app, headers=headers, chunks=[*chunks, rest], pause=0.002 * slowly)
+
+    assert answer.status == 200 or 400 <= answer.status < 500, (answer, body[:200])
+    assert answer.headers[b"content-type"] == b"application/json", answer
+    try:
+        media_type(content_type)
+    except UnsupportedMediaType:
+        assert answer.status == 415, answer
+        return
+    if len(body) > APP_LIMIT:
+        assert answer.status == 413, answer
+    if answer.status != 200:
+        assert isinstance(answer.json()["message"], str) and len(answer.json()["message"]) <= 500
