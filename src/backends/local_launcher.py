@@ -22,8 +22,18 @@ no request:
 
 The socket is handed to the next server over a unix socket (`--handoff`, SCM_RIGHTS):
 a thread of this supervisor sends a duplicate of the listening descriptor to whoever
-connects. Nothing of the project is imported here: the workers import only this
-module, uvicorn and what the model itself needs.
+connects.
+
+Slow clients are cut off by `backends.local_connections` (a deadline for a request's
+headers and one for its body, a cap on each worker's connections; its variables
+SERVING_HEADER_TIMEOUT, SERVING_BODY_TIMEOUT and SERVING_MAX_CONNECTIONS). With a token
+set (SERVING_AUTH_TOKEN), a worker proves before it accepts that an unauthenticated
+request is refused: a model registered before the HTTP guard existed
+(`inference.http_guard`, which the model carries) would answer it, and is not served.
+
+Nothing else of the project is imported here: the workers import only this module,
+`backends.local_connections`, uvicorn and what the model itself needs (its own copy of
+`inference`, which may be older than the project's).
 """
 
 from __future__ import annotations
@@ -42,7 +52,10 @@ from pathlib import Path
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from backends.local_connections import ConnectionLimits, LimitedConfig
+
 APP = "mlflow.pyfunc.scoring_server.app:app"
+TOKEN_VARIABLE = "SERVING_AUTH_TOKEN"  # read by the model's HTTP guard
 READY = b"ready\n"
 # How long a stopping worker waits for a connection it accepted to send its request.
 # uvicorn closes an idle connection after its keep-alive timeout (5 s) anyway.
@@ -50,12 +63,14 @@ UNREAD_WAIT_SECONDS = 5.0
 logger = logging.getLogger("uvicorn.error")
 
 
-async def asgi_status(app, path: str) -> int:
-    """The HTTP status `app` answers a GET of `path` with, called in process."""
+async def asgi_status(
+    app, path: str, method: str = "GET", headers: list | None = None, body: bytes = b""
+) -> int:
+    """The HTTP status `app` answers `method` `path` (`headers`, `body`) with, in process."""
     status = 0
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict) -> None:
         nonlocal status
@@ -63,9 +78,10 @@ async def asgi_status(app, path: str) -> int:
             status = message["status"]
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
         "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [], "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0),
+        "root_path": "", "headers": headers or [], "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 0),
     }  # fmt: skip
     await app(scope, receive, send)
     return status
@@ -80,6 +96,19 @@ class HandoverServer(uvicorn.Server):
         if status != 200:
             logger.error("The scoring app answered /ping with %s: not serving.", status)
             sys.exit(uvicorn.config.STARTUP_FAILURE)
+        if os.environ.get(TOKEN_VARIABLE):
+            # A request any model answers (with no predictions), but without the token.
+            status = await asgi_status(
+                self.config.loaded_app, "/invocations", "POST",
+                [(b"content-type", b"application/json")], b'{"inputs": []}',
+            )  # fmt: skip
+            if status != 401:
+                logger.error(
+                    "A token is set, but the model answered a request without it (%s): it was "
+                    "registered before servers checked tokens. Register it again with this "
+                    "code, or deploy it without a token (on 127.0.0.1 only).", status,
+                )  # fmt: skip
+                sys.exit(uvicorn.config.STARTUP_FAILURE)
         await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -205,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     listener = socket.socket(fileno=arguments.listen_fd)
-    config = uvicorn.Config(APP, workers=arguments.workers)
+    config = LimitedConfig(
+        APP, ConnectionLimits.from_environment(os.environ), workers=arguments.workers
+    )
     supervisor = Supervisor(
         config, listener, arguments.ready_fd, arguments.handoff, arguments.startup_timeout
     )
