@@ -58,6 +58,7 @@ TRAINING_RUN_FILES = frozenset({
     "tests/model_training/test_confidence_calibration.py",
     "tests/promotion/test_evidence.py",
     "tests/pipelines/test_framework.py",
+    "tests/pipelines/test_monitoring_estimate.py",
     "tests/pipelines/test_scheduling.py",
     "tests/pipelines/test_training.py",
 })  # fmt: skip

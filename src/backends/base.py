@@ -93,8 +93,12 @@ class Backend(ABC):
         """The registry version serving at the target now, if any."""
 
     @abstractmethod
-    def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
-        """Send rows to the deployed model; return `{"predictions": [...]}`."""
+    def invoke(self, payload: list[dict[str, Any]], source: str = "online") -> dict[str, Any]:
+        """Send rows to the deployed model; return `{"predictions": [...]}`.
+
+        `source` "smoke" marks a deployment's smoke test: its answers are captured with
+        that source, and never loaded, labelled or counted as production evidence.
+        """
 
     @abstractmethod
     def save(
@@ -107,8 +111,11 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
-        """The `limit` most recent captured predictions, newest first, with ground truth.
+    def load(
+        self, limit: int = 100, labeled_only: bool = False, model_version: str | None = None
+    ) -> pd.DataFrame | None:
+        """The `limit` most recent captured predictions, newest first, with ground truth;
+        with `model_version`, only those that version answered. Never a smoke test's.
 
         Columns: the input features, `prediction`, `confidence`, `ground_truth`, `id`,
         `model_version`, `created_at`, `source` and the shadow's `shadow_version`,

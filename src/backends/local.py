@@ -157,7 +157,25 @@ class Local(Backend):
         """Stop the background server, if one runs."""
         self._server().stop()
 
-    def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
+    def invoke(self, payload: list[dict[str, Any]], source: str = "online") -> dict[str, Any]:
+        """Send rows to the server; with another `source` than "online", its captures of
+        them are marked so as soon as they are answered (a server of any version's code
+        stores what it answers as "online")."""
+        answer = self._post(payload)
+        if source != "online":
+            ids = [row.get("id") for row in answer.get("predictions", []) if isinstance(row, dict)]
+            self._mark_source([str(id_) for id_ in ids if id_], source)
+        return answer
+
+    def _mark_source(self, ids: list[str], source: str) -> None:
+        with self._capture_errors("Marking the captures"):
+            store = self._store()
+            try:
+                store.mark_source(ids, source)
+            finally:
+                store.close()
+
+    def _post(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
         request = urllib.request.Request(
             self.target,
             data=json.dumps({"inputs": payload}).encode(),
@@ -206,12 +224,14 @@ class Local(Backend):
         finally:
             store.close()
 
-    def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
+    def load(
+        self, limit: int = 100, labeled_only: bool = False, model_version: str | None = None
+    ) -> pd.DataFrame | None:
         if not Path(self.database).exists():
             return None
         store = self._store()
         try:
-            rows = store.recent(limit, labeled_only=labeled_only)
+            rows = store.recent(limit, labeled_only=labeled_only, model_version=model_version)
         finally:
             store.close()
         return captured_frame(rows) if rows else None

@@ -15,7 +15,8 @@ place, rows untouched. Version 2 added `predictions_labeled`, so reading the new
 labelled rows costs the same however many newer rows still wait for ground truth.
 Version 3 added columns, by `ALTER TABLE ... ADD COLUMN` when a store lacks them
 (SQLite adds a column without rewriting a row): `source` (`online` for the server,
-`batch` for the scoring pipeline) and the shadow model's answer to the same request
+`batch` for the scoring pipeline, `smoke` for a deployment's smoke test, which is never
+read back as evidence nor labelled) and the shadow model's answer to the same request
 (`shadow_version`, `shadow_prediction`, `shadow_confidence`), labelled by the same
 ground truth as the champion's.
 
@@ -82,7 +83,9 @@ CAPTURE_COLUMNS = (
     "id", "created_at", "model_version", "inputs", "prediction", "confidence",
     "ground_truth", "source", "shadow_version", "shadow_prediction", "shadow_confidence",
 )  # fmt: skip
-SOURCES = ("online", "batch")
+SOURCES = ("online", "batch", "smoke")
+# A deployment's smoke test: stored, never evidence (`recent` and `unlabeled` leave it out).
+SMOKE = "smoke"
 # The captured columns that monitoring and promotion compare.
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
@@ -217,9 +220,12 @@ def _migrate(connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def recent_query(labeled_only: bool) -> str:
-    """The query of `CaptureStore.recent`; its one parameter is the row limit."""
-    where = "WHERE ground_truth IS NOT NULL " if labeled_only else ""
+def recent_query(labeled_only: bool, by_version: bool = False) -> str:
+    """The query of `CaptureStore.recent`; its parameters are the model version (when
+    `by_version`) and the row limit. Smoke-test rows are left out."""
+    where = f"WHERE source != '{SMOKE}' "
+    where += "AND ground_truth IS NOT NULL " if labeled_only else ""
+    where += "AND model_version = ? " if by_version else ""
     return (
         f"SELECT {', '.join(CAPTURE_COLUMNS)} "
         f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
@@ -384,9 +390,10 @@ class CaptureStore:
         self._prune_when_due()
 
     def unlabeled(self) -> list[tuple[str, str]]:
-        """(id, prediction) of every prediction without ground truth."""
+        """(id, prediction) of every prediction without ground truth, but a smoke test's."""
         return self._connection.execute(
-            "SELECT id, prediction FROM predictions WHERE ground_truth IS NULL"
+            "SELECT id, prediction FROM predictions WHERE ground_truth IS NULL "
+            f"AND source != '{SMOKE}'"
         ).fetchall()
 
     def label(self, ground_truth: dict[str, str]) -> int:
@@ -419,9 +426,29 @@ class CaptureStore:
         self._connection.execute("DELETE FROM temp.labels")
         return updated
 
-    def recent(self, limit: int, labeled_only: bool = False) -> list[tuple[Any, ...]]:
-        """The `limit` newest predictions (with ground truth only, if asked), newest first."""
-        return self._connection.execute(recent_query(labeled_only), (int(limit),)).fetchall()
+    def mark_source(self, ids: Sequence[str], source: str) -> int:
+        """Mark the predictions `ids` as coming from `source` (e.g. a smoke test's, which
+        no reader then takes for evidence); return how many were found."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
+        try:
+            with self._lock, write_transaction(self._connection):
+                return self._connection.executemany(
+                    "UPDATE predictions SET source = ? WHERE id = ?", ((source, i) for i in ids)
+                ).rowcount
+        except sqlite3.Error as error:
+            message = _failure("Could not mark predictions in", self.path, error)
+            raise CaptureError(message) from error
+
+    def recent(
+        self, limit: int, labeled_only: bool = False, model_version: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The `limit` newest predictions (with ground truth only, of `model_version`
+        only, if asked), newest first; never a smoke test's."""
+        by_version = model_version is not None
+        parameters = (str(model_version), int(limit)) if by_version else (int(limit),)
+        query = recent_query(labeled_only, by_version)
+        return self._connection.execute(query, parameters).fetchall()
 
     def classes(self) -> list[str]:
         """Every class seen so far, predicted (by either model) or labelled."""

@@ -1,11 +1,14 @@
 """What a monitoring run raises and records: its alerts and its figures (MLflow metrics).
 
-An alert is a failure of the monitored model or of its data: a drifted column, or
-production accuracy under the threshold. A better challenger is not one (see
-`model_monitoring.shadow_comparison`).
+An alert is a failure of the monitored model or of its data: a drifted column,
+production accuracy under the threshold, or accuracy estimated under it from the
+model's confidences before any label arrives (`model_monitoring.performance_estimate`).
+A better challenger is not one (see `model_monitoring.shadow_comparison`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def figures(
@@ -28,12 +31,23 @@ def figures(
 
 
 def alerts(
-    drift_detected: bool, drifted: list[str], accuracy: float | None, threshold: float
+    drift_detected: bool,
+    drifted: list[str],
+    accuracy: float | None,
+    threshold: float,
+    estimate: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Human-readable alerts, empty when all is well."""
+    """Human-readable alerts, empty when all is well. `estimate` is
+    `performance_estimate.Estimate.as_dict()`, or None when there was none."""
     messages = []
     if drift_detected:
         messages.append(f"Data drift detected in {', '.join(drifted)}.")
     if accuracy is not None and accuracy < threshold:
         messages.append(f"Production accuracy {accuracy:.3f} is below the threshold {threshold}.")
+    if estimate is not None and estimate["accuracy"] < threshold:
+        messages.append(
+            f"Estimated accuracy {estimate['accuracy']:.3f} [{estimate['low']:.3f}, "
+            f"{estimate['high']:.3f}] on {estimate['rows']} recent answers, from their "
+            f"confidences, is below the threshold {threshold}."
+        )
     return messages

@@ -1,8 +1,10 @@
 """The monitoring pipeline's `end` card: the verdict, the history, champion and shadow.
 
-`monitoring_summary` shows the alerts and this run's figures, `history_chart` draws
-the figures of past runs (drawn in `start`, where the history is read: `end` then
-needs neither Matplotlib nor pandas), `shadow_section` the comparison of the served
+`monitoring_summary` shows the alerts and this run's figures, `estimate_section` the
+accuracy estimated before labels and which rows each figure used, `history_chart`
+draws the figures of past runs, the estimates beside the realised accuracy (drawn in
+`start`, where the history is read: `end` then needs neither Matplotlib nor pandas),
+`estimate_history` the same as a table, `shadow_section` the comparison of the served
 model with its shadow. Each returns Metaflow card components, or the chart's PNG.
 """
 
@@ -52,8 +54,9 @@ def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes 
 
     runs = range(1, len(history) + 1)
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    _estimates(left, runs, history)
     if "metrics.accuracy" in history:
-        left.plot(runs, history["metrics.accuracy"], marker="o", label="accuracy")
+        left.plot(runs, history["metrics.accuracy"], marker="o", label="realised (labels)")
     left.axhline(settings.accuracy_threshold, color="red", linestyle="--", label="threshold")
     left.set_title("production accuracy")
     left.set_ylim(0, 1.05)
@@ -70,6 +73,76 @@ def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes 
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _estimates(axis: Any, runs: range, history: pd.DataFrame) -> None:
+    """Each run's estimated accuracy with its band, beside where the realised one goes."""
+    if "metrics.estimated_accuracy" not in history:
+        return
+    estimated = history["metrics.estimated_accuracy"].astype(float)
+    low = history.get("metrics.estimated_accuracy_low", estimated).astype(float)
+    high = history.get("metrics.estimated_accuracy_high", estimated).astype(float)
+    axis.errorbar(
+        runs,
+        estimated,
+        yerr=[(estimated - low).clip(lower=0), (high - estimated).clip(lower=0)],
+        fmt="s--",
+        color="tab:gray",
+        capsize=3,
+        label="estimated (before labels)",
+    )
+
+
+def estimate_section(
+    estimate: dict[str, Any] | None, rows_used: dict[str, dict[str, Any]], threshold: float
+) -> list[Any]:
+    """The accuracy estimated from the confidences, and which rows each figure used."""
+    from metaflow.cards import Markdown
+
+    from model_monitoring.production_rows import rows_sentence
+
+    if estimate is None:
+        line = "No recent answers of this version: nothing to estimate."
+    else:
+        how = "calibrated at registration" if estimate["calibrated"] else "raw: no calibration"
+        line = (
+            f"**{estimate['accuracy']:.4f}**, 95% band [{estimate['low']:.4f}, "
+            f"{estimate['high']:.4f}], on {estimate['rows']} recent answers, labelled or not "
+            f"(confidences {how}); threshold {threshold}."
+        )
+    return [
+        Markdown("## Accuracy estimated before labels\n" + line),
+        Markdown(
+            "### Rows used\n"
+            f"- {rows_sentence(rows_used['labelled'], 'Reports and realised accuracy')}\n"
+            f"- {rows_sentence(rows_used['recent'], 'Estimate')}"
+        ),
+    ]
+
+
+def estimate_history(runs: list[dict[str, Any]]) -> list[Any]:
+    """Past runs' estimates beside the accuracy realised once labels came, as a table
+    (`history.estimates_beside_accuracy`); nothing without runs."""
+    from metaflow.cards import Markdown, Table
+
+    if not runs:
+        return []
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [
+        [
+            run["when"][:19],
+            run["version"],
+            shown(run["estimated"]),
+            "-" if run["low"] is None else f"[{run['low']:.4f}, {run['high']:.4f}]",
+            shown(run["accuracy"]),
+        ]
+        for run in runs
+    ]
+    headers = ["run started", "version", "estimated", "band", "realised"]
+    return [Markdown("### Estimated and realised accuracy"), Table(rows, headers=headers)]
 
 
 def import_plotting() -> None:

@@ -3,7 +3,9 @@
 Every monitoring run is an MLflow run of the `monitoring.experiment` experiment, tagged
 with the model name and version it monitored, its figures as metrics and, when a
 shadow was compared, the comparison as a JSON artifact (`SHADOW_ARTIFACT`). The
-history of a model is those runs, oldest first: what the `end` card charts.
+history of a model is those runs, oldest first: what the `end` card charts, and the
+accuracy each run estimated before labels beside the accuracy realised once they came
+(`estimates_beside_accuracy`).
 """
 
 from __future__ import annotations
@@ -62,3 +64,33 @@ def monitoring_history(experiment: str, model_name: str, limit: int = 100) -> pd
         max_results=limit,
     )
     return runs.iloc[::-1].reset_index(drop=True)
+
+
+# The history's columns that `estimates_beside_accuracy` reads (MLflow metrics).
+ESTIMATE_COLUMNS = {
+    "estimated": "metrics.estimated_accuracy",
+    "low": "metrics.estimated_accuracy_low",
+    "high": "metrics.estimated_accuracy_high",
+    "accuracy": "metrics.accuracy",
+    "labelled_rows": "metrics.rows",
+}
+
+
+def estimates_beside_accuracy(history: pd.DataFrame, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest `limit` runs of `history`, oldest first: when, which version, the
+    accuracy estimated before labels and its band, and the accuracy realised on labels
+    (None where a run had no such figure)."""
+    import math
+
+    rows = []
+    for _, run in history.tail(limit).iterrows():
+        row: dict[str, Any] = {
+            "run": str(run.get("run_id", "")),
+            "when": str(run.get("start_time", "")),
+            "version": run.get("tags.model_version"),
+        }
+        for name, column in ESTIMATE_COLUMNS.items():
+            value = run.get(column)
+            row[name] = None if value is None or math.isnan(value) else float(value)
+        rows.append(row)
+    return rows

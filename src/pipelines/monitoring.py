@@ -7,10 +7,18 @@
 
 The reference is the data the deployed model version was trained on (recorded with
 the model by the training pipeline); the current data is the newest `--samples`
-captured predictions that have ground truth. Each report is an HTML card of `start`,
+captured predictions of that version that have ground truth (rows another version
+answered, and smoke tests, are left out). Each report is an HTML card of `start`,
 named by its card id; its conclusions are artifacts and MLflow metrics (experiment
 `monitoring`), so their history can be followed. Drift or low accuracy raise an
 alert; with `--fail-on-alert` the run then fails, for schedulers.
+
+Before any label arrives, the accuracy is estimated from the confidences of the
+version's newest `--samples` answers, labelled or not, through the calibration stored
+with the version at registration (`model_monitoring.performance_estimate`):
+`estimated_accuracy` and its band are artifacts and MLflow metrics, an estimate under
+the threshold is an alert, and the history shows the estimates beside the accuracy
+realised once labels came. The card says which rows each figure used (`rows_used`).
 
 Why two steps: every task is a new process, and importing Evidently costs seconds
 (MLflow a few more) while the three reports together take a second or two. So the
@@ -87,31 +95,36 @@ class Monitoring(Pipeline):
         # Evidently is imported by the worker while this process loads the data, and
         # the history chart's Matplotlib here while the worker runs the reports.
         with ReportWorker() as worker:
-            comparison = self.load_data(settings.max_rows)
+            comparison, recent = self.load_data(settings.max_rows)
             worker.submit(self.reference, self.current, self.schema, settings)
+            self.estimate = self.estimate_accuracy(recent)
             import_plotting()
             reports = worker.result()
 
         from model_monitoring.end_card import history_chart
-        from model_monitoring.history import monitoring_history
+        from model_monitoring.history import estimates_beside_accuracy, monitoring_history
 
         self.record_conclusions(reports, comparison)
         self.record_in_mlflow(settings.experiment)
         self.history = monitoring_history(settings.experiment, self.model_name)
         self.history_chart = history_chart(self.history, settings)
+        self.estimate_history = estimates_beside_accuracy(self.history)
         for message in self.alerts:
             self.logger.warning("ALERT: %s", message)
         self.next(self.end)
 
-    def load_data(self, max_rows: int) -> Any:
+    def load_data(self, max_rows: int) -> tuple[Any, Any]:
         """Set the monitored version, the reference and the current (production) data;
-        return the champion-shadow comparison on the labelled rows (None without).
+        return the champion-shadow comparison on the labelled rows (None without) and
+        the version's newest rows, labelled or not, for the estimate (None without).
 
         The reference is the training data of the monitored version (the dataset file
-        for a model without it); the current data the newest labelled predictions.
+        for a model without it); the current data the newest labelled predictions that
+        version made.
         """
         from common.registry import CHAMPION
         from model_monitoring.monitored_model import monitored_version, training_reference
+        from model_monitoring.production_rows import describe_rows, version_windows
         from model_monitoring.reports import production_frame, sample_rows
         from model_monitoring.shadow_comparison import shadow_comparison
 
@@ -123,22 +136,42 @@ class Monitoring(Pipeline):
             self.logger.warning("No training data recorded with the model: using %s.", self.dataset)
             reference = self.data
         self.reference = sample_rows(reference[schema.features], max_rows)
-        captured = self.backend_impl.load(limit=self.samples, labeled_only=True)
+        windows = version_windows(self.backend_impl, self.samples, self.monitored_version)
+        captured = windows.labelled
         # On every labelled row loaded, not the sample the reports get: it is cheap.
         comparison = shadow_comparison(captured)
         self.current = None if captured is None else production_frame(captured, schema)
         self.current = sample_rows(self.current, max_rows)
         self.rows = 0 if self.current is None else len(self.current)
+        self.rows_used = {
+            "labelled": describe_rows(captured, self.monitored_version),
+            "recent": describe_rows(windows.recent, self.monitored_version),
+        }
         self.logger.info(
-            "Monitoring %s version %s on %d labelled production rows.",
+            "Monitoring %s version %s on %d labelled production rows that version answered.",
             self.model_name, self.monitored_version, self.rows,
         )  # fmt: skip
-        return comparison
+        return comparison, windows.recent
+
+    def estimate_accuracy(self, recent: Any) -> dict[str, Any] | None:
+        """The accuracy of the version's recent answers, estimated from their
+        confidences through its stored calibration (None without answers)."""
+        from model_monitoring.performance_estimate import estimate_accuracy, stored_calibration
+
+        if recent is None:
+            return None
+        calibration = stored_calibration(self.model_name, self.monitored_version)
+        estimate = estimate_accuracy(recent["confidence"].to_numpy(dtype=float), calibration)
+        if estimate is None:
+            return None
+        self.logger.info("Estimated accuracy before labels: %s.", estimate.summary())
+        return estimate.as_dict()
 
     def record_conclusions(self, reports: dict, comparison: Any) -> None:
         """Keep the report pages and what they concluded, the alerts, the challenger
         finding and the run's figures as artifacts."""
         from model_monitoring.alerts import alerts, figures
+        from model_monitoring.performance_estimate import Estimate
         from model_monitoring.reports import conclusions
         from model_monitoring.shadow_comparison import challenger_finding, shadow_figures
 
@@ -151,6 +184,7 @@ class Monitoring(Pipeline):
             self.drifted_columns,
             self.accuracy,
             self.settings.monitoring.accuracy_threshold,
+            self.estimate,
         )
         self.challenger_finding = challenger_finding(comparison, self.settings.promotion)
         # Plain data, not the dataclass: readable from any client.
@@ -159,6 +193,8 @@ class Monitoring(Pipeline):
             self.rows, self.tests, self.drift_detected, self.drifted_columns, self.accuracy
         )
         self.metrics.update(shadow_figures(comparison, self.challenger_finding))
+        if self.estimate is not None:
+            self.metrics.update(Estimate(**self.estimate).figures())
 
     def record_in_mlflow(self, experiment: str) -> None:
         """Record the run's figures in MLflow, with the shadow comparison when there is one."""
@@ -181,9 +217,17 @@ class Monitoring(Pipeline):
     def end(self):
         """Show the alerts and the history of the figures; fail on alert if asked."""
         from common.retraining import request_retraining
-        from model_monitoring.end_card import monitoring_summary, shadow_section
+        from model_monitoring.end_card import (
+            estimate_history,
+            estimate_section,
+            monitoring_summary,
+            shadow_section,
+        )
 
+        threshold = self.settings.monitoring.accuracy_threshold
         current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
+        current.card.extend(estimate_section(self.estimate, self.rows_used, threshold))
+        current.card.extend(estimate_history(self.estimate_history))
         current.card.extend(shadow_section(self.shadow_comparison, self.challenger_finding))
         # Before failing on alert: a scheduled run that fails must still ask for retraining.
         self.retraining_event_id = request_retraining(

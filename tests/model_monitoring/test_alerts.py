@@ -53,3 +53,15 @@ def test_figures_count_rows_drift_and_failed_tests() -> None:
         "drifted_columns": 0.0,
         "failed_tests": 0.0,
     }
+
+
+ESTIMATE = {"accuracy": 0.62, "low": 0.58, "high": 0.66, "rows": 500, "calibrated": True}
+
+
+def test_an_estimate_under_the_threshold_is_an_alert_before_any_label() -> None:
+    messages = alerts(False, [], None, 0.7, ESTIMATE)
+    assert len(messages) == 1
+    assert "Estimated accuracy 0.620 [0.580, 0.660] on 500" in messages[0]
+    assert "0.7" in messages[0]
+    assert alerts(False, [], None, 0.7, {**ESTIMATE, "accuracy": 0.7}) == []  # at it: no
+    assert alerts(False, [], None, 0.7, None) == []  # nothing estimated: nothing to say

@@ -61,3 +61,75 @@ def test_the_card_section_shows_both_models_the_finding_and_the_matrices(
     tables = [c for c in components if isinstance(c, Table)]
     assert len(tables) == 2
     assert shadow_section(None, None) == []
+
+
+def test_the_history_chart_draws_estimates_beside_the_realised_accuracy() -> None:
+    from model_monitoring.end_card import history_chart
+
+    history = pd.DataFrame(
+        {
+            "metrics.estimated_accuracy": [0.95, 0.96],
+            "metrics.estimated_accuracy_low": [0.93, 0.94],
+            "metrics.estimated_accuracy_high": [0.97, 0.98],
+            "metrics.accuracy": [float("nan"), 0.94],  # the first run had no labels yet
+            "metrics.drifted_columns": [0.0, 0.0],
+        }
+    )
+    chart = history_chart(history, SETTINGS)
+    assert chart is not None and chart.startswith(b"\x89PNG\r\n\x1a\n")
+    without = history_chart(history.drop(columns="metrics.estimated_accuracy"), SETTINGS)
+    assert without is not None and without != chart
+
+
+ROWS_USED = {
+    "labelled": {"version": "3", "rows": 0, "first": None, "last": None, "sources": {}},
+    "recent": {
+        "version": "3",
+        "rows": 200,
+        "first": "2026-01-01T10:00:00+00:00",
+        "last": "2026-01-01T10:05:00+00:00",
+        "sources": {"online": 200},
+    },
+}
+
+
+def test_the_estimate_section_gives_the_estimate_its_band_and_the_rows_used() -> None:
+    from model_monitoring.end_card import estimate_section
+
+    estimate = {
+        "accuracy": 0.95,
+        "low": 0.92,
+        "high": 0.98,
+        "standard_error": 0.015,
+        "rows": 200,
+        "calibrated": True,
+    }
+    text = "\n".join(c._text for c in estimate_section(estimate, ROWS_USED, 0.7))
+    assert "**0.9500**, 95% band [0.9200, 0.9800], on 200 recent answers" in text
+    assert "calibrated at registration" in text
+    assert "Reports and realised accuracy: no rows of version 3." in text
+    assert "Estimate: 200 rows answered by version 3, 2026-01-01T10:00:00+00:00 to" in text
+    assert "(200 online)" in text
+    uncalibrated = {**estimate, "calibrated": False}
+    assert "raw: no calibration" in estimate_section(uncalibrated, ROWS_USED, 0.7)[0]._text
+    assert "nothing to estimate" in estimate_section(None, ROWS_USED, 0.7)[0]._text
+
+
+def test_the_estimate_history_is_a_table_of_estimated_and_realised_accuracy() -> None:
+    from metaflow.cards import Table
+
+    from model_monitoring.end_card import estimate_history
+
+    assert estimate_history([]) == []
+    runs = [
+        {"when": "2026-01-01 10:00:00.123+00:00", "version": "3", "estimated": 0.95,
+         "low": 0.92, "high": 0.98, "accuracy": None},
+        {"when": "2026-01-02 10:00:00+00:00", "version": "3", "estimated": 0.95,
+         "low": 0.92, "high": 0.98, "accuracy": 0.9333},
+    ]  # fmt: skip
+    heading, table = estimate_history(runs)
+    assert isinstance(table, Table)
+    assert "Estimated and realised accuracy" in heading._text
+    rendered = str(table.render())
+    assert "0.9500" in rendered and "[0.9200, 0.9800]" in rendered and "0.9333" in rendered
+    assert "2026-01-01 10:00:00" in rendered and "-" in rendered

@@ -64,8 +64,8 @@ class Sagemaker(Backend):
         """
         teardown.delete_everything(self.aws)
 
-    def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
-        return data.invoke(self.aws, payload)
+    def invoke(self, payload: list[dict[str, Any]], source: str = "online") -> dict[str, Any]:
+        return data.invoke(self.aws, payload, source)
 
     def save(
         self, model_input: pd.DataFrame, model_output: pd.DataFrame, source: str = "online"
@@ -76,8 +76,10 @@ class Sagemaker(Backend):
         """
         data.save(self.aws, model_input, model_output, source)
 
-    def load(self, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
-        return data.load(self.aws, limit, labeled_only)
+    def load(
+        self, limit: int = 100, labeled_only: bool = False, model_version: str | None = None
+    ) -> pd.DataFrame | None:
+        return data.load(self.aws, limit, labeled_only, model_version)
 
     def ground_truth(self) -> dict[str, list[str | None]]:
         return data.ground_truth(self.aws)

@@ -36,7 +36,7 @@ from backends.sagemaker.formats import (
     parse_ground_truth_record,
     variant_name,
 )
-from inference.capture import prediction_ids
+from inference.capture import SMOKE, prediction_ids
 
 # Rows per capture record of saved predictions: a request of the server's largest
 # size, so a label rewrites at most this many labels of its record.
@@ -54,8 +54,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def invoke(aws: Connection, payload: list[dict[str, Any]]) -> dict[str, Any]:
-    """Send rows through `sagemaker-runtime`; returns `{"predictions": [...]}`."""
+def invoke(
+    aws: Connection, payload: list[dict[str, Any]], source: str = "online"
+) -> dict[str, Any]:
+    """Send rows through `sagemaker-runtime`; returns `{"predictions": [...]}`.
+
+    A `source` other than "online" (a smoke test) starts the request's `InferenceId`,
+    which SageMaker records with the capture: `load` and `label` then leave it out.
+    """
     with aws_errors(f"Invoking endpoint {aws.endpoint}"):
         response = aws.client("sagemaker-runtime").invoke_endpoint(
             EndpointName=aws.endpoint,
@@ -64,7 +70,7 @@ def invoke(aws: Connection, payload: list[dict[str, Any]]) -> dict[str, Any]:
             Body=json.dumps({"inputs": payload}),
             # Recorded in the capture of every variant the request reaches: what joins
             # the shadow's answer to the served one.
-            InferenceId=uuid.uuid4().hex,
+            InferenceId=_inference_id(source),
         )
         body = response["Body"].read()
     try:
@@ -76,6 +82,14 @@ def invoke(aws: Connection, payload: list[dict[str, Any]]) -> dict[str, Any]:
     if isinstance(answer, list):  # Older MLflow containers answer with a bare list.
         answer = {"predictions": answer}
     return answer
+
+
+def _inference_id(source: str) -> str:
+    return uuid.uuid4().hex if source == "online" else f"{source}-{uuid.uuid4().hex}"
+
+
+def _is_smoke_test(event: CapturedEvent) -> bool:
+    return (event.inference_id or "").startswith(f"{SMOKE}-")
 
 
 def ground_truth(aws: Connection) -> dict[str, list[str | None]]:
@@ -146,13 +160,18 @@ def labelled_events(
 
 
 def captured_events(
-    aws: Connection, limit: int | None = None, labeled_only: bool = False, shadows: bool = True
+    aws: Connection,
+    limit: int | None = None,
+    labeled_only: bool = False,
+    shadows: bool = True,
+    model_version: str | None = None,
 ) -> list[CapturedEvent]:
     """Captured requests, newest first, with their labels, until `limit` rows are found.
 
-    Served and saved (batch) requests only; with `shadows`, each carries the shadow
-    variant's capture of the same request, if there is one, as `shadow` (labels need
-    not read them: one label serves both answers).
+    Served and saved (batch) requests only, of `model_version` only if given, never a
+    smoke test's; with `shadows`, each carries the shadow variant's capture of the same
+    request, if there is one, as `shadow` (labels need not read them: one label serves
+    both answers).
     """
     truth = ground_truth(aws)
     files = capture_files(aws)
@@ -160,7 +179,9 @@ def captured_events(
     rows = 0
     oldest_hour = None
     for key in files.keys:
-        found = labelled_events(aws, files, key, truth)
+        if model_version is not None and files.variants[key][1] != str(model_version):
+            continue
+        found = [e for e in labelled_events(aws, files, key, truth) if not _is_smoke_test(e)]
         events.extend(found)
         oldest_hour = _key_hour(key)
         rows += sum(
@@ -202,10 +223,12 @@ def _join_shadows(
                 event.shadow = shadow
 
 
-def load(aws: Connection, limit: int = 100, labeled_only: bool = False) -> pd.DataFrame | None:
+def load(
+    aws: Connection, limit: int = 100, labeled_only: bool = False, model_version: str | None = None
+) -> pd.DataFrame | None:
     """The newest captured predictions (same columns as the Local backend), or None."""
     rows: list[tuple[Any, ...]] = []
-    for event in captured_events(aws, limit, labeled_only):
+    for event in captured_events(aws, limit, labeled_only, model_version=model_version):
         source = "batch" if event.role == BATCH else "online"
         shadow = event.shadow
         for position, (inputs, output) in enumerate(zip(event.inputs, event.outputs, strict=True)):
