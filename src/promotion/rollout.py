@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.registry import model_uri
+from inference.capture import SMOKE
 from promotion.errors import PromotionError
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ def roll_out(
         backend.deploy(release.model_uri, str(release.version), shadow=release.shadow_model())
         serving = time.perf_counter()
         stage = "smoke test"
-        response = backend.invoke(smoke_rows)
+        # Marked as a smoke test's: stored, never taken for production evidence.
+        response = backend.invoke(smoke_rows, source=SMOKE)
         check_predictions(response, len(smoke_rows), set(classes))
     except (BackendError, SmokeTestError) as error:
         restore(backend, before)

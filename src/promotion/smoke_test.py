@@ -1,4 +1,10 @@
-"""Checks that a freshly deployed model answers sensibly."""
+"""Checks that a freshly deployed model answers sensibly.
+
+The smoke test's rows are real requests to the new deployment, sent by
+`promotion.rollout` with the capture source `smoke` (`inference.capture.SMOKE`): they
+are stored like any answer but never read back as production evidence, labelled, or
+monitored (`Backend.invoke`, `Backend.load`).
+"""
 
 from __future__ import annotations
 

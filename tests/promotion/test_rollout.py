@@ -26,7 +26,7 @@ class Target:
         self.deployed.append((model_uri, model_version, shadow))
         return True
 
-    def invoke(self, payload: list[dict[str, Any]]) -> dict[str, Any]:
+    def invoke(self, payload: list[dict[str, Any]], source: str = "online") -> dict[str, Any]:
         return self.answer()
 
     def stop(self) -> None:

@@ -75,3 +75,24 @@ def test_the_message_says_which_prediction_is_wrong() -> None:
         check_predictions(response(prediction()), 3)
     with pytest.raises(SmokeTestError, match="Emperor"):
         check_predictions(response(prediction(prediction="Emperor")), 1, CLASSES)
+
+
+def test_the_smoke_test_is_sent_as_a_smoke_test() -> None:
+    """Its rows reach the backend marked `smoke`, so their captures are never evidence."""
+    from backends.base import ShadowModel
+    from inference.capture import SMOKE
+    from promotion.rollout import Release, roll_out
+
+    sources: list[str] = []
+
+    class Target:
+        def deploy(self, uri: str, version: str, shadow: ShadowModel | None = None) -> bool:
+            return True
+
+        def invoke(self, payload: list[dict[str, Any]], source: str = "online") -> dict:
+            sources.append(source)
+            return response(prediction())
+
+    target = Target()
+    roll_out(target, Release("m", "3"), Release("m", "2"), [{"island": "Dream"}], CLASSES)
+    assert sources == [SMOKE]
