@@ -6,6 +6,12 @@ stages the valid rows of each chunk and the refused ones, each chunk task its sc
 rows, and `assemble` publishes the assembled output, which appears in one move. S3 goes
 through Metaflow's S3 client (imported inside the functions), so the chunks run on AWS
 Batch or Kubernetes too.
+
+A local file is never written through a name someone else could have prepared: each
+is written to a new temporary file created exclusively in its directory (`mkstemp`),
+then renamed over its name (`os.replace` replaces a link planted there, it does not
+follow it), and the staging directory must be a directory of the run's own user,
+not a link.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from batch_scoring.errors import ScoringError
 from common.data import S3_SCHEME
 
 # The most keys one S3 DeleteObjects request takes.
@@ -68,15 +77,16 @@ def fetch(location: str, directory: str) -> str | None:
 
 
 def store(local_path: str, location: str) -> None:
-    """Put a local file at `location` (a staging place: not atomic, nobody reads it yet)."""
+    """Put a local file at `location`, a staging place of the run (nobody reads it yet:
+    not flushed to disk)."""
     if is_s3(location):
         from metaflow import S3
 
         with S3() as s3:
             s3.put_files([(location, local_path)])
         return
-    Path(location).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(local_path, location)
+    _check_private_directory(Path(location).parent)
+    _replace_with_copy(local_path, Path(location), 0o600, durable=False)
 
 
 def publish(local_path: str, location: str, run_id: str) -> None:
@@ -89,9 +99,7 @@ def publish(local_path: str, location: str, run_id: str) -> None:
     if not is_s3(location):
         destination = Path(location)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.partial-{run_id}")
-        shutil.copyfile(local_path, partial)
-        os.replace(partial, destination)
+        _replace_with_copy(local_path, destination, _umask_mode())
         return
     partial = f"{location}.partial-{run_id}"
     store(local_path, partial)
@@ -127,6 +135,55 @@ def staging_removed_on_failure(location: str) -> Iterator[None]:
     except BaseException:
         remove_staging(location)
         raise
+
+
+def _replace_with_copy(source: str, destination: Path, mode: int, durable: bool = True) -> None:
+    """Make a copy of `source` the file at `destination`, with permissions `mode`, in one
+    step: copied to a temporary file made exclusively beside it (flushed to disk if
+    `durable`), then renamed over it."""
+    descriptor, partial = tempfile.mkstemp(
+        prefix=f".{destination.name}.partial-", dir=destination.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as output, open(source, "rb") as copied:
+            shutil.copyfileobj(copied, output)
+            output.flush()
+            if durable:
+                os.fsync(output.fileno())
+            os.fchmod(output.fileno(), mode)
+        os.replace(partial, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def _check_private_directory(path: Path) -> None:
+    """Create the staging directory `path` for this user only, or check that it is one
+    of theirs and not a link."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        kind = "a link" if stat.S_ISLNK(found.st_mode) else "not a directory of this user"
+        raise ScoringError(
+            f"The staging area {path} is {kind}: something else made it. Remove it and run "
+            "again, or write the output to a directory only you can write to."
+        )
+
+
+def _umask_mode() -> int:
+    """The permissions a new file gets from the process's umask (as `open` would)."""
+    try:  # Linux says it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _bucket_key(url: str) -> tuple[str, str]:

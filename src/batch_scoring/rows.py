@@ -3,7 +3,8 @@ the scorer's answers for the valid ones.
 
 Every row goes through the model server's own checks (`inference.features`) and scorer
 (`inference.scorer`): a row the server would refuse is refused here too, with the same
-reason, and lands in the rejects file instead of the output.
+reason, and lands in the rejects file instead of the output. So does a CSV row whose
+number of fields is not the header's (`reading.RaggedRow`), quoted as it was written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 REJECT_COLUMNS = ("row", "field", "problem", "reason")
 # A refused kind of the forward pass, beside inference.features' kinds.
 OUT_OF_RANGE = "out of range"
+# A CSV row with more or fewer fields than the header.
+WRONG_FIELD_COUNT = "wrong number of fields"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,43 @@ class ForwardProblem:
         "the values are too far out of range for the model to answer; check the units "
         "of the numbers."
     )
+
+
+@dataclass(frozen=True)
+class RaggedProblem:
+    """A CSV row whose fields cannot be matched to the columns: too many or too few."""
+
+    row: int
+    reason: str
+    field: str = ""
+    kind: str = WRONG_FIELD_COUNT
+
+
+def ragged_problem(position: int, fields: int, columns: int, text: str) -> RaggedProblem:
+    """Why the row at `position`, of `fields` fields (written `text`), is refused."""
+    return RaggedProblem(
+        position,
+        f"it has {fields} fields where the header has {columns} columns: its values cannot "
+        f"be matched to the columns (a missing or extra delimiter, or a comma in an "
+        f"unquoted value?). The row: {text!r}",
+    )
+
+
+def ragged_rejects(
+    input_columns: Sequence[str], problems: Sequence[RaggedProblem], first_row: int
+) -> pd.DataFrame:
+    """Ragged rows as rejects: no input column holds their values (the reason quotes
+    the row); `row` is each one's place in the whole input."""
+    import pandas as pd
+
+    empty = pd.Series([None] * len(problems), dtype=object)
+    return pd.DataFrame({
+        **{column: empty for column in input_columns},
+        "row": [first_row + problem.row for problem in problems],
+        "field": [problem.field for problem in problems],
+        "problem": [problem.kind for problem in problems],
+        "reason": [problem.reason for problem in problems],
+    })  # fmt: skip
 
 
 def valid_frame(frame: pd.DataFrame, kept: np.ndarray, columns: Columns) -> pd.DataFrame:
@@ -83,7 +123,9 @@ def no_rejects(input_columns: Sequence[str]) -> pd.DataFrame:
     return frame.astype({"row": "int64"})
 
 
-def reject_counts(problems: Sequence[RowProblem | ForwardProblem]) -> Counter[tuple[str, str]]:
+def reject_counts(
+    problems: Sequence[RowProblem | ForwardProblem | RaggedProblem],
+) -> Counter[tuple[str, str]]:
     """Refused rows by (field, kind of problem)."""
     return Counter((problem.field, problem.kind) for problem in problems)
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from support.aws import MotoServer
 
+from batch_scoring.errors import ScoringError
 from batch_scoring.locations import (
     fetch,
     publish,
@@ -90,3 +91,79 @@ def test_a_local_file_is_fetched_in_place(tmp_path: Path) -> None:
     assert fetch(str(path), str(tmp_path / "elsewhere")) == str(path)
     assert fetch(str(tmp_path / "absent.csv"), str(tmp_path)) is None
     assert pd.read_csv(io.StringIO(path.read_text()))["x"].tolist() == [1]
+
+
+# --- names someone else could have prepared ------------------------------------------------
+
+
+def test_a_link_planted_at_the_old_temporary_name_is_not_followed(tmp_path: Path) -> None:
+    """The output used to be copied to `.<name>.partial-<run id>`, a name anyone could
+    predict: a link planted there made the run overwrite what it pointed to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    destination = tmp_path / "out" / "scored.parquet"
+    destination.parent.mkdir()
+    planted = destination.with_name(".scored.parquet.partial-42")
+    planted.symlink_to(victim)
+    new = tmp_path / "new.parquet"
+    new.write_bytes(b"new")
+
+    publish(str(new), str(destination), "42")
+
+    assert victim.read_bytes() == b"precious"
+    assert destination.read_bytes() == b"new" and not destination.is_symlink()
+    assert sorted(p.name for p in destination.parent.iterdir()) == [
+        ".scored.parquet.partial-42", "scored.parquet",
+    ]  # fmt: skip
+
+
+def test_a_link_at_the_output_itself_is_replaced_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    destination = tmp_path / "scored.parquet"
+    destination.symlink_to(victim)
+    new = tmp_path / "new.parquet"
+    new.write_bytes(b"new")
+    publish(str(new), str(destination), "7")
+    assert victim.read_bytes() == b"precious" and destination.read_bytes() == b"new"
+
+
+def test_a_published_output_gets_the_permissions_a_new_file_gets(tmp_path: Path) -> None:
+    import os
+
+    new = tmp_path / "new.parquet"
+    new.write_bytes(b"new")
+    previous = os.umask(0o027)
+    try:
+        publish(str(new), str(tmp_path / "scored.parquet"), "7")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "scored.parquet").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_staging_area_planted_as_a_link_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    staging = Path(staging_location(str(tmp_path / "scored.parquet"), "5"))
+    staging.symlink_to(elsewhere)
+    part = tmp_path / "part.bin"
+    part.write_bytes(b"rows")
+    with pytest.raises(ScoringError, match=r"staging area .* is a link: something else made it"):
+        store(str(part), f"{staging}/chunk-00000.parquet")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_staged_parts_are_private_and_replace_a_link_at_their_name(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    staging = Path(staging_location(str(tmp_path / "scored.parquet"), "6"))
+    part = tmp_path / "part.bin"
+    part.write_bytes(b"rows")
+    store(str(part), f"{staging}/chunk-00000.parquet")
+    (staging / "chunk-00001.parquet").symlink_to(victim)
+    store(str(part), f"{staging}/chunk-00001.parquet")
+    assert victim.read_bytes() == b"precious"
+    assert staging.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in staging.iterdir()} == {
+        "chunk-00000.parquet": 0o600, "chunk-00001.parquet": 0o600,
+    }  # fmt: skip

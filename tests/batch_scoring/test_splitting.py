@@ -73,3 +73,44 @@ def test_an_input_without_rows_gives_one_task_with_nothing_to_score(
     )  # fmt: skip
     assert staged.chunks == [{"index": 0, "rows": 0, "location": None}]
     assert (staged.rows, staged.rejected_rows, staged.sample) == (0, 0, None)
+
+
+def test_ragged_rows_are_refused_at_their_places_with_their_reason(
+    tmp_path: Path, schema: DatasetSchema, features: FeatureTransform
+) -> None:
+    rows = pd.read_csv(PENGUINS_CSV).iloc[:30].reset_index(drop=True)
+    rows["island"] = rows["island"].astype(object)
+    rows.loc[12, "island"] = "Atlantis"
+    lines = rows.to_csv(index=False).splitlines()
+    lines[1] += ",extra,fields"  # the first data row: pandas would make an index of it
+    lines[21] = lines[21].rsplit(",", 1)[0]  # row 20 lacks its last field
+    (tmp_path / "input.csv").write_text("\n".join(lines) + "\n")
+    source = open_input(str(tmp_path / "input.csv"), schema, str(tmp_path))
+    staged = stage_chunks(
+        source, features, schema, staging=str(tmp_path / "staging"), chunk_rows=16,
+        sample_size=50, directory=str(tmp_path),
+    )  # fmt: skip
+
+    assert (staged.rows, staged.rejected_rows) == (30, 3)
+    valid = pd.concat(pd.read_parquet(chunk["location"]) for chunk in staged.chunks)
+    assert valid["__row__"].tolist() == [row for row in range(30) if row not in (0, 12, 20)]
+    # Nothing shifted: every kept row has its own values in its own columns.
+    expected = rows.drop(index=[0, 12, 20]).reset_index(drop=True)
+    assert valid["island"].tolist() == expected["island"].tolist()
+    assert valid["body_mass_g"].tolist() == pytest.approx(
+        expected["body_mass_g"].tolist(), nan_ok=True
+    )
+    rejects = pd.concat(pd.read_parquet(part) for part in staged.rejects_parts)
+    assert rejects["row"].tolist() == [0, 12, 20]
+    assert rejects["problem"].tolist() == [
+        "wrong number of fields", "unknown category", "wrong number of fields",
+    ]  # fmt: skip
+    width = len(rows.columns)
+    assert (
+        rejects["reason"]
+        .iloc[0]
+        .startswith(f"it has {width + 2} fields where the header has {width} columns")
+    )
+    assert lines[1] in rejects["reason"].iloc[0]  # the row, as it was written
+    assert rejects["island"].iloc[0] is None  # no column can hold a ragged row's values
+    assert "Refused 2 row(s): wrong number of fields." in staged.refusal_warnings()
