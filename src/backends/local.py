@@ -33,6 +33,13 @@ from backends.base import (
     load_backend_settings,
     simulate_ground_truth,
 )
+from backends.local_exposure import (
+    DEFAULT_TOKEN_VARIABLE,
+    auth_token,
+    authorization_header,
+    check_exposure,
+    server_environment,
+)
 from backends.local_server import DEFAULT_STATE_DIR, LocalServer, ServerError, ping
 from common.settings_loader import SettingValueError, require_positive_integers
 from inference.retention import ENVIRONMENT_VARIABLE as RETENTION_VARIABLE
@@ -55,6 +62,13 @@ class LocalSettings:
     # How long captured predictions are kept: `days` without ground truth, `labeled_days`
     # with it, at most `rows` (the oldest unlabelled go first); null keeps them for ever.
     capture_retention: Retention = field(default_factory=Retention)
+    # Who may call the server and what a request may take (see backends.local_exposure):
+    auth_token_variable: str = DEFAULT_TOKEN_VARIABLE  # the variable holding the token
+    allow_unauthenticated: bool = False  # serve beyond 127.0.0.1 without a token
+    max_request_bytes: int | None = None  # None: 1 KiB a row of max_batch_size, >= 1 MiB
+    header_timeout: float = 30.0  # seconds for a request's headers to arrive
+    body_timeout: float = 30.0  # seconds for its body, after its headers
+    max_connections: int = 256  # open connections per worker
 
     def __post_init__(self) -> None:
         url = urlparse(self.target)
@@ -63,7 +77,10 @@ class LocalSettings:
                 f"backend.target: {self.target!r} is not where a local server can answer: "
                 "write it as http://<host>:<port>/invocations."
             )
-        require_positive_integers(self, "workers", "max_batch_size")
+        require_positive_integers(self, "workers", "max_batch_size", "max_connections")
+        for name in ("max_request_bytes", "header_timeout", "body_timeout"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise SettingValueError(name, f"must be positive, got {getattr(self, name)!r}.")
         if not self.database:
             raise SettingsError("backend.database: must name a SQLite file, e.g. penguins.db.")
         problem = self.capture_retention.problem()
@@ -78,7 +95,9 @@ class Local(Backend):
     `database` (capture SQLite file), `workers` (server processes, default 2),
     `max_batch_size` (rows per request, default 1000), `state_dir` (server pid and logs,
     default `.serving`), `capture_retention` (how long captures are kept: see
-    `inference.retention`).
+    `inference.retention`); who may call the server and what a request may take:
+    `auth_token_variable`, `allow_unauthenticated`, `max_request_bytes`,
+    `header_timeout`, `body_timeout`, `max_connections` (see `backends.local_exposure`).
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -108,11 +127,25 @@ class Local(Backend):
             "SERVING_MODEL_VERSION": str(model_version),
             "SERVING_MAX_BATCH_SIZE": str(self.max_batch_size),
             RETENTION_VARIABLE: self.settings.capture_retention.as_json(),
+            **server_environment(self.settings, self._exposed_token()),
         }
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             if name in os.environ:
                 environment[name] = os.environ[name]
         return environment
+
+    def _token(self) -> str | None:
+        return auth_token(self.settings.auth_token_variable)
+
+    def _exposed_token(self) -> str | None:
+        """The token the server will require; BackendError if it would serve beyond this
+        machine without one (and the settings do not allow it)."""
+        token = self._token()
+        check_exposure(
+            self.target, token, self.settings.allow_unauthenticated,
+            self.settings.auth_token_variable,
+        )  # fmt: skip
+        return token
 
     def deployed_shadow_version(self) -> str | None:
         state = self._server().state()
@@ -179,13 +212,18 @@ class Local(Backend):
         request = urllib.request.Request(
             self.target,
             data=json.dumps({"inputs": payload}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **authorization_header(self._token())},
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:500]
+            if error.code == 401:
+                detail += (
+                    f" Set {self.settings.auth_token_variable} to the token the server was "
+                    "deployed with."
+                )
             raise BackendError(f"{self.target} answered {error.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as error:
             raise BackendError(
