@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batch_scoring.errors import ScoringError
 from common.data import S3_SCHEME
 
 # The most keys one S3 DeleteObjects request takes.
@@ -160,14 +159,15 @@ def _replace_with_copy(source: str, destination: Path, mode: int, durable: bool 
 
 def _check_private_directory(path: Path) -> None:
     """Create the staging directory `path` for this user only, or check that it is one
-    of theirs and not a link."""
+    of theirs and not a link (PermissionError: `errors.refuse` cleans staging areas up
+    through this module, which therefore raises no ScoringError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
     found = os.lstat(path)
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
         kind = "a link" if stat.S_ISLNK(found.st_mode) else "not a directory of this user"
-        raise ScoringError(
+        raise PermissionError(
             f"The staging area {path} is {kind}: something else made it. Remove it and run "
             "again, or write the output to a directory only you can write to."
         )
