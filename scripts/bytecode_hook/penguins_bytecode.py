@@ -57,7 +57,7 @@ def compile_if_changed() -> bool:
     Never raises: a failure here must not stop the interpreter it runs in, which only
     starts slower without the bytecode.
     """
-    if os.environ.get(COMPILING) or is_compiled():
+    if os.environ.get(COMPILING) or is_compiled() or _is_uv_compiling():
         return True
     if not os.access(SITE_PACKAGES, os.W_OK):
         return False  # A read-only install: nothing could be written, now or later.
@@ -67,6 +67,14 @@ def compile_if_changed() -> bool:
         print(f"penguins-bytecode: site-packages not compiled: {error}", file=sys.stderr)
         return False
     return True
+
+
+def _is_uv_compiling() -> bool:
+    """Whether this is one of uv's own compile workers (`uv sync --compile-bytecode` or
+    UV_COMPILE_BYTECODE=1 still work): uv compiles everything itself, and gives each
+    worker 60 s to start, less than this compilation takes."""
+    arguments = getattr(sys, "argv", None) or [""]  # an embedded Python may have none
+    return os.path.basename(arguments[0]) == "pip_compileall.py"
 
 
 def _compile_under_lock() -> None:
