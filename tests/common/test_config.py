@@ -312,3 +312,161 @@ def test_every_config_file_loads() -> None:
     for path in paths:
         assert project_settings(load_project_configuration(path)).project == "penguins"
     assert parse_project_configuration(bench_monitoring_config())["project"] == "penguins"
+
+
+# --- Placeholders are expanded inside values, after parsing (issue 21) -----------------------
+
+
+def test_a_variable_holding_yaml_cannot_set_the_backend_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backends.sagemaker.settings import SettingsError, parse_settings
+
+    monkeypatch.setenv("BUCKET", "my-bucket")
+    monkeypatch.setenv("ENDPOINT_NAME", "penguins\n  module: evil.Backend")
+
+    config = load_project_configuration(CONFIG_DIR / "sagemaker.yml")
+
+    assert config["backend"]["module"] == "backend.Sagemaker"
+    assert config["backend"]["target"] == "penguins\n  module: evil.Backend"
+    # The whole value is the endpoint name, which SageMaker's rule refuses.
+    with pytest.raises(SettingsError, match=r"^backend\.target: .* is not a valid endpoint name"):
+        parse_settings(config["backend"])
+
+
+def test_a_multi_line_value_cannot_override_a_top_level_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    value = "x\nmlflow_tracking_uri: http://evil.example:5000\nproject: evil"
+    monkeypatch.setenv("CFG_TEST_VALUE", value)
+    text = yaml.safe_dump(minimal()) + "backend:\n  extra: ${CFG_TEST_VALUE}\n"
+
+    config = parse_project_configuration(text)
+
+    assert config["backend"]["extra"] == value
+    assert config["project"] == "demo"
+    assert "evil" not in config["mlflow_tracking_uri"]
+
+
+@pytest.mark.parametrize("value", ["S3cret #pw", "a: b", "[1, 2]", "{x: y}", "- item", "'q"])
+def test_a_value_that_looks_like_yaml_is_kept_whole(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", value)
+    text = yaml.safe_dump(minimal()) + "backend:\n  extra: ${CFG_TEST_VALUE}\n"
+    assert parse_project_configuration(text)["backend"]["extra"] == value
+
+
+def test_a_number_from_a_placeholder_stays_text_in_a_backend_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BUCKET", "my-bucket")
+    monkeypatch.setenv("ENDPOINT_NAME", "123")
+    config = load_project_configuration(CONFIG_DIR / "sagemaker.yml")
+    assert config["backend"]["target"] == "123"
+    assert type(config["backend"]["target"]) is str  # plain text, as Metaflow stores it
+
+
+def test_placeholders_in_keys_are_not_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", "module")
+    text = yaml.safe_dump(minimal()) + "backend:\n  ${CFG_TEST_VALUE}: x\n"
+    assert parse_project_configuration(text)["backend"]["${CFG_TEST_VALUE}"] == "x"
+
+
+def test_a_variables_value_is_not_expanded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", "${CFG_TEST_OTHER} $${CFG_TEST_OTHER}")
+    monkeypatch.setenv("CFG_TEST_OTHER", "expanded")
+    assert expand_placeholders("${CFG_TEST_VALUE}") == "${CFG_TEST_OTHER} $${CFG_TEST_OTHER}"
+
+
+def test_placeholders_expand_in_lists_and_nested_mappings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", "v")
+    text = yaml.safe_dump(minimal()) + (
+        "backend:\n  nested: {list: ['${CFG_TEST_VALUE}', 3], map: {k: 'a-${CFG_TEST_VALUE}'}}\n"
+    )
+    nested = parse_project_configuration(text)["backend"]["nested"]
+    assert nested == {"list": ["v", 3], "map": {"k": "a-v"}}
+
+
+# --- What a placeholder gives a typed setting --------------------------------------------
+
+
+def _monitoring_text(line: str) -> str:
+    """A minimal configuration with one `monitoring:` setting written as YAML text."""
+    return yaml.safe_dump(minimal()) + f"monitoring:\n  {line}\n"
+
+
+def test_a_number_setting_converts_a_placeholders_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", "123")
+    text = _monitoring_text(
+        "max_rows: ${CFG_TEST_VALUE}\n  accuracy_threshold: ${CFG_TEST_UNSET:-0.5}"
+    )
+    monitoring = parse_project_configuration(text)["monitoring"]
+    assert monitoring["max_rows"] == 123 and type(monitoring["max_rows"]) is int
+    assert monitoring["accuracy_threshold"] == 0.5
+
+
+def test_a_placeholder_that_spells_no_number_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", "12 rows")
+    message = error_message(_monitoring_text("max_rows: ${CFG_TEST_VALUE}"))
+    assert message == (
+        "monitoring.max_rows: expected int, got '12 rows' from a ${VAR} placeholder: the "
+        "variable must hold a whole number."
+    )
+
+
+def test_a_number_written_as_text_stays_text() -> None:
+    message = error_message(_monitoring_text("max_rows: '123'"))
+    assert message.startswith("monitoring.max_rows: expected int, got str '123'.")
+
+
+def test_a_string_setting_keeps_a_placeholders_number_as_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CFG_TEST_VALUE", "0123")
+    text = yaml.safe_dump(minimal()) + "model:\n  name: ${CFG_TEST_VALUE}\n"
+    assert parse_project_configuration(text)["model"]["name"] == "0123"
+
+
+def test_an_empty_placeholder_leaves_an_optional_setting_unset() -> None:
+    text = yaml.safe_dump(minimal()) + (
+        "model:\n  name: ${CFG_TEST_UNSET:-}\npromotion:\n  max_p_value: ${CFG_TEST_UNSET:-}\n"
+    )
+    config = parse_project_configuration(text)
+    assert config["model"]["name"] == "demo"  # unset: the project name
+    assert config["promotion"]["max_p_value"] is None
+
+
+# --- Duplicate keys ---------------------------------------------------------------------------
+
+
+def test_a_duplicate_top_level_key_is_refused_naming_both_lines() -> None:
+    text = yaml.safe_dump(minimal()) + "project: other\n"
+    first = 1 + yaml.safe_dump(minimal()).splitlines().index("project: demo")
+    last = len(text.splitlines())
+    message = error_message(text)
+    assert message == (
+        f"`project` is set twice in one mapping, on lines {first} and {last} of the project "
+        "configuration: keep one of them."
+    )
+
+
+def test_a_duplicate_key_in_a_section_is_refused_naming_both_lines() -> None:
+    text = (CONFIG_DIR / "local.yml").read_text()
+    text = text.replace(
+        "  accuracy_threshold: 0.7\n", "  accuracy_threshold: 0.7\n  accuracy_threshold: 0.1\n"
+    )
+    line = 1 + text.splitlines().index("  accuracy_threshold: 0.7")
+    message = error_message(text)
+    assert message.startswith(f"`accuracy_threshold` is set twice in one mapping, on lines {line}")
+    assert f"and {line + 1}" in message
+
+
+def test_a_merged_mapping_may_be_overridden() -> None:
+    # `<<:` merges keys that the mapping then overrides: not a duplicate.
+    config = parse_project_configuration(
+        yaml.safe_dump(minimal())
+        + "backend:\n  <<: {module: backend.Local, target: http://x/invocations}\n"
+        + "  target: http://y/invocations\n"
+    )
+    assert config["backend"] == {"module": "backend.Local", "target": "http://y/invocations"}

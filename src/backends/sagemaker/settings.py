@@ -45,7 +45,7 @@ class SagemakerSettings:
                 f"{', '.join('backend.' + key for key in absent)} in the config "
                 "(see config/sagemaker.yml)."
             )
-        if not _NAME.match(self.target):
+        if not _NAME.fullmatch(self.target):  # `$` alone would let a final newline in
             raise SettingsError(
                 f"backend.target: {self.target!r} is not a valid endpoint name: up to 63 "
                 "letters, digits and hyphens, starting with a letter or digit."
