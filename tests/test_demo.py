@@ -115,9 +115,13 @@ def test_demo_kept_its_state_where_configured(demo: Demo) -> None:
     assert demo.place.database.exists(), "no capture database where the config says"
     with sqlite3.connect(demo.place.database) as connection:
         total, labelled = connection.execute(
-            "SELECT COUNT(*), COUNT(ground_truth) FROM predictions"
+            "SELECT COUNT(*), COUNT(ground_truth) FROM predictions WHERE source != 'smoke'"
+        ).fetchone()
+        smoke = connection.execute(  # the deployment's smoke test: stored, never labelled
+            "SELECT COUNT(*), COUNT(ground_truth) FROM predictions WHERE source = 'smoke'"
         ).fetchone()
     assert total >= 2 * SAMPLES and labelled == total
+    assert smoke[0] > 0 and smoke[1] == 0
 
     client = mlflow.MlflowClient(demo.tracking_uri, registry_uri=demo.tracking_uri)
     versions = client.search_model_versions("name = 'penguins'")

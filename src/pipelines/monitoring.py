@@ -83,7 +83,8 @@ class Monitoring(Pipeline):
 
         Three Evidently reports, each its own HTML card: data summary (column statistics,
         data-quality tests), data drift (per column, against the training data) and
-        classification quality (the deployed model on the labelled rows).
+        classification quality (the deployed model on the labelled rows); and the
+        accuracy estimated from the confidences of the version's recent answers.
         """
         from model_monitoring.end_card import import_plotting
         from model_monitoring.report_worker import ReportWorker
