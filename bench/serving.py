@@ -17,6 +17,9 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
    client) measures one-row latency, throughput with 8 and 16 clients, capture
    integrity (captured rows == rows answered with 200), 100-row latency, then the time
    to label captured predictions with `CaptureStore.label` and `Local.label`.
+4. What the server's front door (the HTTP guard and the connection limits, issue 21)
+   adds to a one-row request: `bench/guard_overhead.py` serves the model before and
+   after, side by side, in alternating rounds (`--overhead-rounds`, 0 to skip).
 
 The load generator runs on the same cores as the server (2 here), and its threads share
 one interpreter: the client takes CPU from the server, so throughput is lower, and
@@ -421,6 +424,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model-uri", help="benchmark this model instead of training one")
     parser.add_argument("--tracking-uri", help="MLflow tracking/registry URI of --model-uri")
     parser.add_argument("--model-version", default=None, help="version recorded in captures")
+    parser.add_argument(
+        "--overhead-rounds", type=int, default=20,
+        help="rounds of 100 one-row requests to the servers with and without the front "
+        "door (0: skip)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     arguments = parser.parse_args(argv)
     registry_uri = (arguments.model_uri or "").startswith(("models:/", "runs:/"))
@@ -446,7 +454,9 @@ def main(argv: list[str]) -> int:
     print(f"temporary directory: {directory}")
     failed = True
     try:
-        serve_and_measure(arguments, directory, database)
+        model = serve_and_measure(arguments, directory, database)
+        if arguments.overhead_rounds:
+            overhead_phase(arguments, model)
         print("labelling (in this process, no server)")
         rows, _ = dataset_rows()
         labelling(directory, rows, arguments.label_rows, arguments.simulated_rows)
@@ -462,8 +472,11 @@ def main(argv: list[str]) -> int:
     return 1 if MISSED else 0
 
 
-def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: Path) -> None:
-    """Register or find the model, serve it, run the HTTP phases, stop the server."""
+def serve_and_measure(
+    arguments: argparse.Namespace, directory: Path, database: Path
+) -> tuple[str, str, list[bytes]]:
+    """Register or find the model, serve it, run the HTTP phases, stop the server; return
+    the model's URI and version, and the one-row bodies sent."""
     from tests.support.places import ModelServer
 
     server = None
@@ -471,11 +484,7 @@ def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: 
         started = time.perf_counter()
         rows, loaded = dataset_rows()
         print("setup")
-        if arguments.model_uri:
-            model_uri = arguments.model_uri
-            version = arguments.model_version or model_uri.rstrip("/").rsplit("/", 1)[-1]
-        else:
-            model_uri, version = train_and_register(directory, arguments.epochs, loaded)
+        model_uri, version = model_to_serve(arguments, directory, loaded)
         server = ModelServer(
             directory,
             model_uri=model_uri,
@@ -484,60 +493,18 @@ def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: 
             max_batch_size=1000,
         )
         assert server.database == database, (server.database, database)
-        port, url = server.port, server.url
         launched = time.perf_counter()
         state = server.start()
         print(
-            f"  server {model_uri} at {url}, {arguments.workers} workers, pid {state.pid}, "
-            f"healthy after {time.perf_counter() - launched:.1f} s (setup "
+            f"  server {model_uri} at {server.url}, {arguments.workers} workers, pid "
+            f"{state.pid}, healthy after {time.perf_counter() - launched:.1f} s (setup "
             f"{time.perf_counter() - started:.1f} s); log {state.log}"
         )
         one_row = [body([row]) for row in rows]
         rng = random.Random(11)
         batches = [body(rng.sample(rows, min(arguments.batch_size, len(rows)))) for _ in range(50)]
-
-        print(
-            f"one-row requests, sequential, one keep-alive connection, {arguments.warmup} warm-up"
-        )
-        results = sequential(port, one_row, arguments.requests, arguments.warmup)
-        one = report_latency(results, "latency")
-        print(
-            f"  target p50 <= {TARGET_ONE_ROW_P50_MS:.0f} ms: "
-            f"{verdict(one['p50'] <= TARGET_ONE_ROW_P50_MS, 'one-row p50')}, "
-            f"p99 <= {TARGET_ONE_ROW_P99_MS:.0f} ms: "
-            f"{verdict(one['p99'] <= TARGET_ONE_ROW_P99_MS, 'one-row p99')}"
-        )
-
-        print("one-row requests, 8 concurrent clients (client threads share the server's cores)")
-        results, rate, _, _ = throughput_phase(port, one_row, 8, arguments.concurrent, database)
-        print(
-            f"  target >= {TARGET_RPS_8_CLIENTS:.0f} req/s with zero errors: "
-            f"{verdict(rate >= TARGET_RPS_8_CLIENTS and results.error_count == 0, '8 clients')}"
-        )
-
-        print("one-row requests, 16 concurrent clients, capture check")
-        results, rate, captured, missing = throughput_phase(
-            port, one_row, 16, arguments.concurrent, database
-        )
-        match = captured == results.answered_rows and missing == 0
-        verdict(match, "captured == answered")
-        print(
-            f"  captured rows {captured}, rows answered with 200 {results.answered_rows}: "
-            f"{'OK' if match else 'MISMATCH'}"
-        )
-
-        print(f"{arguments.batch_size}-row requests, sequential, one keep-alive connection")
-        results = sequential(port, batches, arguments.batch_requests, 5)
-        batch = report_latency(results, "latency")
-        print(f"  target p50 <= {TARGET_BATCH_P50_MS:.0f} ms: "
-              f"{verdict(batch['p50'] <= TARGET_BATCH_P50_MS, '100-row p50')}")  # fmt: skip
-        after = sequential(port, one_row, 20, 0)
-        print(
-            f"one-row requests after the load, sequential: {after.error_count} errors in 20"
-            + (f" {after.errors}" if after.errors else "")
-        )
-        verdict(after.error_count == 0, "no errors after the load")
-        print(f"  captured rows in total: {captured_rows(database)}")
+        latency_phases(server.port, one_row, batches, arguments, database)
+        return model_uri, str(version), one_row
     finally:
         if server is not None:
             # A second Ctrl-C must not interrupt the stop itself.
@@ -547,6 +514,77 @@ def serve_and_measure(arguments: argparse.Namespace, directory: Path, database: 
             finally:
                 signal.signal(signal.SIGINT, previous)
             print(f"server stopped (pid {stopped.pid})" if stopped else "server was not running")
+
+
+def model_to_serve(arguments: argparse.Namespace, directory: Path, loaded: Any) -> tuple:
+    """`--model-uri` and its version, or a model trained and registered here."""
+    if not arguments.model_uri:
+        return train_and_register(directory, arguments.epochs, loaded)
+    version = arguments.model_version or arguments.model_uri.rstrip("/").rsplit("/", 1)[-1]
+    return arguments.model_uri, version
+
+
+def latency_phases(
+    port: int,
+    one_row: list[bytes],
+    batches: list[bytes],
+    arguments: argparse.Namespace,
+    database: Path,
+) -> None:
+    """One-row latency, throughput with 8 and 16 clients, 100-row latency, then errors."""
+    print(f"one-row requests, sequential, one keep-alive connection, {arguments.warmup} warm-up")
+    results = sequential(port, one_row, arguments.requests, arguments.warmup)
+    one = report_latency(results, "latency")
+    print(
+        f"  target p50 <= {TARGET_ONE_ROW_P50_MS:.0f} ms: "
+        f"{verdict(one['p50'] <= TARGET_ONE_ROW_P50_MS, 'one-row p50')}, "
+        f"p99 <= {TARGET_ONE_ROW_P99_MS:.0f} ms: "
+        f"{verdict(one['p99'] <= TARGET_ONE_ROW_P99_MS, 'one-row p99')}"
+    )
+    throughput_phases(port, one_row, arguments, database)
+    print(f"{arguments.batch_size}-row requests, sequential, one keep-alive connection")
+    results = sequential(port, batches, arguments.batch_requests, 5)
+    batch = report_latency(results, "latency")
+    print(f"  target p50 <= {TARGET_BATCH_P50_MS:.0f} ms: "
+          f"{verdict(batch['p50'] <= TARGET_BATCH_P50_MS, '100-row p50')}")  # fmt: skip
+    after = sequential(port, one_row, 20, 0)
+    print(
+        f"one-row requests after the load, sequential: {after.error_count} errors in 20"
+        + (f" {after.errors}" if after.errors else "")
+    )
+    verdict(after.error_count == 0, "no errors after the load")
+    print(f"  captured rows in total: {captured_rows(database)}")
+
+
+def throughput_phases(
+    port: int, one_row: list[bytes], arguments: argparse.Namespace, database: Path
+) -> None:
+    print("one-row requests, 8 concurrent clients (client threads share the server's cores)")
+    results, rate, _, _ = throughput_phase(port, one_row, 8, arguments.concurrent, database)
+    print(
+        f"  target >= {TARGET_RPS_8_CLIENTS:.0f} req/s with zero errors: "
+        f"{verdict(rate >= TARGET_RPS_8_CLIENTS and results.error_count == 0, '8 clients')}"
+    )
+    print("one-row requests, 16 concurrent clients, capture check")
+    results, rate, captured, missing = throughput_phase(
+        port, one_row, 16, arguments.concurrent, database
+    )
+    match = captured == results.answered_rows and missing == 0
+    verdict(match, "captured == answered")
+    print(
+        f"  captured rows {captured}, rows answered with 200 {results.answered_rows}: "
+        f"{'OK' if match else 'MISMATCH'}"
+    )
+
+
+def overhead_phase(arguments: argparse.Namespace, model: tuple[str, str, list[bytes]]) -> None:
+    """The front door's cost, once the main server has stopped (bench/guard_overhead.py)."""
+    from bench import guard_overhead
+
+    print("the front door's cost: the same model served without and with it, one worker each")
+    model_uri, version, one_row = model
+    met = guard_overhead.run(model_uri, version, one_row, arguments.overhead_rounds, 100)
+    verdict(met, "front door overhead")
 
 
 if __name__ == "__main__":
