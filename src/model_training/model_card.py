@@ -32,6 +32,8 @@ IMPORTANCE_REPEATS = 5
 # that every permuted copy fits in one forward call (a few MB at 60 input columns).
 IMPORTANCE_MAX_ROWS = 2000
 CARD_ARTIFACT = "model_card.md"
+# Points of the calibration map the card lists at most (evenly spaced, both ends kept).
+MAX_CARD_POINTS = 20
 
 
 def training_data_digest(data: pd.DataFrame) -> str:
@@ -375,12 +377,11 @@ def _calibration_section(card: ModelCard) -> list[str]:
         if after is not None
         else "calibrated: not measured (a single fold)"
     )
-    points = [
-        [confidence, probability]
-        for confidence, probability in zip(
-            calibration["confidences"], calibration["probabilities"], strict=True
-        )
-    ]
+    pairs = list(zip(calibration["confidences"], calibration["probabilities"], strict=True))
+    shown = np.unique(np.linspace(0, len(pairs) - 1, MAX_CARD_POINTS).round().astype(int))
+    points = [list(pairs[index]) for index in shown]
+    if len(points) < len(pairs):
+        points.append([f"({len(pairs)} points, {len(points)} shown)", ""])
     return [
         "## Confidence calibration",
         f"Fitted on the {calibration['rows']} out-of-fold predictions (accuracy "

@@ -338,3 +338,25 @@ def test_the_calibration_section_gives_both_errors_and_the_map() -> None:
     single_fold = render_markdown(replace(make_card(), calibration={**calibration, "ece": None}))
     assert "calibrated: not measured (a single fold)" in single_fold
     assert "## Confidence calibration" not in render_markdown(make_card())
+
+
+def test_a_long_calibration_map_is_shown_in_part() -> None:
+    from dataclasses import replace
+
+    from model_training.model_card import MAX_CARD_POINTS, render_markdown
+
+    confidences = [0.5 + i / 1000 for i in range(400)]
+    calibration = {
+        "confidences": confidences,
+        "probabilities": confidences,
+        "rows": 100_000,
+        "accuracy": 0.7,
+        "ece_raw": 0.01,
+        "ece": 0.005,
+        "method": "isotonic",
+    }
+    text = render_markdown(replace(make_card(), calibration=calibration))
+    section = text[text.index("## Confidence calibration") :]
+    assert section.count("\n| 0.") == MAX_CARD_POINTS
+    assert "| 0.5000 | 0.5000 |" in section and "| 0.8990 | 0.8990 |" in section  # both ends
+    assert f"(400 points, {MAX_CARD_POINTS} shown)" in section
