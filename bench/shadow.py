@@ -10,7 +10,7 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
 1. Two models are trained in this process (30 and 10 epochs, so they disagree on
    some rows) and registered as versions of `penguins` in a fresh SQLite store, as
    bench/serving.py does it.
-2. Two real servers (`support.places.ModelServer`, 2 workers each) start side by side:
+2. Two real servers (`tests.support.places.ModelServer`, 2 workers each) start side by side:
    one serving the first version alone, one serving it with the second in shadow
    (`SERVING_SHADOW_MODEL_PATH`, as the Local backend sets it).
 3. One-row requests, sequential on one keep-alive connection per server, alternating

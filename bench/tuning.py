@@ -35,9 +35,8 @@ LOCAL_CONFIG = ROOT / "config" / "local.yml"
 
 # Printed by a fresh process (Metaflow reads its datastore location once, at import).
 OUTCOME = """
-import json, sys
-sys.path.insert(0, "src")  # The records are model_tuning's classes.
-from metaflow import Run
+import json
+from metaflow import Run  # The records are model_tuning's classes, installed with the project.
 data = Run("Tuning/{run_id}", _namespace_check=False).data
 trials, verdict, best = data.trials, data.verdict, data.best_trial
 print("OUTCOME=" + json.dumps({{
