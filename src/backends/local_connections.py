@@ -8,7 +8,7 @@ file descriptor, forever. `LimitedHttpProtocol` (uvicorn's httptools protocol, w
 - a header deadline: a request whose headers are not complete within `header_timeout`
   seconds of the connection opening, or of the previous answer, is closed;
 - a body deadline: a body not complete within `body_timeout` seconds of its headers
-  gets a 408 and is closed (deadlines are checked every quarter of the shorter one, at
+  gets a 408 and is closed (deadlines are checked every tenth of the shorter one, at
   most every second: a connection may get that much longer);
 - a cap: a worker holding `max_connections` connections answers the next one 503 and
   closes it.
@@ -161,7 +161,7 @@ class _Sweeper:
     """Every so often, closes the connections of this worker that are past a deadline.
 
     One per worker process (and event loop), started by its first connection; it looks
-    again every quarter of the shorter timeout, at most every second, so a connection is
+    again every tenth of the shorter timeout, at most every second, so a connection is
     closed at most that late.
     """
 
@@ -175,7 +175,7 @@ class _Sweeper:
     def watch(cls, loop: asyncio.AbstractEventLoop, connections: set, limits: ConnectionLimits):
         if cls.current is None or cls.current.loop is not loop:
             shorter = min(limits.header_timeout, limits.body_timeout)
-            cls.current = cls(loop, connections, min(max(shorter / 4, 0.05), 1.0))
+            cls.current = cls(loop, connections, min(max(shorter / 10, 0.05), 1.0))
 
     def sweep(self) -> None:
         now = self.loop.time()
