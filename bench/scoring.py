@@ -56,7 +56,7 @@ from common.data import DatasetSchema, clean_dataset
 from model_training.preprocessing import fit_transform
 from model_training.network import train_model
 from model_training.packaging import log_servable_model, servable_files
-from common.tracking import log_training_data
+from model_training.tracking import log_training_data
 from bench import dataset
 
 config = validate_project_configuration({config!r})
