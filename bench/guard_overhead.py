@@ -28,6 +28,7 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -213,6 +214,7 @@ def run(model_uri: str, version: str, bodies: list[bytes], rounds: int, size: in
     finally:
         for server in servers.values():
             server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     return report(figures, rounds, size)
 
 
