@@ -16,6 +16,9 @@ of it is decoded.
 6. counts a CSV or Parquet body's rows before decoding it (`request_formats`): over
    `SERVING_MAX_BATCH_SIZE` rows, 413.
 
+With metrics (`inference.metrics`), it counts and times every request but the health
+check and answers `GET /metrics` itself, after the token check of step 2.
+
 Every refusal is a short JSON body, `{"error_code": ..., "message": ...}`. Connection
 limits (header and body read timeouts, a cap on open connections) belong to the server
 that reads the bytes: `backends.local_connections`.
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.features import InvalidInput
+from inference.metrics import METRICS_PATH, ServerMetrics
 from inference.request_formats import (
     UnsupportedMediaType,
     declared_rows,
@@ -96,7 +100,7 @@ class HttpLimits:
         return cls(environ.get(TOKEN_VARIABLE) or None, max_bytes, max_rows)
 
 
-def install_http_guard(limits: HttpLimits) -> bool:
+def install_http_guard(limits: HttpLimits, metrics: ServerMetrics | None = None) -> bool:
     """Put `HttpGuard` in front of the scoring app this process is building, if it is
     building one; return whether it did.
 
@@ -110,25 +114,28 @@ def install_http_guard(limits: HttpLimits) -> bool:
     module = sys.modules.get(APP_MODULE)
     if module is None or "app" in vars(module):  # not a server, or its app is built
         return False
-    sys.modules[APP_MODULE] = _GuardedAppModule(module, limits)
+    sys.modules[APP_MODULE] = _GuardedAppModule(module, limits, metrics)
     return True
 
 
 class _GuardedAppModule(types.ModuleType):
     """MLflow's app module, whose `app` is `HttpGuard(<MLflow's app>)`."""
 
-    def __init__(self, module: types.ModuleType, limits: HttpLimits) -> None:
+    def __init__(
+        self, module: types.ModuleType, limits: HttpLimits, metrics: ServerMetrics | None
+    ) -> None:
         super().__init__(module.__name__, module.__doc__)
         for name in ("__file__", "__spec__", "__loader__", "__package__", "__path__"):
             if hasattr(module, name):
                 setattr(self, name, getattr(module, name))
         self._module = module
         self._limits = limits
+        self._metrics = metrics
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._module, name)
         if name == "app":
-            value = HttpGuard(value, self._limits)
+            value = HttpGuard(value, self._limits, self._metrics)
             self.app = value  # the same guarded app for every later lookup
         return value
 
@@ -138,20 +145,28 @@ class HttpGuard:
 
     _guarded = True
 
-    def __init__(self, app: App, limits: HttpLimits) -> None:
+    def __init__(self, app: App, limits: HttpLimits, metrics: ServerMetrics | None = None) -> None:
         self.app = app
         self.limits = limits
+        self.metrics = metrics
         self._token = limits.auth_token.encode() if limits.auth_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
             return await self.app(scope, receive, send)
+        if self.metrics is not None:
+            return await self.metrics.measured(self._guarded_call, scope, receive, send)
+        await self._guarded_call(scope, receive, send)
+
+    async def _guarded_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = _Request.read(scope)
         if self._token is not None and not self._authorized(request.authorization):
             challenge = [(b"www-authenticate", b'Bearer realm="model server"')]
             return await _refuse(
                 send, 401, "UNAUTHENTICATED", _UNAUTHORIZED, request.close, challenge
             )
+        if scope["path"] == METRICS_PATH and self.metrics is not None:
+            return await self.metrics.serve(send)
         if scope["path"] != INVOCATIONS:
             message = f"No such endpoint: {scope['path'][:100]}. Send requests to {INVOCATIONS}."
             return await _refuse(send, 404, "NOT_FOUND", message, request.close)

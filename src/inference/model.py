@@ -36,6 +36,8 @@ Local backend does):
   with the path: it marks the capture rows the shadow answered, or failed to).
 - `SERVING_SHADOW_BUDGET_MS`: the shadow's time budget per request (default 2 ms;
   see inference/shadow.py for how it is kept).
+- `PROMETHEUS_MULTIPROC_DIR`, `SERVING_METRICS`: where the workers' metrics are summed
+  for `GET /metrics`, and `off` to count none (inference/metrics.py).
 
 A shadow whose input features (columns, categories) differ from the champion's stops
 the server at load, naming the difference.
@@ -61,9 +63,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from inference.capture import CaptureStore, prediction_ids
+from inference.capture import CaptureError, CaptureStore, prediction_ids
 from inference.features import Columns, InvalidInput
 from inference.http_guard import HttpLimits, install_http_guard
+from inference.metrics import ServerMetrics
 from inference.request_guard import install_request_guard
 from inference.retention import from_environment
 from inference.scorer import Scorer, load_features, load_scorer, model_artifacts
@@ -82,6 +85,7 @@ class Model(Scorer, mlflow.pyfunc.PythonModel):
     model_version: str | None = None
     shadow: ShadowScorer | None = None
     capture: CaptureStore | None = None
+    metrics: ServerMetrics | None = None
 
     def load_context(self, context: Any) -> None:
         """Load as the model server does: artifacts, then capture and the guards."""
@@ -91,7 +95,11 @@ class Model(Scorer, mlflow.pyfunc.PythonModel):
         self.shadow = self.load_shadow(os.environ)
         database = os.environ.get("SERVING_CAPTURE_DATABASE")
         self.capture = CaptureStore(database, from_environment(os.environ)) if database else None
-        install_http_guard(HttpLimits.from_environment(os.environ, self.max_rows))
+        shadow_version = self.shadow.version if self.shadow else None
+        self.metrics = ServerMetrics.from_environment(
+            os.environ, self.model_version, self.classes.tolist(), shadow_version, context.artifacts
+        )
+        install_http_guard(HttpLimits.from_environment(os.environ, self.max_rows), self.metrics)
         install_request_guard(self.features, self.max_rows, self.answer)
 
     def load_shadow(self, environment: Mapping[str, str]) -> ShadowScorer | None:
@@ -154,14 +162,21 @@ class Model(Scorer, mlflow.pyfunc.PythonModel):
             shadow = self.shadow.answer(columns, len(predictions), took)
         ids = prediction_ids(len(predictions))
         if self.capture is not None:
-            self.capture.save(
-                ids,
-                self.features.records(columns),
-                predictions,
-                confidences,
-                self.model_version,
-                shadow=shadow,
-            )
+            try:
+                self.capture.save(
+                    ids,
+                    self.features.records(columns),
+                    predictions,
+                    confidences,
+                    self.model_version,
+                    shadow=shadow,
+                )
+            except CaptureError:
+                if self.metrics is not None:
+                    self.metrics.capture_failed()
+                raise
+        if self.metrics is not None:
+            self.metrics.answered(predictions, confidences, shadow)
         return predictions, confidences, ids
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 ArtifactFiles = dict[str, tuple[str, bytes]]
 
 # What the pyfunc in src/inference/model.py imports at serving time, per Keras backend.
-SERVING_PACKAGES = ("mlflow", "keras", "scikit-learn", "pandas", "numpy")
+SERVING_PACKAGES = ("mlflow", "keras", "scikit-learn", "pandas", "numpy", "prometheus-client")
 
 
 BACKEND_PACKAGES = {

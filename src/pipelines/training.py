@@ -450,10 +450,13 @@ class Training(Pipeline):
 
         Neither Keras nor scikit-learn is imported here: the model is never unpickled.
         """
+        from inference.metrics import class_balance_file
+        from model_training.model_card import class_balance
         from model_training.packaging import log_servable_model
 
+        balance = class_balance_file(class_balance(self.data[self.schema.target]))
         logged = log_servable_model(
-            {**self.model_files, **self.transformer_files},
+            {**self.model_files, **self.transformer_files, **balance},
             self.schema,
             registered_model_name=self.project.model["name"],
             input_example=self.data[self.schema.features].head(3),

@@ -12,7 +12,9 @@ from model_training.packaging import model_signature, pinned_requirements
 
 def test_pinned_requirements_for_jax() -> None:
     requirements = pinned_requirements("jax")
-    names = ["mlflow", "keras", "scikit-learn", "pandas", "numpy", "jax", "jaxlib"]
+    names = [
+        "mlflow", "keras", "scikit-learn", "pandas", "numpy", "prometheus-client", "jax", "jaxlib"
+    ]  # fmt: skip
     assert requirements == [f"{name}=={metadata.version(name)}" for name in names]
     for requirement in requirements:
         _, _, version = requirement.partition("==")
@@ -21,7 +23,7 @@ def test_pinned_requirements_for_jax() -> None:
 
 def test_pinned_requirements_for_unknown_backend_lists_serving_packages_only() -> None:
     names = [requirement.partition("==")[0] for requirement in pinned_requirements("other")]
-    assert names == ["mlflow", "keras", "scikit-learn", "pandas", "numpy"]
+    assert names == ["mlflow", "keras", "scikit-learn", "pandas", "numpy", "prometheus-client"]
 
 
 def test_model_signature_inputs_are_all_optional() -> None:
