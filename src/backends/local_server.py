@@ -25,6 +25,9 @@ The server inherits an allow-list of the environment that starts it (`server_may
 no cloud keys, tracking credentials or tokens reach a process that answers the network.
 The state directory is private, its files written whole, the logs rotated, and a
 recorded process is only signalled while it is still the server (`backends.local_state`).
+Each server sums its workers' Prometheus metrics in a directory of its own
+(`<state dir>/metrics-*`, 0700, `PROMETHEUS_MULTIPROC_DIR`): a new version's counts
+start at zero, and the directory goes when its server stops.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from backends.local_state import (
     rotating_log,
     write_atomically,
 )
+from inference.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 
 DEFAULT_STATE_DIR = ".serving"
 LAUNCHER = "backends.local_launcher"
@@ -132,6 +136,8 @@ class ServerState:
     # When the process started (`local_state.process_start`): a later process that got
     # the same id is not the server. None for a server recorded before it was kept.
     process_start: int | None = None
+    # Where its workers' metrics are summed (`inference.metrics`); None before metrics.
+    metrics_dir: str | None = None
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:
@@ -284,14 +290,20 @@ class LocalServer:
         listener = self._listener(old, url, log)
         handoff = self._handoff_path()
         _note(log, _starting_note(model_uri, prepared, old))
-        process = self._start_until_ready(
-            listener, prepared, environment, workers, handoff, log, timeout
-        )
+        metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=self.state_dir.resolve())  # 0700
+        environment = {**environment, MULTIPROCESS_DIRECTORY_VARIABLE: metrics_dir}
+        try:
+            process = self._start_until_ready(
+                listener, prepared, environment, workers, handoff, log, timeout
+            )
+        except ServerError:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            raise
         ready = time.monotonic()
         state = ServerState(
             process.pid, model_uri, str(model_version), url, str(log), time.time(),
             prepared.shadow_uri, prepared.shadow_version, str(handoff), _model_paths(prepared),
-            process_start(process.pid),
+            process_start(process.pid), metrics_dir,
         )  # fmt: skip
         write_atomically(self.state_file, json.dumps(asdict(state)))
         if old is not None and old.pid != process.pid:
@@ -300,6 +312,7 @@ class LocalServer:
         # bench/deployment.py reads this line: keep its wording.
         _note(log, _ready_note(ready - began, time.monotonic() - ready if old else None))
         self._forget_models(keep=[Path(p) for p in state.model_paths])
+        self._forget_metrics(keep=metrics_dir)
         return state
 
     def _start_until_ready(
@@ -496,6 +509,12 @@ class LocalServer:
             if path not in kept:
                 shutil.rmtree(path, ignore_errors=True)
 
+    def _forget_metrics(self, keep: str | None = None) -> None:
+        """Delete the metrics directories of servers that no longer run (all but `keep`)."""
+        for path in self.state_dir.resolve().glob("metrics-*"):
+            if str(path) != keep:
+                shutil.rmtree(path, ignore_errors=True)
+
     def stop(self, timeout: float = 15.0) -> ServerState | None:
         """End the recorded server and its workers; return what was stopped."""
         state = self.state()
@@ -503,6 +522,8 @@ class LocalServer:
             _end_group(state.pid, grace=timeout)
             _remove_handoff(state.handoff, self.state_dir)
         self.state_file.unlink(missing_ok=True)
+        if self.state_dir.is_dir():
+            self._forget_metrics()
         return state
 
 
