@@ -174,73 +174,26 @@ class Training(Pipeline):
 
     @step
     def transform_fold(self):
-        """Fit the features transformer on this fold's training rows; transform both sides.
+        """Fit the features transformer on this fold's training rows; transform both sides
+        (`model_training.fold_transform`: numpy, without importing scikit-learn)."""
+        from model_training.fold_transform import transform_fold
 
-        Fitted with numpy into the compiled transform the model server runs, equal to
-        what scikit-learn fits (`model_training.preprocessing.fit_feature_blocks`): this task then
-        never imports scikit-learn. Data the numpy fit cannot vouch for is left to it.
-        """
         self.fold, (self.train_indices, self.test_indices) = self.input
         self.mlflow_fold_run_id = self.mlflow_fold_run_ids[self.fold]
         self.logger.info(
             "Transforming fold %d of %d...", self.fold + 1, self.cross_validation_folds
         )
-        train = self.data.iloc[self.train_indices]
-        test = self.data.iloc[self.test_indices]
-        arrays = self.transform_with_numpy(train, test) or self.transform_with_scikit_learn(
-            train, test
+        fold = transform_fold(
+            self.data,
+            self.data.iloc[self.train_indices],
+            self.data.iloc[self.test_indices],
+            self.schema,
         )
-        self.x_train, self.y_train, self.x_test, self.y_test = arrays
+        self.class_names = fold.classes
+        self.feature_columns = fold.feature_columns
+        self.x_train, self.y_train = fold.x_train, fold.y_train
+        self.x_test, self.y_test = fold.x_test, fold.y_test
         self.next(self.train_fold)
-
-    def transform_with_numpy(self, train, test):
-        """(x_train, y_train, x_test, y_test) through the compiled transform; sets the
-        class names and feature columns. None when the data is left to scikit-learn."""
-        from inference.features import FeatureTransform
-        from model_training.preprocessing import (
-            block_columns,
-            class_indices,
-            feature_arrays,
-            fit_class_names,
-            fit_feature_blocks,
-        )
-
-        schema = self.schema
-        blocks = fit_feature_blocks(train, schema)
-        # The classes come from the whole dataset, and only they do: a rare class missing
-        # from this fold's training rows must still be encodable in its test rows.
-        classes = fit_class_names(self.data[schema.target])
-        if blocks is None or classes is None:
-            return None
-        compiled = FeatureTransform.from_blocks(blocks)
-        self.class_names = classes
-        # Which columns of x each raw feature became, for permutation importance later.
-        self.feature_columns = block_columns(blocks)
-
-        def x_and_y(rows):
-            x = compiled.transform(feature_arrays(rows, schema))
-            return x, class_indices(rows[schema.target], classes)
-
-        return (*x_and_y(train), *x_and_y(test))
-
-    def transform_with_scikit_learn(self, train, test):
-        """As `transform_with_numpy`, with the transformers the final model ships."""
-        from model_training.model_card import feature_columns
-        from model_training.preprocessing import (
-            fit_features_transformer,
-            fit_target_transformer,
-            transform,
-        )
-
-        schema = self.schema
-        features_transformer = fit_features_transformer(train, schema)
-        target_transformer = fit_target_transformer(self.data, schema)
-        self.class_names = [str(name) for name in target_transformer.categories_[0]]
-        self.feature_columns = feature_columns(features_transformer, schema)
-        return (
-            *transform(train, schema, features_transformer, target_transformer),
-            *transform(test, schema, features_transformer, target_transformer),
-        )
 
     @environment(vars=environment_variables)
     @step
