@@ -20,6 +20,11 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
 4. What the server's front door (the HTTP guard and the connection limits, issue 21)
    adds to a one-row request: `bench/guard_overhead.py` serves the model before and
    after, side by side, in alternating rounds (`--overhead-rounds`, 0 to skip).
+5. What the Prometheus metrics (`inference.metrics`, issue 23) add to a one-row request:
+   the model served by the Local backend (one worker each, multiprocess mode) with
+   `SERVING_METRICS=off` twice (before, and the machine's noise) and with metrics
+   (after), in alternating rounds (`--metrics-rounds`, 0 to skip); then the counting
+   alone, in process.
 
 The load generator runs on the same cores as the server (2 here), and its threads share
 one interpreter: the client takes CPU from the server, so throughput is lower, and
@@ -58,6 +63,7 @@ REQUEST_TIMEOUT = 30.0  # seconds; a request slower than this counts as an error
 # Targets printed beside the figures.
 TARGET_ONE_ROW_P50_MS = 6.0
 TARGET_ONE_ROW_P99_MS = 15.0
+TARGET_METRICS_OVERHEAD_MS = 0.05
 TARGET_RPS_8_CLIENTS = 250.0
 TARGET_BATCH_P50_MS = 20.0
 TARGET_LABEL_SECONDS = 1.0
@@ -429,6 +435,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         help="rounds of 100 one-row requests to the servers with and without the front "
         "door (0: skip)",
     )  # fmt: skip
+    parser.add_argument(
+        "--metrics-rounds", type=int, default=20,
+        help="rounds of 100 one-row requests to servers with and without metrics (0: skip)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     arguments = parser.parse_args(argv)
     registry_uri = (arguments.model_uri or "").startswith(("models:/", "runs:/"))
@@ -457,6 +467,8 @@ def main(argv: list[str]) -> int:
         model = serve_and_measure(arguments, directory, database)
         if arguments.overhead_rounds:
             overhead_phase(arguments, model)
+        if arguments.metrics_rounds:
+            metrics_phase(arguments, model, directory)
         print("labelling (in this process, no server)")
         rows, _ = dataset_rows()
         labelling(directory, rows, arguments.label_rows, arguments.simulated_rows)
@@ -585,6 +597,71 @@ def overhead_phase(arguments: argparse.Namespace, model: tuple[str, str, list[by
     model_uri, version, one_row = model
     met = guard_overhead.run(model_uri, version, one_row, arguments.overhead_rounds, 100)
     verdict(met, "front door overhead")
+
+
+def metrics_phase(
+    arguments: argparse.Namespace, model: tuple[str, str, list[bytes]], directory: Path
+) -> None:
+    """The metrics' cost: Local servers of the same model with them off and on, in turns."""
+    from bench import guard_overhead
+    from tests.support.places import ModelServer
+
+    print("the metrics' cost: the same model served without (twice) and with them, 1 worker each")
+    model_uri, version, one_row = model
+    servers: dict[str, ModelServer] = {}
+    try:
+        for kind in ("before", "before2", "after"):
+            os.environ["SERVING_METRICS"] = "on" if kind == "after" else "off"
+            server = ModelServer(directory / f"metrics-{kind}", model_uri=model_uri,
+                                 version=version, workers=1, max_batch_size=1000)  # fmt: skip
+            server.start()
+            servers[kind] = server
+        os.environ.pop("SERVING_METRICS")
+        served = {kind: guard_overhead.Server(s.port, s.stop) for kind, s in servers.items()}
+        figures = guard_overhead.compare(served, one_row, arguments.metrics_rounds, 100)
+    finally:
+        for server in servers.values():
+            server.stop()
+    metrics_report(figures, arguments.metrics_rounds)
+
+
+def metrics_report(figures: dict, rounds: int) -> None:
+    from bench import guard_overhead
+
+    p50 = {name: statistics.median(times) for name, times in figures["times"].items()}
+    print(f"  one-row p50, {rounds} rounds of 100 requests to each: "
+          + ", ".join(f"{name} {value:.3f} ms" for name, value in p50.items()))  # fmt: skip
+    noise, noise_rounds = guard_overhead.added_ms(figures, "before2")
+    added, added_rounds = guard_overhead.added_ms(figures, "after")
+    print(f"  with - without metrics: {added * 1000:+.0f} µs (rounds' median "
+          f"{added_rounds * 1000:+.0f} µs); without twice: {noise * 1000:+.0f} µs (rounds' "
+          f"median {noise_rounds * 1000:+.0f} µs); load average {load_average()}")  # fmt: skip
+    counting_us = metrics_in_process_cost()
+    print(f"  in process: counting a one-row request {counting_us:.1f} µs (multiprocess mode)")
+    met = added_rounds <= TARGET_METRICS_OVERHEAD_MS
+    verdict(met, f"metrics overhead <= {TARGET_METRICS_OVERHEAD_MS} ms at p50")
+    print(f"  target <= {TARGET_METRICS_OVERHEAD_MS} ms added at p50: {'ok' if met else 'MISSED'}")
+
+
+def metrics_in_process_cost(iterations: int = 20000) -> float:
+    """Microseconds the metrics add to a one-row request, counted in a process of its own
+    in multiprocess mode (the variable must be set before prometheus_client loads)."""
+    import subprocess
+
+    code = (
+        "import time; from inference.metrics import ServerMetrics as M\n"
+        "m = M('1', ['Adelie', 'Gentoo'], multiprocess_directory=__import__('os').environ"
+        "['PROMETHEUS_MULTIPROC_DIR'])\n"
+        f"n = {iterations}; t = time.perf_counter()\n"
+        "for _ in range(n):\n    m.request(200, 0.002); m.answered(['Gentoo'], [0.93])\n"
+        "print((time.perf_counter() - t) / n * 1e6)\n"
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory,
+                       "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code], env=environment, check=True,
+                              capture_output=True, text=True)  # fmt: skip
+    return float(done.stdout)
 
 
 if __name__ == "__main__":
