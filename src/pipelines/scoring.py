@@ -197,11 +197,9 @@ class Scoring(Pipeline):
     def assemble(self, inputs):
         """Assemble the output and the rejects file from the chunks and move them into
         place in one step each; report rows, refusals, classes, throughput and the gate."""
-        import time
 
         from batch_scoring.errors import refuse
         from batch_scoring.locations import rejects_location, remove_staging
-        from batch_scoring.memory import peak_memory_mib
         from batch_scoring.output import publish_output
         from batch_scoring.quality_gate import invalid_fraction_error
         from batch_scoring.rows import OUT_OF_RANGE
@@ -227,14 +225,7 @@ class Scoring(Pipeline):
             written, self.output_location, refused, self.rejects_location,
         )  # fmt: skip
         remove_staging(self.staging)
-        self.seconds = time.time() - self.started_at
-        self.rows_per_second = self.scored_rows / self.seconds if self.seconds else 0.0
-        self.chunk_seconds = [task.chunk_seconds for task in chunks]
-        self.memory_mib = {
-            "start": self.start_memory_mib,
-            "score_chunk": max(task.chunk_memory_mib for task in chunks),
-            "assemble": peak_memory_mib(),
-        }
+        self.record_throughput(chunks)
         if self.unanswered_rows:
             self.reject_reasons[("", OUT_OF_RANGE)] = self.unanswered_rows
         current.card.extend(
@@ -245,6 +236,21 @@ class Scoring(Pipeline):
             )
         )  # fmt: skip
         self.next(self.end)
+
+    def record_throughput(self, chunks) -> None:
+        """Wall time, rows a second, each chunk's time and each task kind's peak memory."""
+        import time
+
+        from batch_scoring.memory import peak_memory_mib
+
+        self.seconds = time.time() - self.started_at
+        self.rows_per_second = self.scored_rows / self.seconds if self.seconds else 0.0
+        self.chunk_seconds = [task.chunk_seconds for task in chunks]
+        self.memory_mib = {
+            "start": self.start_memory_mib,
+            "score_chunk": max(task.chunk_memory_mib for task in chunks),
+            "assemble": peak_memory_mib(),
+        }
 
     @step
     def end(self):
