@@ -253,6 +253,7 @@ def test_register_artifacts(training_run: Any) -> None:
         "target_transformer",
         "forward",  # the Dense weights as numpy: servers load without Keras
         "transform",  # the compiled transformer as JSON: ... and without scikit-learn
+        "class_balance",  # the training class shares, for the server's metrics
     }
     code_paths = register["code_paths"].data
     assert code_paths and all(Path(path).exists() for path in code_paths)
