@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from common.registry import equals_filter
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -59,7 +61,7 @@ def monitoring_history(experiment: str, model_name: str, limit: int = 100) -> pd
 
     runs = mlflow.search_runs(
         experiment_names=[experiment],
-        filter_string=f"tags.model_name = '{model_name}'",
+        filter_string=equals_filter("tags.model_name", model_name),
         order_by=["attributes.start_time DESC"],
         max_results=limit,
     )

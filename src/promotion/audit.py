@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from common.registry import equals_filter
 from promotion.decision import REDEPLOYED, ROLLBACK
 
 AUDIT_PREFIX = "audit."
@@ -99,7 +100,7 @@ def deployment_history(client: Any, name: str, limit: int | None = None) -> list
     import json
 
     events: dict[str, dict[str, Any]] = {}
-    for version in client.search_model_versions(f"name = '{name}'"):
+    for version in client.search_model_versions(equals_filter("name", name)):
         fields: dict[str, dict[str, str]] = {}
         for key, value in (version.tags or {}).items():
             if not key.startswith(AUDIT_PREFIX):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.registry import CHAMPION, model_uri, resolve_version
+from common.registry import CHAMPION, equals_filter, model_uri, resolve_version
 from promotion.compatibility import registered_input_differences
 from promotion.errors import PromotionError
 
@@ -19,7 +19,9 @@ NEWEST = (None, "", "latest")  # what `--model-version` says when it names no ve
 
 def available_versions(client: Any, name: str) -> str:
     """The versions and aliases of `name`, for messages: `1, 2, 3 (aliases: champion=3)`."""
-    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    versions = sorted(
+        int(v.version) for v in client.search_model_versions(equals_filter("name", name))
+    )
     if not versions:
         return "none: no version is registered"
     aliases = getattr(client.get_registered_model(name), "aliases", None) or {}
