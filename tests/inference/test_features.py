@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from support.paths import LOCAL_CONFIG, PENGUINS_CSV
+from support.rows import SPEC_ROW
 
 from common.config import load_project_configuration
 from common.data import DatasetSchema, load_dataset
@@ -122,14 +123,7 @@ def test_the_description_loads_without_scikit_learn_and_refuses_a_mismatch(fitte
 # --- Row validation: batch scoring and the server agree ------------------------------------
 
 
-GOOD = {
-    "island": "Biscoe",
-    "culmen_length_mm": 48.6,
-    "culmen_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "MALE",
-}
+GOOD = SPEC_ROW
 
 
 @pytest.fixture(scope="module")
