@@ -36,6 +36,7 @@ from support import demo
 from support.aws import moto_server  # noqa: F401
 from support.browser import chromium  # noqa: F401
 from support.flows import flow_runner, flows_runner, training_run  # noqa: F401
+from support.postgres import postgres_cluster  # noqa: F401
 from support.sagemaker_setup import fake_model_dir, sagemaker_moto, stubbed_time  # noqa: F401
 from support.serving import inference_server, server, serving_models  # noqa: F401
 from support.state import (  # noqa: F401
@@ -47,10 +48,16 @@ from support.state import (  # noqa: F401
     tracking_uri,
 )
 
-# Fixtures that run a pipeline or start a model server: a test using one is end to end.
-E2E_FIXTURES = frozenset(
-    {"flow_runner", "flows_runner", "training_run", "inference_server", "server"}
-)
+# Fixtures that run a pipeline or start a model server or PostgreSQL: a test using one is
+# end to end.
+E2E_FIXTURES = frozenset({
+    "flow_runner",
+    "flows_runner",
+    "training_run",
+    "inference_server",
+    "server",
+    "postgres_cluster",
+})  # fmt: skip
 
 # The files whose tests use the session's training run (half a minute of both cores):
 # under pytest-xdist they share a worker, which makes the run once.
