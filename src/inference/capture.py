@@ -1,4 +1,6 @@
 """Prediction capture in SQLite: written by the model server, read and labelled later.
+(The same store in PostgreSQL, for a team: `inference.capture_postgres`; which one a
+setting names: `inference.capture_stores`.)
 
 One row per prediction: its id (returned to the caller), when, which model version,
 the inputs as JSON, the prediction, its confidence and, once known, the ground truth.
@@ -126,10 +128,17 @@ DISK_FULL_ADVICE = (
 
 logger = logging.getLogger(__name__)
 
+# What a save writes of each row, in order. A row whose id is stored already (a batch
+# chunk retried with its failed attempt's ids) is replaced by the newer answer, its
+# ground truth kept: never a second row, never an error.
+SAVED_COLUMNS = (
+    "id", "created_at", "model_version", "inputs", "prediction", "confidence",
+    "source", "shadow_version", "shadow_prediction", "shadow_confidence",
+)  # fmt: skip
 INSERT_PREDICTIONS = (
-    "INSERT INTO predictions (id, created_at, model_version, inputs, prediction, confidence, "
-    "source, shadow_version, shadow_prediction, shadow_confidence) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO predictions ({', '.join(SAVED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SAVED_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in SAVED_COLUMNS[1:])
 )
 
 
@@ -220,15 +229,16 @@ def _migrate(connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def recent_query(labeled_only: bool, by_version: bool = False) -> str:
+def recent_query(labeled_only: bool, by_version: bool = False, tiebreak: str = "rowid") -> str:
     """The query of `CaptureStore.recent`; its parameters are the model version (when
-    `by_version`) and the row limit. Smoke-test rows are left out."""
+    `by_version`) and the row limit. Smoke-test rows are left out. Rows of one time
+    come newest first by `tiebreak`: SQLite's insertion order, or the (time-ordered) id."""
     where = f"WHERE source != '{SMOKE}' "
     where += "AND ground_truth IS NOT NULL " if labeled_only else ""
     where += "AND model_version = ? " if by_version else ""
     return (
         f"SELECT {', '.join(CAPTURE_COLUMNS)} "
-        f"FROM predictions {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        f"FROM predictions {where}ORDER BY created_at DESC, {tiebreak} DESC LIMIT ?"
     )
 
 
@@ -260,54 +270,32 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-class CaptureStore:
-    """A thread-safe writer and reader of the predictions table.
+class StoreBase:
+    """What every capture store shares: encoding a request's rows, checking them, and
+    pruning in the background after writes. Thread-safe, as the model server needs.
 
-    With a `retention`, what it no longer keeps is deleted in a thread of the store's
-    own after its first write, then at most every PRUNE_INTERVAL_SECONDS after one.
+    A store (`CaptureStore` here, `inference.capture_postgres.PostgresCaptureStore`)
+    writes rows with `_write` and has `close`, `prune`, `rewrite`, `unlabeled`,
+    `label`, `mark_source`, `recent` and `classes`. `path` names it in messages (never
+    with a password). With a `retention`, what it no longer keeps is deleted in a
+    thread of the store's own after its first write, then at most every
+    PRUNE_INTERVAL_SECONDS after one.
     """
 
-    def __init__(self, path: str, retention: Retention | None = None) -> None:
-        self.path = path
-        try:
-            self._connection = connect(path)
-        except (sqlite3.Error, OSError) as error:
-            raise CaptureError(f"Cannot open the capture database {path}: {error}") from error
-        self._lock = threading.Lock()
+    path: str
+
+    def __init__(self, retention: Retention | None) -> None:
         self.retention = retention
         self._prune_lock = threading.Lock()
         self._pruned_at = -math.inf  # time.monotonic() of the last prune started
         self._pruning: threading.Thread | None = None
 
-    def close(self) -> None:
-        self._connection.close()
-
     def prune(self) -> int:
-        """Delete what the retention no longer keeps, give the space back; rows deleted.
+        raise NotImplementedError
 
-        Through a connection of its own: the store's writers wait one batch at most.
-        """
-        if self.retention is None:
-            return 0
-        try:
-            connection = connect(self.path)
-            try:
-                deleted = prune(connection, self.retention)
-                if deleted:
-                    give_space_back(connection)
-            finally:
-                connection.close()
-        except (sqlite3.Error, OSError) as error:
-            message = _failure("Could not delete old predictions from", self.path, error)
-            raise CaptureError(message) from error
-        return deleted
-
-    def rewrite(self) -> None:
-        """Rewrite the store without its free pages (see `inference.retention.rewrite`)."""
-        try:
-            rewrite(self._connection)
-        except sqlite3.Error as error:
-            raise CaptureError(_failure("Could not rewrite", self.path, error)) from error
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        """Store `rows` (values of SAVED_COLUMNS) in one transaction, or raise CaptureError."""
+        raise NotImplementedError
 
     def wait_for_pruning(self, timeout: float | None = None) -> None:
         """Return once the prune running in the background, if any, has finished."""
@@ -349,7 +337,11 @@ class CaptureStore:
         source: str = "online",
         shadow: ShadowAnswers | None = None,
     ) -> None:
-        """Store one request's predictions (and its shadow's) in a single transaction."""
+        """Store one request's predictions (and its shadow's) in a single transaction.
+
+        An id stored already is replaced by this answer (its ground truth kept): saving
+        a retried batch chunk's rows under their first ids again leaves one row each.
+        """
         encoded = [json.dumps({k: _json_value(v) for k, v in row.items()}) for row in inputs]
         self.save_encoded(
             ids, encoded, predictions, confidences, model_version, source=source, shadow=shadow
@@ -380,6 +372,53 @@ class CaptureStore:
                 strict=True,
             )
         ]  # fmt: skip
+        self._write(rows)
+        self._prune_when_due()
+
+
+class CaptureStore(StoreBase):
+    """The SQLite store: a thread-safe writer and reader of the predictions table."""
+
+    def __init__(self, path: str, retention: Retention | None = None) -> None:
+        super().__init__(retention)
+        self.path = path
+        try:
+            self._connection = connect(path)
+        except (sqlite3.Error, OSError) as error:
+            raise CaptureError(f"Cannot open the capture database {path}: {error}") from error
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def prune(self) -> int:
+        """Delete what the retention no longer keeps, give the space back; rows deleted.
+
+        Through a connection of its own: the store's writers wait one batch at most.
+        """
+        if self.retention is None:
+            return 0
+        try:
+            connection = connect(self.path)
+            try:
+                deleted = prune(connection, self.retention)
+                if deleted:
+                    give_space_back(connection)
+            finally:
+                connection.close()
+        except (sqlite3.Error, OSError) as error:
+            message = _failure("Could not delete old predictions from", self.path, error)
+            raise CaptureError(message) from error
+        return deleted
+
+    def rewrite(self) -> None:
+        """Rewrite the store without its free pages (see `inference.retention.rewrite`)."""
+        try:
+            rewrite(self._connection)
+        except sqlite3.Error as error:
+            raise CaptureError(_failure("Could not rewrite", self.path, error)) from error
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         try:
             with self._lock, write_transaction(self._connection):
                 self._connection.executemany(INSERT_PREDICTIONS, rows)
@@ -387,7 +426,6 @@ class CaptureStore:
             raise CaptureError(
                 _failure("Could not capture predictions in", self.path, error)
             ) from error
-        self._prune_when_due()
 
     def unlabeled(self) -> list[tuple[str, str]]:
         """(id, prediction) of every prediction without ground truth, but a smoke test's."""

@@ -21,8 +21,10 @@ the field. Output: per row, `prediction` (a class name), `confidence` and `id`.
 Serving settings come from the environment, set by whoever starts the server (the
 Local backend does):
 
-- `SERVING_CAPTURE_DATABASE`: SQLite file where every prediction is captured under
-  its id. Unset: nothing is captured.
+- `SERVING_CAPTURE_DATABASE`: SQLite file, or `postgresql://user@host:port/dbname`
+  URL, where every prediction is captured under its id. Unset: nothing is captured.
+- `SERVING_CAPTURE_PASSWORD`: that PostgreSQL user's password, unless libpq's
+  PGPASSWORD or ~/.pgpass gives it (`inference.capture_stores`).
 - `SERVING_MODEL_VERSION`: the registry version recorded with each capture.
 - `SERVING_MAX_BATCH_SIZE`: most rows accepted per request (default 1000).
 - `SERVING_MAX_REQUEST_BYTES`: the largest request body read (default 1 KiB a row of
@@ -63,12 +65,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from inference.capture import CaptureError, CaptureStore, prediction_ids
+from inference.capture import CaptureError, StoreBase, prediction_ids
+from inference.capture_stores import from_environment as capture_from_environment
 from inference.features import Columns, InvalidInput
 from inference.http_guard import HttpLimits, install_http_guard
 from inference.metrics import ServerMetrics
 from inference.request_guard import install_request_guard
-from inference.retention import from_environment
 from inference.scorer import Scorer, load_features, load_scorer, model_artifacts
 from inference.shadow import DEFAULT_BUDGET_MS, ShadowScorer, check_compatible
 
@@ -84,7 +86,7 @@ class Model(Scorer, mlflow.pyfunc.PythonModel):
     max_rows: int | None = None
     model_version: str | None = None
     shadow: ShadowScorer | None = None
-    capture: CaptureStore | None = None
+    capture: StoreBase | None = None
     metrics: ServerMetrics | None = None
 
     def load_context(self, context: Any) -> None:
@@ -93,8 +95,7 @@ class Model(Scorer, mlflow.pyfunc.PythonModel):
         self.max_rows = int(os.environ.get("SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
         self.model_version = os.environ.get("SERVING_MODEL_VERSION")
         self.shadow = self.load_shadow(os.environ)
-        database = os.environ.get("SERVING_CAPTURE_DATABASE")
-        self.capture = CaptureStore(database, from_environment(os.environ)) if database else None
+        self.capture = capture_from_environment(os.environ)
         shadow_version = self.shadow.version if self.shadow else None
         self.metrics = ServerMetrics.from_environment(
             os.environ, self.model_version, self.classes.tolist(), shadow_version, context.artifacts

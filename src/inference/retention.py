@@ -11,7 +11,9 @@ server's writers wait at most one batch, then gives the space back to the file s
 (a store made by this version has `auto_vacuum = INCREMENTAL`; an older one reuses its
 freed pages for new rows, or is converted by `VACUUM`: `python -m backends.local prune
 --vacuum`). The model server reads its retention from `SERVING_CAPTURE_RETENTION`
-(the JSON of `as_json`). Only the standard library: every registered model ships it.
+(the JSON of `as_json`). What to delete is decided once, by `enforce`, for this
+SQLite store and the PostgreSQL one (`inference.capture_postgres`) alike. Only the
+standard library: every registered model ships it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from inference.sqlite_writes import write_transaction
@@ -82,21 +84,41 @@ def from_environment(environment: Mapping[str, str]) -> Retention | None:
 
 
 def prune(connection: sqlite3.Connection, retention: Retention, now: float | None = None) -> int:
-    """Delete the predictions `retention` no longer keeps; return how many.
+    """Delete the predictions `retention` no longer keeps from a SQLite store; how many.
 
     `connection` is in autocommit mode (as `inference.capture.connect` opens it) and
     belongs to the caller's thread. Cheap when nothing is due: a few index seeks.
+    """
+
+    def delete_oldest(labelled: bool, before: float | None, limit: int | None) -> int:
+        return _delete_oldest(connection, labelled, before=before, limit=limit)
+
+    return enforce(retention, lambda limit: _stored_rows(connection, limit), delete_oldest, now=now)
+
+
+def enforce(
+    retention: Retention,
+    stored_rows: Callable[[int], int],
+    delete_oldest: Callable[[bool, float | None, int | None], int],
+    now: float | None = None,
+) -> int:
+    """What `retention` keeps, whatever the store: the policy of every store's prune.
+
+    `stored_rows(limit)` is the number of stored predictions (exact when it may exceed
+    `limit`); `delete_oldest(labelled, before, limit)` deletes the oldest unlabelled (or
+    labelled) ones made before a time (None: any), at most `limit` (None: all), and
+    says how many. Returns the predictions deleted.
     """
     now = time.time() if now is None else now
     deleted = 0
     for labelled, days in ((False, retention.days), (True, retention.labeled_days)):
         if days is not None:
-            deleted += _delete_oldest(connection, labelled, before=now - days * SECONDS_PER_DAY)
+            deleted += delete_oldest(labelled, now - days * SECONDS_PER_DAY, None)
     if retention.rows is not None:
-        excess = _stored_rows(connection, retention.rows) - retention.rows
+        excess = stored_rows(retention.rows) - retention.rows
         for labelled in (False, True):
             if excess > 0:
-                removed = _delete_oldest(connection, labelled, limit=excess)
+                removed = delete_oldest(labelled, None, excess)
                 deleted, excess = deleted + removed, excess - removed
     return deleted
 

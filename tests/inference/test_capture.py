@@ -125,9 +125,25 @@ def test_stored_rows_counts_what_was_saved(store: CaptureStore) -> None:
 
 def test_a_request_is_stored_whole_or_not_at_all(store: CaptureStore) -> None:
     save_rows(store, ["a"], ["Adelie"])
-    with pytest.raises(CaptureError):  # "a" again: the primary key refuses the whole batch.
-        save_rows(store, ["b", "a"], ["Adelie", "Adelie"])
+    with pytest.raises(CaptureError):  # the second row's inputs are NULL: the batch fails
+        store.save_encoded(["b", "c"], ["{}", None], ["Adelie"] * 2, [0.5] * 2, "7")
     assert [row[0] for row in store.recent(10)] == ["a"]
+
+
+def test_saving_stored_ids_again_replaces_their_rows_and_keeps_ground_truth(
+    store: CaptureStore,
+) -> None:
+    save_rows(store, ["a", "b"], ["Adelie", "Gentoo"], version="1")
+    store.label({"a": "Chinstrap"})
+    # A retried batch chunk saves the same ids again, one of them beside a new one.
+    store.save(["a", "b", "c"], INPUTS, ["Gentoo"] * 3, [0.9] * 3, "2", source="batch")
+    assert stored_rows(store) == 3
+    rows = {row[0]: row for row in store.recent(10)}
+    assert {id_: (row[2], row[4], row[6], row[7]) for id_, row in rows.items()} == {
+        "a": ("2", "Gentoo", "Chinstrap", "batch"),
+        "b": ("2", "Gentoo", None, "batch"),
+        "c": ("2", "Gentoo", None, "batch"),
+    }
 
 
 def test_labelling_30000_rows_by_id(store: CaptureStore) -> None:

@@ -1,0 +1,314 @@
+"""Prediction capture in PostgreSQL: the store every task of a team can reach.
+
+The same table, columns, indexes (the partial ones too) and guarantees as the SQLite
+store of `inference.capture`, whose schema this module translates rather than copies
+(PostgreSQL's REAL has 24 bits: confidences and times are DOUBLE PRECISION). A
+request's rows are committed before the response is sent (PostgreSQL's default
+`synchronous_commit`: the commit is on the server's disk), so an answered prediction is
+a stored one; a row saved again under its id replaces the first answer, keeping its
+ground truth. The schema only grows: a store lacking columns or indexes gains them
+when opened, under an advisory lock so that workers starting together migrate once,
+and a store that has them all (named in the table's comment) is not touched.
+
+Each server worker holds one connection, shared by its threads under a lock like the
+SQLite store's; a connection that broke (a restarted server) is opened again at the
+next use, as is one inherited across a fork. Ground truth is staged in a temporary
+table by COPY and applied in one `UPDATE ... FROM`. The retention's policy is
+`inference.retention.enforce`, through a connection of its own, in batches;
+PostgreSQL's autovacuum gives the space back.
+
+The URL (`postgresql://user@host:port/dbname`) names no password in anything this
+module shows: the password comes separately (`password`, from
+SERVING_CAPTURE_PASSWORD in the server) or from libpq's own PGPASSWORD or ~/.pgpass.
+psycopg is imported when a store opens: a SQLite store never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from inference.capture import (
+    ADDED_COLUMNS,
+    DISK_FULL_ADVICE,
+    INSERT_PREDICTIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SMOKE,
+    SOURCES,
+    CaptureError,
+    StoreBase,
+    recent_query,
+)
+from inference.retention import BATCH_ROWS, Retention, enforce
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMES = ("postgresql", "postgres")
+# The table's comment once a store has the whole schema: opening it then reads one row.
+SCHEMA_COMMENT = f"penguins prediction capture, schema {SCHEMA_VERSION}"
+# Held while migrating, so that the workers of one server migrate one at a time.
+MIGRATION_LOCK = 0x70656E67  # "peng"
+CONNECT_TIMEOUT_SECONDS = 10
+# Above this many labels the staged table is analysed, so the planner joins it well.
+ANALYSE_FROM_LABELS = 1_000
+
+
+def is_postgres_url(database: str) -> bool:
+    """Whether `database` names a PostgreSQL store (else it is a SQLite file)."""
+    return database.partition("://")[0].lower() in SCHEMES and "://" in database
+
+
+def described(url: str) -> str:
+    """`url` without its password: how messages and logs name the store."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _postgres(statement: str) -> str:
+    """A statement of the SQLite store in PostgreSQL's spelling: %s parameters, 64-bit
+    floats."""
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", statement.replace("?", "%s"))
+
+
+INSERT = _postgres(INSERT_PREDICTIONS)
+STAGE_LABELS = (
+    "CREATE TEMP TABLE IF NOT EXISTS labels (id TEXT PRIMARY KEY, truth TEXT NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+APPLY_LABELS = (
+    "UPDATE predictions SET ground_truth = labels.truth, labeled_at = %s "
+    "FROM labels WHERE predictions.id = labels.id"
+)
+
+
+def connect(url: str, password: str | None = None) -> psycopg.Connection:
+    """Open a store in autocommit mode (transactions are explicit), migrated."""
+    import psycopg
+
+    extra = {"password": password} if password else {}
+    connection = psycopg.connect(
+        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        application_name="penguins-capture", **extra,
+    )  # fmt: skip
+    try:
+        comment = connection.execute(
+            "SELECT obj_description(to_regclass('predictions'), 'pg_class')"
+        ).fetchone()
+        if comment is None or comment[0] != SCHEMA_COMMENT:
+            _migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: psycopg.Connection) -> None:
+    """Bring the store to SCHEMA_VERSION in one transaction, rows untouched."""
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        existing = {
+            row[0]
+            for row in connection.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'predictions' AND table_schema = current_schema()"
+            )
+        }
+        if existing:  # An older store: add what it lacks before the indexes need it.
+            for name, definition in ADDED_COLUMNS.items():
+                if name not in existing:
+                    connection.execute(
+                        _postgres(f"ALTER TABLE predictions ADD COLUMN {name} {definition}")
+                    )
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(_postgres(statement))
+        connection.execute(f"COMMENT ON TABLE predictions IS '{SCHEMA_COMMENT}'")
+
+
+def _failure(what: str, where: str, error: Exception) -> str:
+    """`what` failed on the store `where`, and why: a full disk says so, and what to do."""
+    if getattr(error, "sqlstate", None) == "53100":  # disk_full
+        return f"{what} {where}: the database server's disk is full: {DISK_FULL_ADVICE}"
+    return f"{what} {where}: {str(error).strip()}"
+
+
+class PostgresCaptureStore(StoreBase):
+    """A thread-safe writer and reader of the predictions table in PostgreSQL."""
+
+    def __init__(
+        self, url: str, retention: Retention | None = None, password: str | None = None
+    ) -> None:
+        super().__init__(retention)
+        self.url = url
+        self.path = described(url)
+        self._password = password
+        self._lock = threading.Lock()
+        self._connection: psycopg.Connection | None = None
+        self._pid = os.getpid()
+        with self._errors("Cannot open the capture database"), self._lock:
+            self._connected()
+
+    def _connected(self) -> psycopg.Connection:
+        """The store's connection (caller holds the lock), opened again if it broke or
+        was inherited from the process that forked this one."""
+        connection = self._connection
+        if (
+            connection is None
+            or connection.broken
+            or connection.closed
+            or (self._pid != os.getpid())
+        ):
+            self._connection = connection = connect(self.url, self._password)
+            self._pid = os.getpid()
+        return connection
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except (psycopg.Error, OSError) as error:
+            raise CaptureError(_failure(what, self.path, error)) from error
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[psycopg.Connection]:
+        """The connection in one transaction, under the lock; failures as CaptureError."""
+        with self._errors(what), self._lock:
+            connection = self._connected()
+            with connection.transaction():
+                yield connection
+
+    def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._errors("Could not read predictions from"), self._lock:
+            return self._connected().execute(query, parameters).fetchall()
+
+    def close(self) -> None:
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        with self._transaction("Could not capture predictions in") as connection:
+            if len(rows) == 1:  # the server's usual request: one round trip, no pipeline
+                connection.execute(INSERT, rows[0])
+            else:
+                connection.cursor().executemany(INSERT, rows)
+
+    def unlabeled(self) -> list[tuple[str, str]]:
+        """(id, prediction) of every prediction without ground truth, but a smoke test's."""
+        return self._read(
+            "SELECT id, prediction FROM predictions WHERE ground_truth IS NULL "
+            f"AND source != '{SMOKE}'"
+        )
+
+    def label(self, ground_truth: dict[str, str]) -> int:
+        """Attach ground truth by prediction id in one transaction; return rows updated."""
+        with self._transaction("Could not record ground truth in") as connection:
+            connection.execute(STAGE_LABELS)
+            with connection.cursor().copy("COPY labels (id, truth) FROM STDIN") as copy:
+                for id_, truth in ground_truth.items():
+                    copy.write_row((id_, str(truth)))
+            if len(ground_truth) >= ANALYSE_FROM_LABELS:
+                connection.execute("ANALYZE labels")
+            return connection.execute(APPLY_LABELS, (time.time(),)).rowcount
+
+    def mark_source(self, ids: Sequence[str], source: str) -> int:
+        """Mark the predictions `ids` as coming from `source`; return how many were found."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
+        with self._transaction("Could not mark predictions in") as connection:
+            return connection.execute(
+                "UPDATE predictions SET source = %s WHERE id = ANY(%s)", (source, list(ids))
+            ).rowcount
+
+    def recent(
+        self, limit: int, labeled_only: bool = False, model_version: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The `limit` newest predictions (with ground truth only, of `model_version`
+        only, if asked), newest first; never a smoke test's."""
+        by_version = model_version is not None
+        parameters = (str(model_version), int(limit)) if by_version else (int(limit),)
+        query = _postgres(recent_query(labeled_only, by_version, tiebreak="id"))
+        return self._read(query, parameters)
+
+    def classes(self) -> list[str]:
+        """Every class seen so far, predicted (by either model) or labelled."""
+        rows = self._read(
+            "SELECT DISTINCT prediction FROM predictions UNION "
+            "SELECT DISTINCT shadow_prediction FROM predictions "
+            "WHERE shadow_prediction IS NOT NULL UNION "
+            "SELECT DISTINCT ground_truth FROM predictions WHERE ground_truth IS NOT NULL"
+        )
+        return sorted(row[0] for row in rows)
+
+    def prune(self) -> int:
+        """Delete what the retention no longer keeps, through a connection of its own
+        and a transaction per batch (the server's writes never wait for it); rows deleted."""
+        if self.retention is None:
+            return 0
+        with self._errors("Could not delete old predictions from"):
+            connection = connect(self.url, self._password)
+            try:
+                return enforce(
+                    self.retention,
+                    lambda limit: _stored_rows(connection, limit),
+                    lambda labelled, before, limit: _delete_oldest(
+                        connection, labelled, before, limit
+                    ),
+                )
+            finally:
+                connection.close()
+
+    def rewrite(self) -> None:
+        """Rewrite the table without its dead rows' space (`VACUUM FULL`): it holds the
+        server's writes while it runs, as the SQLite store's does."""
+        with self._errors("Could not rewrite"), self._lock:
+            self._connected().execute("VACUUM FULL predictions")
+
+
+def _stored_rows(connection: psycopg.Connection, limit: int) -> int:
+    """The number of stored predictions, counted only when the planner's estimate says
+    it may come near `limit` (counting reads the whole table)."""
+    estimate = connection.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass('predictions')"
+    ).fetchone()
+    if estimate is not None and 0 <= estimate[0] < 0.9 * limit:
+        return int(estimate[0])
+    return connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
+
+
+def _delete_oldest(
+    connection: psycopg.Connection, labelled: bool, before: float | None, limit: int | None
+) -> int:
+    """Delete the oldest unlabelled (or labelled) predictions made `before` a time, at
+    most `limit` of them, a batch per transaction; return how many."""
+    condition = "ground_truth IS NOT NULL" if labelled else "ground_truth IS NULL"
+    if before is not None:
+        condition += " AND created_at < %s"
+    # Walks the partial index of the labelled (or unlabelled) rows, oldest first.
+    statement = (
+        "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions "
+        f"WHERE {condition} ORDER BY created_at LIMIT %s)"
+    )
+    deleted = 0
+    while limit is None or deleted < limit:
+        batch = BATCH_ROWS if limit is None else min(BATCH_ROWS, limit - deleted)
+        parameters = (before, batch) if before is not None else (batch,)
+        with connection.transaction():
+            count = connection.execute(statement, parameters).rowcount
+        deleted += count
+        if count < batch:
+            break
+    return deleted
