@@ -10,19 +10,19 @@ deploy a flow with `@trigger`, which is why the trigger is opt-in, added by the
 `retrain_on_alert` FlowMutator only when an event is configured. A monitoring run
 anywhere else (locally, on Step Functions) publishes nothing and never fails for it.
 
-Only Metaflow, the standard library and common.config are imported here: every task
-imports it.
+Only Metaflow, the standard library, common.events and the settings are imported
+here: every task imports it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metaflow import FlowMutator, namespaced_event_name, trigger
 
+from common.events import publish_event, running_on_argo_workflows
 from common.settings import RetrainingSettings
 from common.settings_loader import load_settings
 
@@ -34,16 +34,6 @@ def configured_event(project: Mapping[str, Any]) -> str | None:
     parser has checked the rest).
     """
     return load_settings(RetrainingSettings, project.get("retraining"), "retraining").event
-
-
-def running_on_argo_workflows(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this task runs in an Argo Workflows deployment.
-
-    Metaflow sets ARGO_WORKFLOW_TEMPLATE in every task it compiles for Argo; its own
-    `ArgoEvent.safe_publish` uses the same signal.
-    """
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("ARGO_WORKFLOW_TEMPLATE"))
 
 
 def retraining_decision(
@@ -78,26 +68,6 @@ def retraining_payload(
     }
 
 
-def publish_retraining_event(
-    event: str, payload: Mapping[str, str], url: str | None = None
-) -> str | None:
-    """Publish the branch-scoped retraining event; return its id, or None when it failed.
-
-    A lost event must not fail the monitoring run, whose alerts are already recorded:
-    the failure is returned as None for the caller to log.
-    """
-    from metaflow.integrations import ArgoEvent
-    from metaflow.plugins.argo.argo_events import ArgoEventException
-
-    arguments = {} if url is None else {"url": url}
-    try:
-        return ArgoEvent(namespaced_event_name(event), **arguments).publish(
-            payload=dict(payload), force=True, ignore_errors=False
-        )
-    except ArgoEventException:
-        return None
-
-
 def request_retraining(
     alerts: Sequence[str],
     project: Mapping[str, Any],
@@ -118,9 +88,7 @@ def request_retraining(
     logger.info("Retraining: %s.", reason)
     if not publish:
         return None
-    event_id = publish_retraining_event(
-        event, retraining_payload(alerts, model, version, monitoring_run), url
-    )
+    event_id = publish_event(event, retraining_payload(alerts, model, version, monitoring_run), url)
     if event_id is None:
         logger.warning("Retraining event %r could not be published; see the log above.", event)
     else:

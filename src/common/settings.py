@@ -273,15 +273,20 @@ class RetrainingSettings:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.event, str) and self.event.strip() == "":
-            # What `event: ${RETRAINING_EVENT:-}` expands to when the variable is unset.
-            object.__setattr__(self, "event", None)
-        if self.event is not None and _EVENT_NAME.fullmatch(self.event) is None:
-            raise SettingValueError(
-                "event",
-                "must be empty (no retraining on alert) or an event name of letters, "
-                f"digits, `_`, `-` and `.`, got {self.event!r}.",
-            )
+        _check_event_name(self, "no retraining on alert")
+
+
+def _check_event_name(settings: Any, empty_means: str) -> None:
+    """An `event` setting: empty is None; else a name Argo Events and Metaflow accept."""
+    if isinstance(settings.event, str) and settings.event.strip() == "":
+        # What `event: ${RETRAINING_EVENT:-}` expands to when the variable is unset.
+        object.__setattr__(settings, "event", None)
+    if settings.event is not None and _EVENT_NAME.fullmatch(settings.event) is None:
+        raise SettingValueError(
+            "event",
+            f"must be empty ({empty_means}) or an event name of letters, "
+            f"digits, `_`, `-` and `.`, got {settings.event!r}.",
+        )
 
 
 @dataclass(frozen=True)
@@ -302,10 +307,22 @@ class PromotionSettings:
     # When the monitoring pipeline finds the shadow better by the rule above, it
     # asks the deployment pipeline to promote it.
     auto: bool = False
+    # Where monitoring runs on Argo Workflows, auto-promotion publishes this event
+    # (the version in its payload) for the deployment flow deployed there with a
+    # @trigger on it, instead of deploying from the monitoring task. Off by default
+    # because Step Functions cannot deploy a flow with @trigger.
+    event: str | None = field(
+        default=None,
+        metadata=_hint(
+            "Leave it empty to promote only where monitoring runs locally, or name an "
+            "event with letters, digits, `_`, `-` and `.`."
+        ),
+    )
 
     def __post_init__(self) -> None:
         require_positive_integers(self, "min_rows")
         _check_gain_rule(self)
+        _check_event_name(self, "no promotion by event")
 
 
 @dataclass(frozen=True)

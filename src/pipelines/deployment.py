@@ -22,6 +22,11 @@ back, the aliases stay as they were, and the run fails saying why. Every decisio
 versions involved; `promotion.audit.deployment_history` reads them back, and the
 card of `start` shows this run's decision beside the model's history
 (`uv run src/pipelines/deployment.py card view start`).
+
+With `promotion.event` set in the config, a deployment on Argo Workflows
+(`argo-workflows create`) also runs when monitoring publishes that event, on the
+version its payload names (promotion/promotion_event.py). A remote task never deploys
+the Local backend, whose server would run on the worker: it fails at `start`.
 """
 
 import contextlib
@@ -30,6 +35,7 @@ from collections.abc import Iterator
 from metaflow import Parameter, card, current, step
 
 from common.pipeline import Pipeline, PipelineError, backend, dataset
+from promotion.promotion_event import promote_on_event
 
 
 @contextlib.contextmanager
@@ -43,6 +49,7 @@ def failing_the_run_on_refusal() -> Iterator[None]:
         raise PipelineError(str(error)) from None
 
 
+@promote_on_event
 class Deployment(Pipeline):
     """Deploy a registered model version to the configured backend."""
 
@@ -87,6 +94,7 @@ class Deployment(Pipeline):
         from promotion.gate import decide_promotion
         from promotion.rollout import prepare
 
+        self.refuse_to_deploy_on_a_worker()
         client = mlflow.MlflowClient()
         self.model_name = self.settings.model.name
         self.champion = alias_version(client, self.model_name, CHAMPION)
@@ -176,6 +184,17 @@ class Deployment(Pipeline):
         )
 
     # --- what the steps read and write ---------------------------------------------------
+
+    def refuse_to_deploy_on_a_worker(self) -> None:
+        """Fail before anything changes when this task runs remotely and the backend
+        would serve on this machine (promotion.promotion_event)."""
+        from backends.local import Local
+        from common.events import task_platform
+        from promotion.promotion_event import deploying_here_error
+
+        error = deploying_here_error(task_platform(), isinstance(self.backend_impl, Local))
+        if error is not None:
+            raise PipelineError(error)
 
     @property
     def target(self) -> str:

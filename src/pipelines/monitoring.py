@@ -15,7 +15,8 @@ alert; with `--fail-on-alert` the run then fails, for schedulers.
 
 Before any label arrives, the accuracy is estimated from the confidences of the
 version's newest `--samples` answers, labelled or not, through the calibration stored
-with the version at registration (`model_monitoring.performance_estimate`):
+with the version at registration, answers to inputs outside the training support
+counted as guesses (`model_monitoring.performance_estimate`):
 `estimated_accuracy` and its band are artifacts and MLflow metrics, an estimate under
 the threshold is an alert, and the history shows the estimates beside the accuracy
 realised once labels came. The card says which rows each figure used (`rows_used`).
@@ -35,7 +36,10 @@ card, the figures in MLflow (and `shadow_comparison.json` in the run). When the
 promotion rule (`promotion:` settings) holds it records a "challenger is better"
 finding (`challenger_finding`), apart from the alerts; with `promotion.auto: true` the
 `end` step then runs the deployment pipeline on the shadow version, with this run's
-configuration, and waits for it (`promotion` holds its outcome).
+configuration, and waits for it (`promotion` holds its outcome). On Argo Workflows it
+publishes `promotion.event` for the deployed deployment pipeline instead, and on other
+remote workers it refuses, saying how to promote: a worker never deploys (see
+model_monitoring/auto_promotion.py).
 
 Deployed to a production scheduler (`argo-workflows create`, `step-functions create`)
 it runs on `monitoring.schedule` from the config (hourly by default). On Argo
@@ -156,13 +160,13 @@ class Monitoring(Pipeline):
 
     def estimate_accuracy(self, recent: Any) -> dict[str, Any] | None:
         """The accuracy of the version's recent answers, estimated from their
-        confidences through its stored calibration (None without answers)."""
-        from model_monitoring.performance_estimate import estimate_accuracy, stored_calibration
+        confidences through its stored calibration, and their inputs against its stored
+        input support (None without answers)."""
+        from model_monitoring.performance_estimate import estimate_version
 
         if recent is None:
             return None
-        calibration = stored_calibration(self.model_name, self.monitored_version)
-        estimate = estimate_accuracy(recent["confidence"].to_numpy(dtype=float), calibration)
+        estimate = estimate_version(self.model_name, self.monitored_version, recent)
         if estimate is None:
             return None
         self.logger.info("Estimated accuracy before labels: %s.", estimate.summary())
@@ -246,16 +250,43 @@ class Monitoring(Pipeline):
             raise PipelineError("Monitoring raised alerts: " + " ".join(self.alerts))
 
     def promote_if_better(self) -> dict | None:
-        """Run the deployment pipeline on a better shadow when `promotion.auto` is on."""
-        from pathlib import Path
-
-        from model_monitoring.auto_promotion import promotion_decision, run_deployment
+        """Ask for a better shadow's promotion when `promotion.auto` is on: run the
+        deployment pipeline here, publish the promotion event on Argo Workflows, or
+        refuse on other remote workers (model_monitoring.auto_promotion)."""
+        from common.events import task_platform
+        from model_monitoring.auto_promotion import (
+            PUBLISH,
+            REFUSE,
+            promotion_decision,
+            promotion_route,
+            publish_promotion,
+        )
+        from promotion.promotion_event import configured_event
 
         promote, reason = promotion_decision(self.challenger_finding, self.settings.promotion.auto)
         self.logger.info("Promotion: %s.", reason)
         if not promote:
             return None
         version = self.challenger_finding["shadow_version"]
+        event = configured_event(self.project)
+        route, why = promotion_route(task_platform(), event, version)
+        if route == REFUSE:
+            self.logger.warning("Promotion: %s.", why)
+            return {"route": REFUSE, "reason": why, "version": str(version)}
+        self.logger.info("Promotion: %s.", why)
+        if route == PUBLISH:
+            outcome = publish_promotion(event, version, f"{current.flow_name}/{current.run_id}")
+            if outcome["event_id"] is None:
+                self.logger.warning("Promotion event %r could not be published.", event)
+            return outcome
+        return self.run_deployment_here(version)
+
+    def run_deployment_here(self, version: str) -> dict:
+        """Run the deployment pipeline on `version` in this machine; log its outcome."""
+        from pathlib import Path
+
+        from model_monitoring.auto_promotion import run_deployment
+
         outcome = run_deployment(
             str(Path(__file__).with_name("deployment.py")),
             self.project.to_dict(),

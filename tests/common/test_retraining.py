@@ -6,61 +6,29 @@ webhook; nothing is mocked.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from metaflow import Parameter
+from support.webhook import Webhook, serving_webhook
 
 from common.retraining import (
     configured_event,
     request_retraining,
     retraining_decision,
     retraining_payload,
-    running_on_argo_workflows,
 )
 
 ON_ARGO = {"ARGO_WORKFLOW_TEMPLATE": "penguins.prod.monitoring"}
 ALERTS = ["Drift detected in culmen_length_mm."]
 
 
-@dataclass
-class Webhook:
-    """An HTTP server that records every POST body and answers with `status`."""
-
-    url: str
-    status: int = 200
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            hook.bodies.append(json.loads(self.rfile.read(length)))
-            self.send_response(hook.status)
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/metaflow-event"
-    # A short poll interval: shutdown() waits for one.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield hook
-    server.shutdown()
-    server.server_close()
+    with serving_webhook() as hook:
+        yield hook
 
 
 def project(event: str | None) -> dict[str, Any]:
@@ -87,12 +55,6 @@ def test_configured_event() -> None:
     assert configured_event(project("retrain")) == "retrain"
     assert configured_event(project(None)) is None
     assert configured_event({"project": "penguins"}) is None
-
-
-def test_argo_workflows_is_recognised_by_metaflows_own_variable() -> None:
-    assert running_on_argo_workflows(ON_ARGO)
-    assert not running_on_argo_workflows({})
-    assert not running_on_argo_workflows({"ARGO_WORKFLOW_TEMPLATE": ""})
 
 
 @pytest.mark.parametrize(

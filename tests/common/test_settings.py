@@ -319,7 +319,7 @@ def test_project_settings_refuses_like_the_parser() -> None:
 
 def test_promotion_defaults() -> None:
     assert parse(minimal())["promotion"] == {
-        "min_rows": 200, "min_gain": 0.0, "max_p_value": None, "auto": False
+        "min_rows": 200, "min_gain": 0.0, "max_p_value": None, "auto": False, "event": None
     }  # fmt: skip
     assert parse(minimal())["scoring"]["schedule"] == "0 0 * * ? *"
 

@@ -103,3 +103,43 @@ def test_the_deployment_gets_credentials_through_its_environment_only(
     assert "http://tracking.internal:5000" in seen["config"]
     assert "talking to http://***@h:5000" in outcome["output"]
     assert secret not in json.dumps({**outcome, "output": outcome["output"].splitlines()[1:]})
+
+
+# --- where monitoring runs decides how it asks ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("platform", "event", "route", "words"),
+    [
+        ("local", None, "deploy", ["here"]),
+        ("local", "promote", "deploy", ["here"]),
+        ("argo-workflows", "promote", "publish", ["event 'promote'", "version 7"]),
+        ("argo-workflows", None, "refuse", ["set `promotion.event`", "--model-version 7"]),
+        ("step-functions", "promote", "refuse", ["from step-functions", "--model-version 7"]),
+        ("aws-batch", None, "refuse", ["must not deploy", "--model-version 7"]),
+        ("kubernetes", "promote", "refuse", ["from kubernetes", "--model-version 7"]),
+    ],
+)
+def test_only_a_local_run_deploys_argo_publishes_other_workers_refuse(
+    platform: str, event: str | None, route: str, words: list[str]
+) -> None:
+    from model_monitoring.auto_promotion import promotion_route
+
+    decided, reason = promotion_route(platform, event, "7")
+    assert decided == route
+    for word in words:
+        assert word in reason
+
+
+def test_the_promotion_event_carries_the_version_for_the_deployment_parameter() -> None:
+    from support.webhook import serving_webhook
+
+    from model_monitoring.auto_promotion import publish_promotion
+
+    with serving_webhook() as hook:
+        outcome = publish_promotion("promote", "7", "Monitoring/12", hook.url)
+    [body] = hook.bodies
+    assert outcome["route"] == "publish" and outcome["event_id"] == body["payload"]["id"]
+    assert body["name"] == "mfns.promote"
+    assert body["payload"]["model_version"] == "7"
+    assert body["payload"]["monitoring_run"] == "Monitoring/12"

@@ -37,10 +37,12 @@ TRAINING = REPO_ROOT / "src" / "pipelines" / "training.py"
 MONITORING = REPO_ROOT / "src" / "pipelines" / "monitoring.py"
 SCORING = REPO_ROOT / "src" / "pipelines" / "scoring.py"
 TUNING = REPO_ROOT / "src" / "pipelines" / "tuning.py"
+DEPLOYMENT = REPO_ROOT / "src" / "pipelines" / "deployment.py"
 BUCKET = "scheduling-tests"
 PREFIX = "scheduling-tests"
 TRACKING_URI = "http://mlflow.penguins.internal:5000"
 RETRAINING_EVENT = "retrain"
+PROMOTION_EVENT = "promote"
 DAILY_AT_SIX_THIRTY = "30 6 * * ? *"
 COMMON_PARAMETERS = {"backend", "dataset", "mlflow-tracking-uri"}
 TRAINING_PARAMETERS = COMMON_PARAMETERS | {
@@ -172,9 +174,11 @@ def compile_env(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def retraining_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """config/local.yml with retraining on alert and a daily monitoring schedule."""
+    """config/local.yml with retraining on alert, promotion by event and a daily
+    monitoring schedule."""
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["retraining"] = {"event": RETRAINING_EVENT}
+    config["promotion"] = {"auto": True, "event": PROMOTION_EVENT}
     config["monitoring"]["schedule"] = DAILY_AT_SIX_THIRTY
     path = tmp_path_factory.mktemp("config") / "retraining.yml"
     path.write_text(yaml.safe_dump(config))
@@ -192,11 +196,13 @@ def compiled(compile_env: dict, retraining_config: Path) -> dict[str, Compiled]:
         "argo monitoring": (MONITORING, "--with", "retry", *argo),
         "argo scoring": (SCORING, "--with", "retry", *argo),
         "argo tuning": (TUNING, "--with", "retry", *argo),
+        "argo deployment promotion": (DEPLOYMENT, *config, "--production", *argo),
         "sfn training": (TRAINING, "--with", "retry", *sfn, "--only-json"),
         "sfn training retraining": (TRAINING, *config, *sfn, "--only-json"),
         "sfn monitoring deployed": (MONITORING, *config, "--production", *sfn),
         "sfn scoring deployed": (SCORING, "--production", "--with", "retry", *sfn),
         "sfn tuning": (TUNING, "--with", "retry", *sfn, "--only-json"),
+        "sfn deployment": (DEPLOYMENT, *sfn, "--only-json"),
     }
 
     def run(command: tuple) -> Compiled:
@@ -223,7 +229,7 @@ def flow_steps(flow_file: Path) -> dict[str, str]:
     flow = next(
         getattr(value, "_flow_cls", value)
         for name, value in vars(module).items()
-        if name in {"Training", "Monitoring", "Scoring", "Tuning"}
+        if name in {"Training", "Monitoring", "Scoring", "Tuning", "Deployment"}
     )
     return {node.name: node.type for node in FlowGraph(flow)}
 
@@ -369,6 +375,30 @@ def test_argo_training_is_triggered_by_the_branch_scoped_retraining_event(
     triggers = json.loads(annotations["metaflow/triggers"])
     assert triggers == [{"name": f"mfns.penguins.prod.{RETRAINING_EVENT}", "type": "event"}]
     assert annotations["metaflow/sensor_name"] == "penguins-prod-training"
+
+
+def test_argo_deployment_is_triggered_by_the_promotion_event_with_the_version(
+    compiled: dict[str, Compiled],
+) -> None:
+    """Monitoring on Argo publishes `promotion.event`; the deployment deployed there runs on
+    it. Metaflow compiles the payload-to-parameter mapping into the Argo Events Sensor,
+    which `--only-json` does not print; the compile itself checks that the mapped
+    parameter exists and that the payload key is one Argo Events accepts."""
+    document = compiled_document(compiled, "argo deployment promotion")
+    annotations = document["metadata"]["annotations"]
+    triggers = json.loads(annotations["metaflow/triggers"])
+    assert triggers == [{"name": f"mfns.penguins.prod.{PROMOTION_EVENT}", "type": "event"}]
+    assert annotations["metaflow/sensor_name"] == "penguins-prod-deployment"
+    assert "model-version" in argo_parameters(document)
+    step_templates(document, DEPLOYMENT)
+
+
+def test_sfn_deployment_compiles_without_the_promotion_event(
+    compiled: dict[str, Compiled],
+) -> None:
+    """The trigger is opt-in: without `promotion.event` the deployment pipeline still
+    deploys to Step Functions, which refuses @trigger."""
+    sfn_step_states(compiled_document(compiled, "sfn deployment"), DEPLOYMENT)
 
 
 def test_argo_scoring_fans_out_the_chunks_and_runs_daily(compiled: dict[str, Compiled]) -> None:

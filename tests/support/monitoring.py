@@ -80,8 +80,8 @@ class RegisteredModel:
     training_data: Any  # pandas.DataFrame, as logged
 
 
-def register_model() -> RegisteredModel:
-    """Register `MODEL_NAME` as training.py's `register` step does, with training data."""
+def register_model(name: str = MODEL_NAME) -> RegisteredModel:
+    """Register `name` as training.py's `register` step does, with training data."""
     import mlflow
 
     from model_training.tracking import log_training_data
@@ -101,12 +101,12 @@ def register_model() -> RegisteredModel:
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=Constant(),
-            registered_model_name=MODEL_NAME,
+            registered_model_name=name,
             pip_requirements=["mlflow"],
         )
     version = str(info.registered_model_version)
-    mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
-    return RegisteredModel(MODEL_NAME, version, run.info.run_id, training)
+    mlflow.MlflowClient().set_registered_model_alias(name, "champion", version)
+    return RegisteredModel(name, version, run.info.run_id, training)
 
 
 def _tracking_uri() -> str:
