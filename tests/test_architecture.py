@@ -43,6 +43,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "backends": FRAMEWORK,
     "common": frozenset(),
     "inference": frozenset(),
+    # The team stack starts servers; it may use the framework, never a stage.
+    "team_stack": FRAMEWORK,
 }
 
 
