@@ -135,6 +135,12 @@ class Backend(ABC):
     def label_by_id(self, ground_truth: dict[str, str]) -> int:
         """Attach real ground truth to predictions by their ids; return how many matched."""
 
+    def check_remote_steps(self, steps: list[str]) -> None:
+        """Refuse (SettingsError, saying how to fix it) when the flow steps `steps`, which
+        use this backend, run on other machines than the one starting the run (AWS Batch,
+        Kubernetes) and could not reach what it stores. Nothing to refuse by default."""
+        del steps  # a backend whose stores every machine reaches accepts any step
+
 
 def simulate_ground_truth(
     predictions: list[tuple[str, str]], classes: list[str], quality: float, seed: int | None = None

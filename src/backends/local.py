@@ -1,4 +1,5 @@
-"""The Local backend: MLflow's model server on this machine, predictions captured in SQLite.
+"""The Local backend: MLflow's model server on this machine, predictions captured in SQLite
+(a file here) or PostgreSQL (a database every task of a team can reach).
 
 uv run python -m backends.local status   # what serves, is it healthy
 uv run python -m backends.local stop     # stop the background server
@@ -8,6 +9,13 @@ uv run python -m backends.local prune    # delete captures past backend.capture_
 the server and the monitoring pipeline's labelling prune on their own too (see
 `inference.retention`). `--vacuum` also rewrites a store made before stores gave space
 back by themselves (it holds the server's writes while it runs: do it when idle).
+
+`backend.database` is a SQLite file (resolved against the working directory) or a
+`postgresql://user@host:port/dbname` URL whose password is in the variable
+`backend.database_password_variable` names (CAPTURE_DATABASE_PASSWORD), or in libpq's
+PGPASSWORD or ~/.pgpass: never in the URL, which Metaflow stores with every run. A run
+whose `@backend` steps go to other machines (`--with batch`, `--with kubernetes`) while
+captures go to a SQLite file is refused before it starts (`check_remote_steps`).
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from backends.local_exposure import (
 )
 from backends.local_server import DEFAULT_STATE_DIR, LocalServer, ServerError, ping
 from common.settings_loader import SettingValueError, require_positive_integers
+from inference.capture_postgres import described, is_postgres_url
+from inference.capture_stores import DATABASE_VARIABLE, PASSWORD_VARIABLE
 from inference.retention import ENVIRONMENT_VARIABLE as RETENTION_VARIABLE
 from inference.retention import Retention
 
@@ -55,7 +65,10 @@ class LocalSettings:
 
     module: str | None = None  # The backend selector, read by the pipelines.
     target: str = "http://127.0.0.1:8080/invocations"  # where the server answers
-    database: str = "penguins.db"  # the SQLite file every prediction is captured in
+    # Where every prediction is captured: a SQLite file, or a PostgreSQL database
+    # (postgresql://user@host:port/dbname) with its password in the variable named next.
+    database: str = "penguins.db"
+    database_password_variable: str = "CAPTURE_DATABASE_PASSWORD"
     workers: int = 2  # server processes
     max_batch_size: int = 1000  # most rows per request
     state_dir: str = DEFAULT_STATE_DIR  # the server's pid, address and logs
@@ -81,18 +94,47 @@ class LocalSettings:
         for name in ("max_request_bytes", "header_timeout", "body_timeout"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise SettingValueError(name, f"must be positive, got {getattr(self, name)!r}.")
-        if not self.database:
-            raise SettingsError("backend.database: must name a SQLite file, e.g. penguins.db.")
+        check_database(self.database, self.database_password_variable)
         problem = self.capture_retention.problem()
         if problem is not None:
             raise SettingValueError(f"capture_retention.{problem[0]}", problem[1])
 
 
+def check_database(database: str, password_variable: str) -> None:
+    """SettingsError unless `database` names a SQLite file or a PostgreSQL database
+    without a password (Metaflow stores the configuration with every run)."""
+    if not database or "${" in database:
+        raise SettingsError(
+            f"backend.database: {database!r} names no database (an unset ${{VARIABLE}}?): "
+            "write a SQLite file (penguins.db) or postgresql://user@host:port/dbname."
+        )
+    if not is_postgres_url(database):
+        return
+    try:
+        url = urlparse(database)
+        url.port  # noqa: B018 - parsing it refuses a port that is not a number
+    except ValueError as error:
+        raise SettingsError(f"backend.database: {described(database)}: {error}.") from None
+    if url.password is not None:
+        raise SettingsError(
+            f"backend.database: {described(database)} holds a password, which would be "
+            f"stored with every run: remove it from the URL and put it in {password_variable} "
+            "(backend.database_password_variable), or in PGPASSWORD or ~/.pgpass."
+        )
+    if not url.hostname or not url.path.strip("/"):
+        raise SettingsError(
+            f"backend.database: {database!r} must name a host and a database: "
+            "postgresql://user@host:port/dbname."
+        )
+
+
 class Local(Backend):
-    """Serve with MLflow's scoring server on this machine; capture predictions in SQLite.
+    """Serve with MLflow's scoring server on this machine; capture predictions in SQLite
+    or PostgreSQL.
 
     Settings (config `backend:`, see `LocalSettings`): `target` (invocations URL),
-    `database` (capture SQLite file), `workers` (server processes, default 2),
+    `database` (capture SQLite file or PostgreSQL URL, its password in
+    `database_password_variable`), `workers` (server processes, default 2),
     `max_batch_size` (rows per request, default 1000), `state_dir` (server pid and logs,
     default `.serving`), `capture_retention` (how long captures are kept: see
     `inference.retention`); who may call the server and what a request may take:
@@ -104,7 +146,9 @@ class Local(Backend):
         super().__init__(dict(config or {}))
         self.settings = load_backend_settings(LocalSettings, self.config)
         self.target = self.settings.target
-        self.database = str(Path(self.settings.database).resolve())
+        database = self.settings.database
+        self.database = database if is_postgres_url(database) else str(Path(database).resolve())
+        self.shared_store = is_postgres_url(database)
         self.workers = self.settings.workers
         self.max_batch_size = self.settings.max_batch_size
         self.state_dir = self.settings.state_dir
@@ -113,17 +157,41 @@ class Local(Backend):
         return LocalServer(self.state_dir)
 
     def _store(self, retention: Retention | None = None):
-        from inference.capture import CaptureStore
+        from inference.capture_stores import open_store
 
-        return CaptureStore(self.database, retention)
+        return open_store(self.database, retention, self._database_password())
+
+    def _database_password(self) -> str | None:
+        """The PostgreSQL password from its variable; None: libpq's PGPASSWORD or ~/.pgpass."""
+        return os.environ.get(self.settings.database_password_variable) or None
+
+    def _stored(self) -> bool:
+        """Whether the store may hold captures (a SQLite file not made yet holds none)."""
+        return self.shared_store or Path(self.database).exists()
+
+    def check_remote_steps(self, steps: list[str]) -> None:
+        """Refuse remote `@backend` steps while captures go to a SQLite file here: a
+        worker would write its own file, lost with it, and read none of this one's."""
+        if self.shared_store or not steps:
+            return
+        which = f"steps {', '.join(steps)} run" if len(steps) > 1 else f"step {steps[0]} runs"
+        raise SettingsError(
+            f"backend.database is the SQLite file {self.database}, on this machine, but the "
+            f"{which} on other machines (--with batch, --with kubernetes or a scheduler): "
+            "captures would stay on the workers and be lost. Set backend.database to a "
+            "postgresql:// URL reachable from the workers (see docs/team-setup.md, "
+            '"Captures every task can reach").'
+        )
 
     def deployed_version(self) -> str | None:
         state = self._server().state()
         return state.model_version if state and ping(state.url) else None
 
     def _environment(self, model_version: str) -> dict[str, str]:
+        password = self._database_password() if self.shared_store else None
         environment = {
-            "SERVING_CAPTURE_DATABASE": self.database,
+            DATABASE_VARIABLE: self.database,
+            **({PASSWORD_VARIABLE: password} if password else {}),
             "SERVING_MODEL_VERSION": str(model_version),
             "SERVING_MAX_BATCH_SIZE": str(self.max_batch_size),
             RETENTION_VARIABLE: self.settings.capture_retention.as_json(),
@@ -265,7 +333,7 @@ class Local(Backend):
     def load(
         self, limit: int = 100, labeled_only: bool = False, model_version: str | None = None
     ) -> pd.DataFrame | None:
-        if not Path(self.database).exists():
+        if not self._stored():
             return None
         store = self._store()
         try:
@@ -305,7 +373,7 @@ class Local(Backend):
         before stores gave space back by themselves needs once (it holds the server's
         writes meanwhile).
         """
-        if not Path(self.database).exists():
+        if not self._stored():
             return 0
         with self._capture_errors("Deleting old captures"):
             store = self._store(self.settings.capture_retention)

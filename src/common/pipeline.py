@@ -54,6 +54,7 @@ from metaflow.util import get_username
 
 from common.config import parse_project_configuration
 from common.data import DatasetSchema, load_dataset
+from common.remote_steps import remote_steps
 from common.secrets import (
     CredentialsError,
     authorization_header,
@@ -333,7 +334,8 @@ def check_settings(step_name, flow, inputs=None):
 
 
 class with_standard_steps(FlowMutator):
-    """Add `@logging`, `@mlflow` and `@exit_quickly` to every step; check settings at `start`."""
+    """Add `@logging`, `@mlflow` and `@exit_quickly` to every step; check settings at `start`;
+    refuse, before any task runs, remote `@backend` steps the backend cannot serve."""
 
     def mutate(self, mutable_flow) -> None:
         for name, step in mutable_flow.steps:
@@ -342,6 +344,20 @@ class with_standard_steps(FlowMutator):
             step.add_decorator(exit_quickly)
             if name == "start":
                 step.add_decorator(check_settings)
+        check_remote_backend_steps(mutable_flow)
+
+
+def check_remote_backend_steps(mutable_flow) -> None:
+    """PipelineError when `@backend` steps run on other machines (`--with batch`, ...) and
+    the configured backend says they could not reach its stores (a SQLite capture file)."""
+    remote = remote_steps(mutable_flow.steps, backend.decorator_name)
+    if not remote:
+        return
+    settings = dict(dict(mutable_flow.configs)["project"]["backend"])
+    try:
+        build_backend(settings["module"], settings).check_remote_steps(remote)
+    except ValueError as error:
+        raise PipelineError(str(error)) from None
 
 
 def package_project_files(flow_class: type[FlowSpec]) -> type[FlowSpec]:

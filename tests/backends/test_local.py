@@ -280,7 +280,16 @@ def test_batch_saves_capture_inputs_as_the_server_does(tmp_path: Path) -> None:
         ({"max_batch_size": 0}, r"^backend\.max_batch_size: must be a positive integer, got 0"),
         ({"workers": -1}, r"^backend\.workers: must be a positive integer, got -1"),
         ({"target": "127.0.0.1:8080"}, r"^backend\.target: '127\.0\.0\.1:8080' is not where"),
-        ({"database": ""}, r"^backend\.database: must name a SQLite file"),
+        ({"database": ""}, r"^backend\.database: '' names no database"),
+        ({"database": "${CAPTURE_URL}"}, r"^backend\.database: '\$\{CAPTURE_URL\}' names no"),
+        (
+            {"database": "postgresql://ann:S3cret@db:5432/captures"},
+            r"^backend\.database: postgresql://ann:\*\*\*@db:5432/captures holds a password, "
+            r"which would be stored with every run: remove it from the URL and put it in "
+            r"CAPTURE_DATABASE_PASSWORD",
+        ),
+        ({"database": "postgresql://ann@db:5432"}, r"must name a host and a database"),
+        ({"database": "postgresql://ann@db:port/x"}, r"^backend\.database: postgresql://ann@db"),
     ],
 )
 def test_wrong_settings_are_refused_naming_the_key(settings: dict, message: str) -> None:
@@ -450,3 +459,100 @@ def test_the_servers_state_logs_and_captures_are_private(backend: Local, server)
     }
     state = LocalServer(state_dir).state()
     assert state is not None and state.process_start == process_start(state.pid) is not None
+
+
+# --- captures every task can reach ----------------------------------------------------
+
+
+def test_remote_steps_are_refused_with_a_sqlite_store_and_accepted_with_postgres() -> None:
+    local = Local({"database": "captures.db"})
+    local.check_remote_steps([])  # nothing remote: any store
+    with pytest.raises(BackendError) as refused:
+        local.check_remote_steps(["score_chunk"])
+    assert str(refused.value) == (
+        f"backend.database is the SQLite file {Path('captures.db').resolve()}, on this "
+        "machine, but the step score_chunk runs on other machines (--with batch, --with "
+        "kubernetes or a scheduler): captures would stay on the workers and be lost. Set "
+        "backend.database to a postgresql:// URL reachable from the workers (see "
+        'docs/team-setup.md, "Captures every task can reach").'
+    )
+    shared = Local({"database": "postgresql://ann@db.internal:5432/captures"})
+    shared.check_remote_steps(["deploy", "score_chunk"])
+    assert shared.database == "postgresql://ann@db.internal:5432/captures"  # not a path
+
+
+def test_the_postgres_password_reaches_the_server_by_its_environment_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql://ann@db.internal:5432/captures"
+    monkeypatch.setenv("TEAM_CAPTURE_SECRET", "S3cret")
+    backend = Local({"database": url, "database_password_variable": "TEAM_CAPTURE_SECRET"})
+    environment = backend._environment("3")
+    assert environment["SERVING_CAPTURE_DATABASE"] == url
+    assert environment["SERVING_CAPTURE_PASSWORD"] == "S3cret"
+    monkeypatch.delenv("TEAM_CAPTURE_SECRET")  # then libpq's PGPASSWORD or ~/.pgpass
+    assert "SERVING_CAPTURE_PASSWORD" not in backend._environment("3")
+    sqlite = Local({"database": "captures.db"})._environment("3")
+    assert "SERVING_CAPTURE_PASSWORD" not in sqlite
+
+
+@pytest.fixture
+def postgres_captures(
+    postgres_cluster, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    """A capture database of the test's own on the test cluster; its URL, without the
+    password, which CAPTURE_DATABASE_PASSWORD holds."""
+    name = "captures_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-40:]
+    postgres_cluster.create_user("penguins", "capture-password")
+    postgres_cluster.create_database(name, owner="penguins")
+    monkeypatch.setenv("CAPTURE_DATABASE_PASSWORD", "capture-password")
+    return f"postgresql://penguins@127.0.0.1:{postgres_cluster.port}/{name}"
+
+
+def test_a_server_capturing_in_postgres_stores_every_answered_prediction(
+    postgres_captures: str, serving_models, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    version = serving_models.good[0]
+    backend = Local({
+        "target": unused_url(), "database": postgres_captures, "workers": 2,
+        "state_dir": str(tmp_path / "serving"),
+    })  # fmt: skip
+    try:
+        backend.deploy(serving_models.uri(version), version)
+        with ThreadPoolExecutor(8) as clients:
+            answers = list(clients.map(lambda _: backend.invoke(ROWS), range(40)))
+        answered = [row["id"] for answer in answers for row in answer["predictions"]]
+    finally:
+        backend.stop()
+    assert len(answered) == 120 == len(set(answered))
+    with psycopg.connect(postgres_captures, password="capture-password") as connection:
+        stored = connection.execute("SELECT id, model_version FROM predictions").fetchall()
+    assert sorted(stored) == sorted((id_, str(version)) for id_ in answered)
+    assert backend.label_by_id({answered[0]: "Gentoo", "unknown": "Adelie"}) == 1
+    loaded = backend.load(limit=200)
+    assert loaded is not None and len(loaded) == 120
+    assert loaded.loc[loaded["id"] == answered[0], "ground_truth"].tolist() == ["Gentoo"]
+    assert set(loaded["island"]) == {row["island"] for row in ROWS if row["island"]}
+    assert "capture-password" not in "".join(
+        path.read_text(errors="replace") for path in (tmp_path / "serving").rglob("*") if
+        path.is_file()
+    )  # fmt: skip
+
+
+def test_a_batch_chunk_saved_twice_under_its_ids_is_captured_once(
+    postgres_captures: str,
+) -> None:
+    backend = Local({"database": postgres_captures})
+    features = pd.DataFrame(ROWS)
+    outputs = pd.DataFrame({
+        "prediction": ["Adelie", "Gentoo", "Chinstrap"], "confidence": [0.9, 0.8, 0.7],
+        "id": ["c1", "c2", "c3"], "model_version": ["4"] * 3,
+    })  # fmt: skip
+    backend.save(features, outputs, source="batch")
+    backend.save(features, outputs, source="batch")  # the retried attempt
+    loaded = backend.load(limit=10)
+    assert loaded is not None and sorted(loaded["id"]) == ["c1", "c2", "c3"]
