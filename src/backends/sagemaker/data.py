@@ -8,8 +8,11 @@ pipeline) are saved there too, in the same format. Labels are written to and rea
 
 from __future__ import annotations
 
+import bisect
 import json
+import re
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,14 @@ SAVED_ROWS_PER_OBJECT = 20_000
 # when the served one is: files this much older than the oldest served file read are
 # read too, so the rows at the edge of `limit` find their shadow answers.
 SHADOW_LAG = timedelta(hours=1)
+# A capture file named by time holds the predictions made between its neighbours' times
+# in its directory (whether SageMaker names a file by its first record or by when it
+# wrote it); this much more on each side allows for the clocks of the model server and
+# of SageMaker's writer to differ.
+CLOCK_SLACK_MS = 60_000
+# A prediction id the servers and the batch pipeline give: a UUIDv7 as 32 hex digits,
+# its first 48 bits the millisecond it was made.
+_UUID7 = re.compile(r"[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -272,6 +283,11 @@ def save(
     records of up to SAVED_ROWS_PER_RECORD rows each (SAVED_ROWS_PER_OBJECT rows an
     object), each prediction under its `id`, so
     `load` and `label_by_id` treat them as they treat the endpoint's.
+
+    Rows whose ids are prediction ids (UUIDv7) go to an object named after its first
+    and last id, at the time of the first, with records named after their first id:
+    saving the same rows again (a retried batch chunk) overwrites the object instead of
+    adding one, and `label_by_id` reads only the objects whose id range holds an id.
     """
     if source not in ("online", "batch"):
         raise BackendError(f"source must be 'online' or 'batch', got {source!r}.")
@@ -333,20 +349,27 @@ def _write_capture_object(
     aws: Connection, version: str, now: datetime, rows: pd.DataFrame, answers: pd.DataFrame
 ) -> None:
     """One S3 object of capture records under `batch-<version>`, up to
-    SAVED_ROWS_PER_RECORD rows a record."""
+    SAVED_ROWS_PER_RECORD rows a record; named after its ids when they are prediction
+    ids (see `save`), else uniquely."""
     bucket, capture_prefix = aws.settings.capture_location
+    ids = answers["id"].tolist()
+    named = all(_UUID7.fullmatch(value) for value in ids)
     records = zip(
         _json_arrays(rows, SAVED_ROWS_PER_RECORD),
         _json_arrays(answers, SAVED_ROWS_PER_RECORD),
+        ids[::SAVED_ROWS_PER_RECORD],
         strict=True,
     )
     lines = [
-        encoded_capture_record(uuid.uuid4().hex, now, rows_json, predictions_json)
-        for rows_json, predictions_json in records
+        encoded_capture_record(first if named else uuid.uuid4().hex, now, rows_json, answers_json)
+        for rows_json, answers_json, first in records
     ]
-    key = capture_key(
-        capture_prefix, aws.endpoint, variant_name(BATCH, version), now, uuid.uuid4().hex
-    )
+    if named:
+        when = datetime.fromtimestamp(_id_milliseconds(min(ids)) / 1000, UTC)
+        name = f"{min(ids)}-{max(ids)}"
+    else:
+        when, name = now, uuid.uuid4().hex
+    key = capture_key(capture_prefix, aws.endpoint, variant_name(BATCH, version), when, name)
     write_text(aws.s3, bucket, key, "\n".join(lines) + "\n")
 
 
@@ -377,15 +400,36 @@ def label(aws: Connection, ground_truth_quality: float = 0.8) -> int:
 def label_by_id(aws: Connection, truth: dict[str, str]) -> int:
     """Attach labels to captured rows by prediction id; return how many matched.
 
-    Reads the captures a file at a time and keeps only the events a label matches, so
-    memory stays that of one file however much was captured (a million batch rows
-    held at once took 1.4 GB).
+    Reads only the capture files that can hold the ids (`files_for_ids`), then, for
+    ids not found there (a file named otherwise than assumed), the other files: a
+    label is never lost for the speed. A file at a time, keeping only the events a
+    label matches, so memory stays that of one file however much was captured (a
+    million batch rows held at once took 1.4 GB).
     """
     known = ground_truth(aws)
     files = capture_files(aws)
+    likely = files_for_ids(files.keys, truth)
+    matched_events, matched = _match_labels(aws, files, likely, known, truth)
+    if len(matched) < len(truth):
+        read = set(likely)
+        rest = [key for key in files.keys if key not in read]
+        more_events, more = _match_labels(aws, files, rest, known, truth)
+        matched_events += more_events
+        matched.update(more)
+    return _write_labels(aws, matched_events, matched)
+
+
+def _match_labels(
+    aws: Connection,
+    files: CaptureFiles,
+    keys: Iterable[str],
+    known: dict[str, list[str | None]],
+    truth: dict[str, str],
+) -> tuple[list[CapturedEvent], dict[tuple[str, int], str]]:
+    """The events of the files `keys` that `truth` labels, and the labels by (event, row)."""
     matched_events: list[CapturedEvent] = []
     matched: dict[tuple[str, int], str] = {}
-    for key in files.keys:
+    for key in keys:
         for event in labelled_events(aws, files, key, known):
             hits = {
                 (event.event_id, position): truth[event.row_id(position)]
@@ -395,7 +439,75 @@ def label_by_id(aws: Connection, truth: dict[str, str]) -> int:
             if hits:
                 matched_events.append(event)
                 matched.update(hits)
-    return _write_labels(aws, matched_events, matched)
+    return matched_events, matched
+
+
+# --- which capture files can hold given prediction ids -----------------------------------
+
+
+def _id_milliseconds(row_id: str) -> int | None:
+    """The millisecond a prediction id (UUIDv7, 32 hex digits) was made; None for
+    another id."""
+    return int(row_id[:12], 16) if _UUID7.fullmatch(row_id) else None
+
+
+def _key_milliseconds(key: str) -> int | None:
+    """The time in a capture key `.../yyyy/mm/dd/hh/<mm-ss-mmm>-<name>.jsonl`, in ms."""
+    parts = key.split("/")
+    try:
+        hour = datetime.strptime("/".join(parts[-5:-1]), "%Y/%m/%d/%H").replace(tzinfo=UTC)
+        minute, second, milli = (int(value) for value in parts[-1].split("-")[:3])
+    except ValueError:
+        return None
+    return int(hour.timestamp()) * 1000 + (minute * 60 + second) * 1000 + milli
+
+
+def _key_id_range(key: str) -> tuple[str, str] | None:
+    """The first and last prediction id of a saved object named after them (`save`)."""
+    fields = key.rsplit("/", 1)[-1].removesuffix(".jsonl").split("-")
+    if len(fields) == 5 and all(_UUID7.fullmatch(value) for value in fields[3:]):
+        return fields[3], fields[4]
+    return None
+
+
+def files_for_ids(keys: Sequence[str], ids: Iterable[str]) -> list[str]:
+    """The capture files among `keys` (in their order) that can hold any of `ids`.
+
+    Prediction ids begin with the millisecond they were made. An object the backend
+    saved names its first and last id; a file SageMaker wrote is named by a time, and
+    holds what was captured between its neighbours' times in its directory (give or
+    take CLOCK_SLACK_MS). Every file, when an id is not a prediction id.
+    """
+    wanted = sorted(set(ids))
+    moments = [_id_milliseconds(value) for value in wanted]
+    if None in moments:
+        return list(keys)
+    moments = sorted(moments)
+    chosen: set[str] = set()
+    by_directory: dict[str, list[tuple[int, str]]] = {}
+    for key in keys:
+        id_range, moment = _key_id_range(key), _key_milliseconds(key)
+        if id_range is not None:
+            if _any_between(wanted, *id_range):
+                chosen.add(key)
+        elif moment is None:
+            chosen.add(key)
+        else:
+            by_directory.setdefault("/".join(key.split("/")[:-5]), []).append((moment, key))
+    for files in by_directory.values():
+        files.sort()
+        for index, (_, key) in enumerate(files):
+            low = files[index - 1][0] - CLOCK_SLACK_MS if index > 0 else -1
+            high = files[index + 1][0] + CLOCK_SLACK_MS if index + 1 < len(files) else 1 << 62
+            if _any_between(moments, low, high):
+                chosen.add(key)
+    return [key for key in keys if key in chosen]
+
+
+def _any_between(ordered: Sequence[Any], low: Any, high: Any) -> bool:
+    """Whether the sorted `ordered` holds a value in [low, high]."""
+    at = bisect.bisect_left(ordered, low)
+    return at < len(ordered) and ordered[at] <= high
 
 
 def _write_labels(

@@ -273,3 +273,101 @@ def test_a_batch_save_refuses_what_it_cannot_store_and_writes_nothing(
     with pytest.raises(BackendError, match=r"source must be 'online' or 'batch', got 'nightly'"):
         Sagemaker(SETTINGS).save(inputs, outputs, source="nightly")
     assert capture_objects() == []
+
+
+# --- label_by_id reads only the files that can hold the ids ------------------------------
+
+
+def prediction_id(moment: datetime, number: int) -> str:
+    """A prediction id as the servers and the batch pipeline make them: UUIDv7, 32 hex."""
+    milliseconds = int(moment.timestamp() * 1000)
+    return f"{milliseconds << 80 | 0x7 << 76 | 0b10 << 62 | number:032x}"
+
+
+def counting_capture_reads(backend: Sagemaker) -> list[str]:
+    """The keys the backend's own S3 client reads from now on (a hook on the real
+    client, counting its GetObject calls; nothing is changed)."""
+    keys: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"].startswith("datastore/"):
+            keys.append(params["Key"])
+
+    backend.aws.s3.meta.events.register("before-parameter-build.s3.GetObject", note)
+    return keys
+
+
+def test_label_by_id_reads_only_the_capture_files_that_can_hold_the_ids(
+    sagemaker_moto: Any,
+) -> None:
+    """SageMaker writes a file an hour here, each holding predictions made seconds
+    before; two batch chunks were saved later. A label for an online prediction reads
+    its file's neighbourhood; one for a batch prediction, its chunk's object."""
+    backend = Sagemaker(SETTINGS)
+    hours = [datetime(2026, 11, 28, hour, tzinfo=UTC) for hour in range(1, 6)]
+    online = {}
+    for number, hour in enumerate(hours):
+        made = prediction_id(hour - timedelta(seconds=2), number)
+        online[hour.hour] = made
+        answer = [{"prediction": "Adelie", "confidence": 0.9, "id": made}]
+        write_captures("1", hour, [(f"e{number}", [ROW], answer)])
+    started = datetime(2026, 11, 28, 6, tzinfo=UTC)
+    chunk_ids = []
+    for chunk in range(2):
+        inputs, outputs = batch_frames(100)
+        outputs["id"] = [prediction_id(started, chunk << 30 | row) for row in range(100)]
+        chunk_ids.append(list(outputs["id"]))
+        backend.save(inputs, outputs, source="batch")
+    batch_keys = sorted(key for key in capture_objects() if "/batch-3/" in key)
+    assert len(batch_keys) == 2 and len(capture_objects()) == 7
+    reads = counting_capture_reads(backend)
+
+    assert backend.label_by_id({online[3]: "Gentoo"}) == 1
+    read_hours = sorted(int(key.split("/")[-2]) for key in reads)
+    assert read_hours == [2, 3, 4]  # the 3 o'clock file and its neighbours
+    reads.clear()
+    assert backend.label_by_id({chunk_ids[1][42]: "Chinstrap"}) == 1
+    # That chunk's object, and the newest online file, which may hold anything later.
+    assert sorted(reads) == sorted([batch_keys[1], max(capture_objects())])
+    assert "/version-1/" in max(capture_objects()) and "/05/" in max(capture_objects())
+
+    labelled = backend.load(limit=1000, labeled_only=True)
+    assert labelled is not None
+    assert dict(zip(labelled["id"], labelled["ground_truth"], strict=True)) == {
+        online[3]: "Gentoo", chunk_ids[1][42]: "Chinstrap",
+    }  # fmt: skip
+
+
+def test_label_by_id_still_finds_an_id_in_a_file_its_name_does_not_announce(
+    sagemaker_moto: Any,
+) -> None:
+    """A file named by a time far from its predictions' (another writer's naming): the
+    ids missing from the likely files are looked for in the others; none is lost."""
+    backend = Sagemaker(SETTINGS)
+    late = prediction_id(datetime(2026, 11, 28, 9, tzinfo=UTC), 1)
+    answer = [{"prediction": "Adelie", "confidence": 0.9, "id": late}]
+    write_captures("1", datetime(2026, 11, 28, 1, tzinfo=UTC), [("e1", [ROW], answer)])
+    write_captures("1", datetime(2026, 11, 28, 2, tzinfo=UTC), [("e2", [ROW], answers("Adelie"))])
+    write_captures("1", datetime(2026, 11, 28, 3, tzinfo=UTC), [("e3", [ROW], answers("Adelie"))])
+    assert backend.label_by_id({late: "Gentoo"}) == 1
+    labelled = backend.load(limit=10, labeled_only=True)
+    assert labelled is not None and list(labelled["id"]) == [late]
+
+
+def test_saving_the_same_batch_rows_again_replaces_their_capture_object(
+    sagemaker_moto: Any,
+) -> None:
+    """A retried batch chunk saves its rows again under the same ids: the object is
+    written again at the same key, never beside the first."""
+    backend = Sagemaker(SETTINGS)
+    inputs, outputs = batch_frames(300)
+    started = datetime(2026, 11, 28, 6, tzinfo=UTC)
+    outputs["id"] = [prediction_id(started, row) for row in range(300)]
+    backend.save(inputs, outputs, source="batch")
+    first = capture_objects()
+    backend.save(inputs, outputs, source="batch")
+    assert capture_objects() == first and len(first) == 1
+    assert f"{outputs['id'].iloc[0]}-{outputs['id'].iloc[-1]}" in first[0]
+    assert "/2026/11/28/06/00-00-000-" in first[0]  # at the time of its first id
+    frame = backend.load(limit=1000)
+    assert frame is not None and len(frame) == 300 and frame["id"].is_unique
