@@ -7,14 +7,17 @@ In a temporary directory (MLflow store, Metaflow datastore, capture database):
 
 1. the training pipeline runs at its defaults, as the quick start runs it, and
    registers version 1 of `penguins` with its calibration (fitted on the out-of-fold
-   predictions at registration);
+   predictions at registration) and its input support;
 2. the Local backend serves that version (one worker) on a free port, as the
    deployment pipeline does;
 3. each window is `--window` rows of traffic from the traffic pipeline's sampler
    (`common.traffic.sample_requests`, a new seed per window), ten rows a request.
    Before any label, the window's captures (the monitoring pipeline's reading:
-   `model_monitoring.production_rows`) give the estimate
-   (`model_monitoring.performance_estimate`); then each row's true species is attached
+   `model_monitoring.production_rows`) give the estimate, as the monitoring pipeline
+   makes it (`model_monitoring.performance_estimate.estimate_version`: calibrated
+   confidences, answers outside the input support counted as guesses), and, for
+   comparison, the confidences-only estimate (plain CBPE, as versions registered
+   without a support get); then each row's true species is attached
    by id, as real labels would be, and the realised accuracy is read from the same
    captures. Normal windows first, then `--drifted-windows` of `--drift` traffic;
 4. the monitoring pipeline itself then runs on the first drifted window, before its
@@ -56,6 +59,7 @@ class Window:
     kind: str
     number: int
     estimate: Any  # model_monitoring.performance_estimate.Estimate
+    plain: float  # the confidences-only estimate (plain CBPE)
     realised: float
     wrong_confident: float  # share of the wrong answers given with confidence >= 0.99
 
@@ -116,21 +120,23 @@ def send_window(local: Any, schema: Any, data: Any, size: int, drift: bool, seed
 
 
 def measure(local: Any, calibration: Any, size: int, truth: dict[str, str]) -> tuple:
-    """The estimate of the newest `size` captures before their labels, then the accuracy
-    realised on them once labelled, and how confident the wrong answers were."""
-    from model_monitoring.performance_estimate import estimate_accuracy
+    """The estimate of the newest `size` captures before their labels (and the plain
+    CBPE one), then the accuracy realised on them once labelled, and how confident the
+    wrong answers were."""
+    from model_monitoring.performance_estimate import estimate_accuracy, estimate_version
     from model_monitoring.production_rows import version_windows
 
     before = version_windows(local, size, VERSION)
     assert before.recent is not None and set(before.recent["id"]) == set(truth)
-    estimate = estimate_accuracy(before.recent["confidence"].to_numpy(dtype=float), calibration)
+    estimate = estimate_version(MODEL_NAME, VERSION, before.recent)
+    plain = estimate_accuracy(before.recent["confidence"].to_numpy(dtype=float), calibration)
     local.label_by_id(truth)
     after = version_windows(local, size, VERSION).labelled
     assert after is not None and len(after) == size
     right = after["prediction"] == after["ground_truth"]
     wrong = after.loc[~right, "confidence"]
     confident = float((wrong >= 0.99).mean()) if len(wrong) else float("nan")
-    return estimate, float(right.mean()), confident
+    return estimate, plain.accuracy, float(right.mean()), confident
 
 
 def windows(local: Any, args: argparse.Namespace, calibration: Any) -> list[Window]:
@@ -140,8 +146,8 @@ def windows(local: Any, args: argparse.Namespace, calibration: Any) -> list[Wind
     for seed, (kind, drift) in enumerate(plan, start=100):
         number = sum(window.kind == kind for window in measured) + 1
         truth = send_window(local, schema, data, args.window, drift, seed)
-        estimate, realised, confident = measure(local, calibration, args.window, truth)
-        measured.append(Window(kind, number, estimate, realised, confident))
+        estimate, plain, realised, confident = measure(local, calibration, args.window, truth)
+        measured.append(Window(kind, number, estimate, plain, realised, confident))
         print(f"  {kind} window {number}: {estimate.summary()}; realised {realised:.4f}")
     return measured
 
@@ -150,12 +156,18 @@ def _share(value: float) -> str:
     return "- (none wrong)" if math.isnan(value) else f"{value:.0%}"
 
 
+def _outside(estimate: Any) -> str:
+    if estimate.outside_support is None:
+        return "- (no support stored)"
+    return f"{estimate.outside_support / estimate.rows:.1%}"
+
+
 def report(measured: list[Window], threshold: float) -> None:
     print(
-        "\n| traffic | window | estimated [95% band] | realised | difference | "
-        "wrong answers at confidence >= 0.99 | verdict |"
+        "\n| traffic | window | estimated [95% band] | outside support | plain CBPE | "
+        "realised | difference | wrong answers at confidence >= 0.99 | verdict |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for window in measured:
         estimate, difference = window.estimate, window.estimate.accuracy - window.realised
         if window.kind == "normal":
@@ -165,7 +177,8 @@ def report(measured: list[Window], threshold: float) -> None:
             verdict = "estimate under threshold" if below else "estimate NOT under threshold"
         print(
             f"| {window.kind} | {window.number} | {estimate.accuracy:.4f} [{estimate.low:.4f}, "
-            f"{estimate.high:.4f}] | {window.realised:.4f} | {difference:+.4f} | "
+            f"{estimate.high:.4f}] | {_outside(estimate)} | {window.plain:.4f} | "
+            f"{window.realised:.4f} | {difference:+.4f} | "
             f"{_share(window.wrong_confident)} | {verdict} |"
         )
 
@@ -182,7 +195,8 @@ def monitoring_before_labels(config: Path, environment: dict, args: Any) -> None
     estimate = end.estimate
     print(
         f"  monitoring run: estimated {estimate['accuracy']:.4f} [{estimate['low']:.4f}, "
-        f"{estimate['high']:.4f}] on the {estimate['rows']} newest answers (unlabelled); "
+        f"{estimate['high']:.4f}] on the {estimate['rows']} newest answers (unlabelled), "
+        f"{estimate.get('outside_support')} outside the support; "
         f"its labelled rows are the {end.rows} of the window before; alerts: {end.alerts}"
     )
 
@@ -198,12 +212,17 @@ def main() -> None:
         run([sys.executable, "src/pipelines/training.py", "run"], environment, args.verbose)
         from backends.local import Local
         from common.registry import model_uri
-        from model_monitoring.performance_estimate import stored_calibration
+        from model_monitoring.performance_estimate import stored_calibration, stored_support
 
         calibration = stored_calibration(MODEL_NAME, VERSION)
         assert calibration is not None, "the training pipeline stored no calibration"
         print(f"  calibration: {calibration.rows} rows, accuracy {calibration.accuracy:.4f}, "
               f"ECE raw {calibration.ece_raw:.4f}, cross-fitted {calibration.ece}")  # fmt: skip
+        support = stored_support(MODEL_NAME, VERSION)
+        assert support is not None, "the training pipeline stored no input support"
+        print(f"  input support: threshold {support.threshold:.4f} ({support.quantile:.0%} of "
+              f"{support.rows} out-of-fold distances; {support.outside_rows} past it, right "
+              f"{support.outside_accuracy})")  # fmt: skip
         backend = {
             "target": f"http://127.0.0.1:{free_port()}/invocations",
             "database": str(directory / "capture.db"),

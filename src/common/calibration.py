@@ -17,6 +17,17 @@ Calibration error is the expected calibration error (ECE) over `ECE_BINS` equal-
 bins of confidence: the raw confidences' on the out-of-fold rows, and the calibrated
 ones' by cross-fitting (each fold's rows mapped by a calibration fitted on the other
 folds), which is what the map will do on rows it was not fitted on.
+
+Confidences say nothing of inputs unlike any the model was trained on: there a model can
+be wrong and sure of itself. `InputSupport` says where the training rows lie, in the
+model's own feature space (the version's features transform): per class, the mean and a
+shrunk covariance, and a row's distance to the training data is its Mahalanobis
+distance to the nearest class. A row is outside the support when that distance passes
+`threshold`, the `SUPPORT_QUANTILE` quantile of the out-of-fold rows' distances (each
+measured against a support fitted without it), so about 1% of new rows like the
+training data's fall outside. It is stored beside the calibration (`SUPPORT_ARTIFACT`,
+announced by the tag `SUPPORT_TAG`); monitoring counts answers outside it as
+uninformed (`InputSupport.right_if_outside`).
 """
 
 from __future__ import annotations
@@ -42,6 +53,18 @@ MAX_STEPS = 200
 # in one pass, so the fit and its cross-fitting take a fraction of a second at a million
 # rows (20 s unrounded), and a map finer than 0.0001 would say nothing more.
 CONFIDENCE_DECIMALS = 4
+
+SUPPORT_ARTIFACT = "input_support.json"  # on the registered version's MLflow run
+SUPPORT_TAG = "input_support_threshold"  # the model-version tag saying one is stored
+# The out-of-fold distance quantile past which a row is outside the support: about 1 in
+# 100 new rows like the training data's is flagged, which moves an estimate on such
+# rows by about 0.01 x (calibrated confidence - the guess's chance), under 0.01.
+SUPPORT_QUANTILE = 0.99
+# Each class's covariance is shrunk this far toward a scaled identity: a one-hot
+# column constant within a class (every Chinstrap penguin lives on Dream) leaves it
+# singular, and a few dozen rows estimate 45 covariances poorly. 0.1 to 0.2 flag the
+# same rows on the penguins (bench/estimate.py's drifted windows: 77-81% either way).
+SHRINKAGE = 0.1
 
 
 @dataclass(frozen=True)
@@ -206,3 +229,89 @@ def _cross_fitted_error(
         points, probabilities = _binned_fit(codes, correct, ~held_out)
         calibrated[held_out] = np.interp(confidences[held_out], points, probabilities)
     return calibration_error(calibrated, correct)
+
+
+@dataclass(frozen=True)
+class InputSupport:
+    """Where the training rows lie in the model's feature space (see the module).
+
+    `means` and `precisions` (inverse shrunk covariances) per class of `classes`, in
+    the space of `transform` (the features transform's description, as
+    `inference.features.FeatureTransform.describe` writes it); `threshold` the distance
+    past which a row is outside, the `quantile` of the `rows` out-of-fold distances;
+    `class_share` each class's share of the training rows; `outside_rows` and
+    `outside_accuracy` the out-of-fold rows past the threshold and how often the fold
+    models were right on them (too few to stand for shifted inputs: shown, not used).
+    """
+
+    classes: list[str]
+    class_share: list[float]
+    means: list[list[float]]
+    precisions: list[list[list[float]]]
+    threshold: float
+    quantile: float
+    rows: int
+    outside_rows: int
+    outside_accuracy: float | None
+    transform: dict[str, Any]
+
+    def distances(self, x: Any) -> np.ndarray:
+        """Each row's Mahalanobis distance to the nearest class (rows of `x` are in
+        the model's feature space)."""
+        return class_distances(np.asarray(self.means), np.asarray(self.precisions), x)
+
+    def outside(self, x: Any) -> np.ndarray:
+        """Whether each row of `x` lies outside the support."""
+        return self.distances(x) > self.threshold
+
+    def right_if_outside(self, predictions: Any) -> np.ndarray:
+        """P(correct) of answers given outside the support: there the answer is taken
+        to say nothing of the label, so it is right as often as its class occurs,
+        its share of the training rows (0 for a class the model does not know)."""
+        share = dict(zip(self.classes, self.class_share, strict=True))
+        return np.array([share.get(str(answer), 0.0) for answer in predictions], dtype=float)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSupport:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+def fit_class_support(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's mean and precision (inverse covariance shrunk by `SHRINKAGE`
+    toward the identity times the mean within-class variance), for the classes
+    0..max(y) of integer labels `y`; a label with no row gets a NaN mean (no row is
+    near it)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y).reshape(-1).astype(int)
+    classes, width = int(y.max()) + 1, x.shape[1]
+    means = np.full((classes, width), np.nan)
+    scatter = np.zeros((classes, width, width))
+    for label in np.unique(y):
+        rows = x[y == label]
+        means[label] = rows.mean(axis=0)
+        centred = rows - means[label]
+        scatter[label] = centred.T @ centred / max(len(rows) - 1, 1)
+    pooled = np.trace(scatter.sum(axis=0)) / max(width * len(np.unique(y)), 1)
+    scale = pooled if pooled > 0 else 1.0  # all rows alike: any scale will do
+    identity = np.eye(width) * scale
+    precisions = np.stack(
+        [np.linalg.inv((1 - SHRINKAGE) * c + SHRINKAGE * identity) for c in scatter]
+    )
+    return means, precisions
+
+
+def class_distances(means: np.ndarray, precisions: np.ndarray, x: Any) -> np.ndarray:
+    """Each row's Mahalanobis distance to the nearest class (a class with a NaN mean
+    is infinitely far)."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    nearest = np.full(len(x), np.inf)
+    for mean, precision in zip(means, precisions, strict=True):
+        if np.isnan(mean).any():
+            continue
+        centred = x - mean
+        squared = np.einsum("ij,jk,ik->i", centred, precision, centred)
+        nearest = np.minimum(nearest, np.sqrt(np.maximum(squared, 0.0)))
+    return nearest

@@ -258,11 +258,13 @@ class ModelCard:
     created: str = ""
     # `common.calibration.Calibration.as_dict()`: None for a card made without one.
     calibration: dict[str, Any] | None = None
+    # `common.calibration.InputSupport.as_dict()`: None for a card made without one.
+    input_support: dict[str, Any] | None = None
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(value: Any) -> str:
-        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
         return text.replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -301,11 +303,11 @@ def _outcome(card: ModelCard) -> str:
     if card.version:
         return (
             f"Registered as **{card.model_name} version {card.version}**: its cross-validated "
-            f"accuracy reached the threshold {card.accuracy_threshold:.4f}."
+            f"accuracy reached the threshold {card.accuracy_threshold:.3f}."
         )
     return (
-        f"**Not registered**: cross-validated accuracy {card.accuracy:.4f} is below the "
-        f"threshold {card.accuracy_threshold:.4f}."
+        f"**Not registered**: cross-validated accuracy {card.accuracy:.3f} is below the "
+        f"threshold {card.accuracy_threshold:.3f}."
     )
 
 
@@ -328,7 +330,7 @@ def _cross_validation_section(card: ModelCard) -> list[str]:
     ]
     return [
         "## Cross-validation",
-        f"Accuracy **{card.accuracy:.4f}** ± {card.accuracy_std:.4f} over {len(card.folds)} "
+        f"Accuracy **{card.accuracy:.3f}** ± {card.accuracy_std:.3f} over {len(card.folds)} "
         "folds; each fold's model is scored on the rows it did not train on.",
         _table(["fold", "accuracy", "loss", "training rows", "test rows"], folds),
     ]
@@ -339,7 +341,7 @@ def _slices_section(card: ModelCard) -> list[str]:
     weakest = weakest_slice(card.slices)
     weakest_line = (
         f"Weakest slice: `{weakest['feature']}` {weakest['slice']}, accuracy "
-        f"{weakest['accuracy']:.4f} on {weakest['rows']} rows."
+        f"{weakest['accuracy']:.3f} on {weakest['rows']} rows."
         if weakest
         else "No slices: the dataset has no features."
     )
@@ -373,7 +375,7 @@ def _calibration_section(card: ModelCard) -> list[str]:
         return []
     after = calibration["ece"]
     cross_fitted = (
-        f"calibrated, **{after:.4f}** (each fold's rows mapped by the other folds' fit)"
+        f"calibrated, **{after:.3f}** (each fold's rows mapped by the other folds' fit)"
         if after is not None
         else "calibrated: not measured (a single fold)"
     )
@@ -385,11 +387,25 @@ def _calibration_section(card: ModelCard) -> list[str]:
     return [
         "## Confidence calibration",
         f"Fitted on the {calibration['rows']} out-of-fold predictions (accuracy "
-        f"{calibration['accuracy']:.4f}) by {calibration['method']} regression of being right "
+        f"{calibration['accuracy']:.3f}) by {calibration['method']} regression of being right "
         "on the top-class confidence; stored with the version as `calibration.json`. "
         f"Expected calibration error ({ECE_BINS} bins): raw confidences "
-        f"{calibration['ece_raw']:.4f}; "
+        f"{calibration['ece_raw']:.3f}; "
         f"{cross_fitted}. Monitoring maps each captured confidence through it and reports "
         "their mean as the estimated accuracy, before any label arrives.",
         _table(["confidence", "P(correct)"], points),
+        *_support_line(card.input_support),
+    ]
+
+
+def _support_line(support: dict[str, Any] | None) -> list[str]:
+    """Where monitoring stops trusting the confidences (`common.calibration.InputSupport`)."""
+    if support is None:
+        return []
+    return [
+        f"Input support (`input_support.json`): a captured row farther than "
+        f"**{support['threshold']:.4f}** (Mahalanobis, to the nearest class in the model's "
+        f"feature space; the {support['quantile']:.0%} quantile of the {support['rows']} "
+        "out-of-fold rows) is outside it; monitoring counts its answer as a guess, right "
+        "as often as the class occurs in training, whatever its confidence."
     ]

@@ -89,12 +89,13 @@ class Training(Pipeline):
     )
 
     @dataset
-    @card
+    # Blank: the default card would also list `data`, every row with its pandas index.
+    @card(type="blank")
     @step
     def start(self):
         """Validate parameters, open the parent MLflow run, record the training data."""
         from common.secrets import redact
-        from model_training.cards import dataset_summary
+        from model_training.cards import cards_guide, dataset_summary
         from model_training.tracking import log_training_data, open_fold_runs, training_run
 
         self.validate_parameters()
@@ -118,7 +119,7 @@ class Training(Pipeline):
             # Opened here, where MLflow is imported anyway, rather than in
             # `cross_validation`, which then needs nothing heavier than numpy.
             self.mlflow_fold_run_ids = open_fold_runs(self.cross_validation_folds)
-        current.card.extend(dataset_summary(self.data, self.schema.target))
+        current.card.extend(cards_guide() + dataset_summary(self.data, self.schema.target))
         self.next(self.transform, self.cross_validation)
 
     def validate_parameters(self):
@@ -223,7 +224,7 @@ class Training(Pipeline):
         rows (one batched call), for the model card.
         """
         from inference.forward import dense_forward
-        from model_training.confidence_calibration import top_confidences
+        from model_training.confidence_calibration import fold_support_distances, top_confidences
         from model_training.cross_validation import classification_scores
         from model_training.model_card import permutation_importance
 
@@ -240,6 +241,10 @@ class Training(Pipeline):
         )
         # What the calibration of the served confidences is fitted on, in average_scores.
         self.test_confidences = top_confidences(probabilities)
+        # And of the input support's threshold: how far unseen rows lie from seen ones.
+        self.test_support_distances = fold_support_distances(
+            self.x_train, self.y_train, self.x_test
+        )
         self.permutation_importance = permutation_importance(
             forward,
             self.x_test,
@@ -264,7 +269,7 @@ class Training(Pipeline):
 
         from common.metrics import confusion_matrix
         from model_training.cards import confusion_table, fold_scores
-        from model_training.confidence_calibration import out_of_fold_calibration
+        from model_training.confidence_calibration import out_of_fold_calibration, support_evidence
         from model_training.cross_validation import summarize_folds
         from model_training.model_card import slice_accuracy, summarize_importance
 
@@ -272,7 +277,7 @@ class Training(Pipeline):
         folds = sorted(inputs, key=lambda task: task.fold)
         self.fold_scores = [
             {
-                "fold": t.fold,
+                "fold": t.fold + 1,  # numbered from 1, as the logs and MLflow runs name folds
                 "accuracy": t.test_accuracy,
                 "loss": t.test_loss,
                 "train": len(t.train_indices),
@@ -301,6 +306,9 @@ class Training(Pipeline):
         self.calibration = out_of_fold_calibration(
             [t.test_confidences for t in folds], truth == predicted, [t.fold for t in folds]
         ).as_dict()
+        self.support_evidence = support_evidence(
+            np.concatenate([t.test_support_distances for t in folds]), truth == predicted
+        )
         current.card.extend(fold_scores(self.fold_scores, summary))
         current.card.extend(confusion_table(self.cross_validation_confusion, classes))
         self.next(self.register)
@@ -369,7 +377,7 @@ class Training(Pipeline):
         import mlflow
         from metaflow.cards import Markdown
 
-        from model_training.confidence_calibration import log_calibration
+        from model_training.confidence_calibration import fit_input_support, log_calibration
         from model_training.cross_validation import summarize_folds
         from model_training.model_card import CARD_ARTIFACT, render_markdown
         from model_training.tracking import log_cross_validation
@@ -389,8 +397,12 @@ class Training(Pipeline):
                 )
             else:
                 self.register_servable_model()
+            self.input_support = fit_input_support(
+                self.x, self.y, self.class_names, self.support_evidence, self.transformer_files
+            )
             if self.registered:  # The tags first: the deployment pipeline reads them.
-                log_calibration(self.calibration)  # before the tags that announce it
+                # Before the tags that announce them.
+                log_calibration(self.calibration, self.input_support)
                 self.tag_challenger()
             self.model_card = render_markdown(self.build_model_card()) + self.tuning_section()
             if self.registered:
@@ -443,6 +455,7 @@ class Training(Pipeline):
             slices=self.slice_accuracy,
             importance=self.feature_importance,
             calibration=self.calibration,
+            input_support=self.input_support,
             intended_use=self.settings.model.intended_use,
             limitations=self.settings.model.limitations,
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -474,7 +487,7 @@ class Training(Pipeline):
             "cv_fold_accuracies": json.dumps([fold["accuracy"] for fold in self.fold_scores]),
             "training_rows": len(self.data),
             "training_data_digest": self.training_data_digest,
-            **calibration_tags(self.calibration),
+            **calibration_tags(self.calibration, self.input_support),
         }
         if self.tuning:
             from model_tuning.handoff import version_tags

@@ -8,9 +8,13 @@ import pytest
 from common.calibration import (
     CALIBRATION_TAGS,
     MIN_STEP_ROWS,
+    SHRINKAGE,
     Calibration,
+    InputSupport,
     calibration_error,
+    class_distances,
     fit_calibration,
+    fit_class_support,
     isotonic_points,
 )
 
@@ -105,3 +109,66 @@ def test_a_calibration_survives_json_and_names_its_tags() -> None:
     assert tags["calibration_rows"] == "50"
     assert float(tags["calibration_ece_raw"]) == pytest.approx(calibration.ece_raw, abs=1e-4)
     assert MIN_STEP_ROWS > 1
+
+
+# Two classes of four points each, a diamond around (0, 0) and one around (10, 0).
+DIAMOND = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+TWO_DIAMONDS = np.vstack([DIAMOND, DIAMOND + np.array([10.0, 0.0])])
+TWO_LABELS = np.array([0] * 4 + [1] * 4)
+
+
+def test_class_support_worked_example() -> None:
+    means, precisions = fit_class_support(TWO_DIAMONDS, TWO_LABELS)
+    np.testing.assert_allclose(means, [[0, 0], [10, 0]], atol=1e-12)
+    # Each class: variance 2/3 on both axes (sum of squares 2, over 4 - 1), no
+    # covariance; the mean variance is 2/3 too, so shrinking keeps (2/3) I: precision 1.5 I.
+    np.testing.assert_allclose(precisions, [np.eye(2) * 1.5] * 2)
+    distances = class_distances(means, precisions, [[0, 0], [2, 0], [5, 0], [10, 3]])
+    np.testing.assert_allclose(distances, np.sqrt(1.5 * np.array([0, 4, 25, 9])))
+
+
+def test_class_support_shrinks_a_column_constant_within_a_class() -> None:
+    """A one-hot column constant within each class leaves each covariance singular:
+    shrunk, it has a small variance there, and a row with that column flipped is far."""
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.normal(size=200), np.repeat([0.0, 1.0], 100)])
+    y = np.repeat([0, 1], 100)
+    means, precisions = fit_class_support(x, y)
+    assert np.isfinite(precisions).all()
+    # The mean variance over both columns of both classes (the first column's variances
+    # over 4): the constant column's is SHRINKAGE times that.
+    mean_variance = (np.var(x[:100, 0], ddof=1) + np.var(x[100:, 0], ddof=1)) / 4
+    assert 1 / precisions[0][1][1] == pytest.approx(SHRINKAGE * mean_variance)
+    usual, flipped = class_distances(means, precisions, [[0.0, 0.0], [3.0, 0.5]])
+    assert usual < 0.2 and flipped > 2.5
+
+
+def test_a_label_without_rows_is_near_nothing() -> None:
+    means, precisions = fit_class_support(DIAMOND, [2, 2, 2, 2])
+    assert np.isnan(means[:2]).all() and not np.isnan(means[2]).any()
+    assert class_distances(means, precisions, [[0.0, 0.0]]) == pytest.approx([0.0])
+
+
+def support_of_two_diamonds(threshold: float) -> InputSupport:
+    means, precisions = fit_class_support(TWO_DIAMONDS, TWO_LABELS)
+    return InputSupport(
+        classes=["near", "far"],
+        class_share=[0.75, 0.25],
+        means=means.tolist(),
+        precisions=precisions.tolist(),
+        threshold=threshold,
+        quantile=0.99,
+        rows=8,
+        outside_rows=0,
+        outside_accuracy=None,
+        transform={},
+    )
+
+
+def test_input_support_says_which_rows_lie_outside_and_what_a_guess_is_worth() -> None:
+    support = support_of_two_diamonds(threshold=float(np.sqrt(6)))
+    # Distances sqrt(0), sqrt(6) (on the threshold: inside), sqrt(1.5 * 9) past it.
+    assert support.outside([[0, 0], [2, 0], [10, 3]]).tolist() == [False, False, True]
+    # A guess is right as often as the class it names occurs; an unknown class never.
+    np.testing.assert_allclose(support.right_if_outside(["far", "near", "gone"]), [0.25, 0.75, 0])
+    assert InputSupport.from_dict(support.as_dict()) == support

@@ -299,12 +299,12 @@ def test_the_card_renders_every_section_in_order() -> None:
         "9 rows from `data/penguins.csv`",
         "d" * 64,
         "| Adelie | 5 | 55.6% |",
-        "Accuracy **0.8500** ± 0.0500 over 2 folds",
-        "| 1 | 0.8000 | 0.4000 | 6 | 3 |",
-        "| island | Dream\\|x | 4 | 0.2500 |",
-        "Weakest slice: `island` Dream|x, accuracy 0.2500 on 4 rows.",
-        "| 1 | flipper_length_mm | 0.3000 | 0.0100 |",
-        "| 2 | sex | 0.0000 | 0.0000 |",
+        "Accuracy **0.850** ± 0.050 over 2 folds",
+        "| 1 | 0.800 | 0.400 | 6 | 3 |",
+        "| island | Dream\\|x | 4 | 0.250 |",
+        "Weakest slice: `island` Dream|x, accuracy 0.250 on 4 rows.",
+        "| 1 | flipper_length_mm | 0.300 | 0.010 |",
+        "| 2 | sex | 0.000 | 0.000 |",
         "Training/123",
     ):
         assert expected in text, expected
@@ -313,7 +313,7 @@ def test_the_card_renders_every_section_in_order() -> None:
 def test_an_unregistered_card_says_why() -> None:
     text = render_markdown(replace(make_card(version=None), accuracy_threshold=0.9))
     assert text.startswith("# Model card: penguins\n")
-    assert "**Not registered**: cross-validated accuracy 0.8500 is below the threshold" in text
+    assert "**Not registered**: cross-validated accuracy 0.850 is below the threshold" in text
 
 
 def test_the_calibration_section_gives_both_errors_and_the_map() -> None:
@@ -332,12 +332,34 @@ def test_the_calibration_section_gives_both_errors_and_the_map() -> None:
     }
     text = render_markdown(replace(make_card(), calibration=calibration))
     assert text.index("## Permutation feature importance") < text.index("## Confidence calibration")
-    assert "Fitted on the 9 out-of-fold predictions (accuracy 0.8889)" in text
-    assert "raw confidences 0.0512; calibrated, **0.0204**" in text
-    assert "| 0.5000 | 0.6000 |" in text
+    assert "Fitted on the 9 out-of-fold predictions (accuracy 0.889)" in text
+    assert "raw confidences 0.051; calibrated, **0.020**" in text
+    assert "| 0.500 | 0.600 |" in text
     single_fold = render_markdown(replace(make_card(), calibration={**calibration, "ece": None}))
     assert "calibrated: not measured (a single fold)" in single_fold
     assert "## Confidence calibration" not in render_markdown(make_card())
+    assert "Input support" not in text  # a card made without one
+
+
+def test_the_calibration_section_gives_the_input_support_threshold() -> None:
+    from dataclasses import replace
+
+    from model_training.model_card import render_markdown
+
+    calibration = {
+        "confidences": [0.5, 1.0],
+        "probabilities": [0.6, 1.0],
+        "rows": 9,
+        "accuracy": 0.8889,
+        "ece_raw": 0.0512,
+        "ece": 0.0204,
+        "method": "isotonic",
+    }
+    support = {"threshold": 4.56789, "quantile": 0.99, "rows": 344}
+    text = render_markdown(replace(make_card(), calibration=calibration, input_support=support))
+    section = text[text.index("## Confidence calibration") :]
+    assert "farther than **4.5679**" in section
+    assert "the 99% quantile of the 344 out-of-fold rows" in section
 
 
 def test_a_long_calibration_map_is_shown_in_part() -> None:
@@ -358,5 +380,5 @@ def test_a_long_calibration_map_is_shown_in_part() -> None:
     text = render_markdown(replace(make_card(), calibration=calibration))
     section = text[text.index("## Confidence calibration") :]
     assert section.count("\n| 0.") == MAX_CARD_POINTS
-    assert "| 0.5000 | 0.5000 |" in section and "| 0.8990 | 0.8990 |" in section  # both ends
+    assert "| 0.500 | 0.500 |" in section and "| 0.899 | 0.899 |" in section  # both ends
     assert f"(400 points, {MAX_CARD_POINTS} shown)" in section
