@@ -56,6 +56,8 @@ from common.config import parse_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.remote_steps import remote_steps
 from common.secrets import (
+    PASSWORD_VARIABLE,
+    USERNAME_VARIABLE,
     CredentialsError,
     authorization_header,
     clean_tracking_environment,
@@ -166,16 +168,37 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     )
     try:
         with urllib.request.urlopen(health, timeout=timeout):
-            return
+            pass
     except urllib.error.HTTPError:
-        return  # Something answered: a server behind a proxy may not expose /health.
+        pass  # Something answered: a server behind a proxy may not expose /health.
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = redact(str(getattr(error, "reason", error)))
         raise PipelineError(
             f"The MLflow tracking server at {redact(uri)} is not reachable ({reason}). Start "
-            "one with `uv run mlflow server --host 127.0.0.1 --port 5000`, or pass "
-            "`--mlflow-tracking-uri sqlite:///mlflow.db` to track in a local file instead."
+            "it (the team stack: `uv run just stack-up`, see docs/team-setup.md), or point "
+            "MLFLOW_TRACKING_URI or --mlflow-tracking-uri at one that runs."
         ) from None
+    check_tracking_credentials(bare, environ, timeout)
+
+
+def check_tracking_credentials(bare: str, environ: dict[str, str], timeout: float) -> None:
+    """PipelineError when the server refuses the credentials (HTTP 401 or 403 on a
+    request that needs them; /health needs none), instead of MLflow's retries."""
+    search = urllib.request.Request(
+        f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",
+        headers=authorization_header(environ),
+    )
+    try:
+        with urllib.request.urlopen(search, timeout=timeout):
+            return
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise PipelineError(
+                f"The tracking server at {redact(bare)} refused the credentials (HTTP "
+                f"{error.code}): check {USERNAME_VARIABLE}/{PASSWORD_VARIABLE}."
+            ) from None
+    except (urllib.error.URLError, OSError, ValueError):
+        pass  # /health answered: the step's own requests will say what is wrong.
 
 
 def tracking_uri_without_credentials(ctx: Any, param: Any, value: Any) -> Any:

@@ -189,11 +189,19 @@ def test_non_http_uris_are_not_checked(uri: str) -> None:
     assert check_tracking_server(uri, timeout=0.1) is None
 
 
+# What check_tracking_server asks after /health, which needs no credentials.
+CREDENTIALS_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
         self.server.authorizations.append(self.headers.get("Authorization"))  # type: ignore[attr-defined]
         ok = self.server.health and self.path == "/health"  # type: ignore[attr-defined]
+        if self.path.startswith("/api/") and self.server.refuse:  # type: ignore[attr-defined]
+            self.send_response(401)
+            self.end_headers()
+            return
         self.send_response(200 if ok else 404)
         self.end_headers()
         self.wfile.write(b"OK" if ok else b"not found")
@@ -203,12 +211,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _serving(health: bool) -> Iterator[ThreadingHTTPServer]:
-    """A test server on a free port; it records each request's path and Authorization."""
+def _serving(health: bool, refuse: bool = False) -> Iterator[ThreadingHTTPServer]:
+    """A test server on a free port; it records each request's path and Authorization,
+    and answers 401 to API requests when it `refuse`s (credentials)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.paths = []  # type: ignore[attr-defined]
     server.authorizations = []  # type: ignore[attr-defined]
     server.health = health  # type: ignore[attr-defined]
+    server.refuse = refuse  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -244,13 +254,13 @@ def server_without_health() -> Iterator[tuple[str, list[str]]]:
 def test_answering_server_passes(healthy_server) -> None:
     uri, paths = healthy_server
     check_tracking_server(uri + "/", timeout=5)
-    assert paths == ["/health"]
+    assert paths == ["/health", CREDENTIALS_PROBE]
 
 
 def test_server_answering_with_an_error_status_passes(server_without_health) -> None:
     uri, paths = server_without_health
     check_tracking_server(uri, timeout=5)
-    assert paths == ["/health"]
+    assert paths == ["/health", CREDENTIALS_PROBE]
 
 
 def test_closed_port_fails_fast_naming_the_uri() -> None:
@@ -301,7 +311,7 @@ def test_credentials_in_the_uri_are_sent_as_basic_authentication(
     uri, authorizations = authorizations_server
     check_tracking_server(with_credentials(uri), timeout=5)
     expected = base64.b64encode(f"alice:{SECRET}".encode()).decode()
-    assert authorizations == [f"Basic {expected}"]
+    assert authorizations == [f"Basic {expected}"] * 2
 
 
 def test_credentials_from_the_environment_are_sent(
@@ -310,7 +320,20 @@ def test_credentials_from_the_environment_are_sent(
     uri, authorizations = authorizations_server
     monkeypatch.setenv(TOKEN_VARIABLE, "a-token")
     check_tracking_server(uri, timeout=5)
-    assert authorizations == ["Bearer a-token"]
+    assert authorizations == ["Bearer a-token"] * 2
+
+
+def test_refused_credentials_are_named_as_such_without_the_password(
+    no_tracking_credentials,
+) -> None:
+    with _serving(health=True, refuse=True) as server:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(PipelineError) as info:
+            check_tracking_server(with_credentials(uri), timeout=5)
+    message = str(info.value)
+    assert "refused the credentials (HTTP 401)" in message
+    assert f"check {USERNAME_VARIABLE}/{PASSWORD_VARIABLE}" in message
+    assert SECRET not in message
 
 
 def test_an_unreachable_server_is_named_without_its_credentials(no_tracking_credentials) -> None:
