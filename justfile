@@ -47,9 +47,27 @@ sagemaker-status:
 sagemaker-delete:
     uv run python -m backends.sagemaker delete --config config/sagemaker.yml
 
-# The MLflow UI on http://127.0.0.1:5000
+# The MLflow UI: a tracking server's own, else `mlflow ui` on the configured store (port 5000)
 mlflow:
-    uv run mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+    #!/usr/bin/env bash
+    set -euo pipefail
+    uri=$(uv run python -c 'import sys; from common.config import load_project_configuration as load; print(load(sys.argv[1])["mlflow_tracking_uri"])' {{config}})
+    case "$uri" in
+        http://*|https://*) echo "The tracking server serves the MLflow UI: open $uri" ;;
+        *) exec uv run mlflow ui --backend-store-uri "$uri" --host 127.0.0.1 --port 5000 ;;
+    esac
+
+# Start the team stack in .stack/, print what to export: eval "$(uv run just stack-up)"
+stack-up *args:
+    uv run python -m team_stack up {{args}}
+
+# Stop every process of the team stack (its data stays in .stack/)
+stack-down *args:
+    uv run python -m team_stack down {{args}}
+
+# What of the team stack runs, and where
+stack-status *args:
+    uv run python -m team_stack status {{args}}
 
 # The Metaflow card viewer on http://127.0.0.1:8324 (FLOW: training, monitoring, ...)
 cards flow="monitoring":
