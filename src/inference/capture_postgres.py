@@ -38,6 +38,7 @@ from inference.capture import (
     ADDED_COLUMNS,
     DISK_FULL_ADVICE,
     INSERT_PREDICTIONS,
+    SAVED_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
     SMOKE,
@@ -83,6 +84,20 @@ def _postgres(statement: str) -> str:
 
 
 INSERT = _postgres(INSERT_PREDICTIONS)
+# Up to this many rows go in one INSERT statement, in autocommit: one round trip and one
+# commit, atomic as a statement is (10 parameters a row, of PostgreSQL's 65,535). More
+# (a batch chunk) are copied into a staging table and inserted from it in one statement.
+ROWS_PER_STATEMENT = 1_000
+_VALUES, _CONFLICT = INSERT.split(" VALUES ")[1].split(" ON CONFLICT ")
+STAGE_ROWS = (
+    "CREATE TEMP TABLE IF NOT EXISTS staged_predictions (LIKE predictions INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+)
+COPY_ROWS = f"COPY staged_predictions ({', '.join(SAVED_COLUMNS)}) FROM STDIN"
+INSERT_STAGED = (
+    f"{INSERT.split(' VALUES ')[0]} SELECT {', '.join(SAVED_COLUMNS)} FROM staged_predictions "
+    f"ON CONFLICT {_CONFLICT}"
+)
 STAGE_LABELS = (
     "CREATE TEMP TABLE IF NOT EXISTS labels (id TEXT PRIMARY KEY, truth TEXT NOT NULL) "
     "ON COMMIT DELETE ROWS"
@@ -200,11 +215,19 @@ class PostgresCaptureStore(StoreBase):
             self._connection.close()
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if len(rows) <= ROWS_PER_STATEMENT:  # a request's rows: one statement
+            statement = INSERT.replace(_VALUES, ", ".join([_VALUES] * len(rows)))
+            with self._errors("Could not capture predictions in"), self._lock:
+                self._connected().execute(statement, [value for row in rows for value in row])
+            return
         with self._transaction("Could not capture predictions in") as connection:
-            if len(rows) == 1:  # the server's usual request: one round trip, no pipeline
-                connection.execute(INSERT, rows[0])
-            else:
-                connection.cursor().executemany(INSERT, rows)
+            connection.execute(STAGE_ROWS)
+            with connection.cursor().copy(COPY_ROWS) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            connection.execute(INSERT_STAGED)
 
     def unlabeled(self) -> list[tuple[str, str]]:
         """(id, prediction) of every prediction without ground truth, but a smoke test's."""

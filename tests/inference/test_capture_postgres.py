@@ -247,3 +247,25 @@ def test_the_server_environment_opens_the_store_with_its_password(database_url: 
     finally:
         store.close()
     assert from_environment({}) is None
+
+
+def test_a_batch_chunk_is_copied_in_and_saved_again_under_its_ids_once(
+    store: PostgresCaptureStore,
+) -> None:
+    from inference.capture_postgres import ROWS_PER_STATEMENT
+
+    count = ROWS_PER_STATEMENT * 2 + 1  # through the staging table
+    ids = [f"{i:032x}" for i in range(count)]
+    inputs = [f'{{"row": {i}}}' for i in range(count)]
+    store.save_encoded(ids, inputs, ["Adelie"] * count, [0.5] * count, "1", source="batch")
+    store.label({ids[0]: "Adelie"})
+    store.save_encoded(ids, inputs, ["Gentoo"] * count, [0.75] * count, "1", source="batch")
+    assert query(store, "SELECT count(*), min(prediction), max(confidence) FROM predictions") == [
+        (count, "Gentoo", 0.75)
+    ]
+    assert query(store, "SELECT ground_truth FROM predictions WHERE id = %s", ids[0]) == [
+        ("Adelie",)
+    ]
+    assert query(store, "SELECT inputs FROM predictions WHERE id = %s", ids[-1]) == [
+        (f'{{"row": {count - 1}}}',)
+    ]
