@@ -62,6 +62,7 @@ E2E_FIXTURES = frozenset({
 # The files whose tests use the session's training run (half a minute of both cores):
 # under pytest-xdist they share a worker, which makes the run once.
 TRAINING_RUN_FILES = frozenset({
+    "tests/common/test_tracking.py",
     "tests/model_training/test_confidence_calibration.py",
     "tests/promotion/test_evidence.py",
     "tests/pipelines/test_framework.py",

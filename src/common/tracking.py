@@ -19,6 +19,35 @@ TRAINING_DATA_ARTIFACT = "training-data/data.csv"
 
 SQLITE_PREFIX = "sqlite:///"
 
+# MLflow's record of what an experiment holds. Its UI opens a "genai_development"
+# experiment (or one with no kind) on GenAI traces; these experiments hold model
+# training and monitoring runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
+def use_experiment(name: str) -> str:
+    """Make `name` the active MLflow experiment, created if new; return its id.
+
+    The experiment is marked as holding model training runs (`EXPERIMENT_KIND_TAG`),
+    also when it was created before this mark existed or by another tool.
+    """
+    experiment = mlflow.set_experiment(name)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+        mlflow.MlflowClient().set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
+    return experiment.experiment_id
+
+
+def runs_page(ui_url: str, experiment_id: str) -> str:
+    """The address of an experiment's runs table in the MLflow UI served at `ui_url`.
+
+    MLflow 3.17's UI opens an experiment on GenAI traces unless its "Model training"
+    switch is on: this address opens the runs whichever way the switch is set.
+    """
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+
 
 def sqlite_store_path(uri: str) -> Path | None:
     """The file of a `sqlite:///` tracking URI, or None for any other kind of store."""

@@ -38,7 +38,9 @@ def log_monitoring(
     """Record one monitoring run's figures; return its run id."""
     import mlflow
 
-    mlflow.set_experiment(experiment)
+    from common.tracking import use_experiment
+
+    use_experiment(experiment)
     with mlflow.start_run(run_name=f"{model_name}-v{version}") as run:
         mlflow.set_tags({"model_name": model_name, "model_version": str(version), **tags})
         mlflow.log_metrics(metrics)

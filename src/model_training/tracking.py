@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 from mlflow.entities import Metric
 
-from common.tracking import TRAINING_DATA_ARTIFACT, prepare_tracking_store
+from common.tracking import TRAINING_DATA_ARTIFACT, prepare_tracking_store, use_experiment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +44,7 @@ def training_run(
 ) -> Iterator[str]:
     """Open a training pipeline's parent run, with its parameters; yield its id."""
     prepare_tracking_store(tracking_uri)
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(parameters)
         yield run.info.run_id
