@@ -53,7 +53,7 @@ def training_run(
 def open_fold_runs(folds: int) -> list[str]:
     """One nested run per cross-validation fold under the active run; their ids."""
     ids = []
-    for fold in range(folds):
+    for fold in range(1, folds + 1):  # numbered from 1, as the logs and the cards do
         with mlflow.start_run(run_name=f"cross-validation-fold-{fold}", nested=True) as nested:
             ids.append(nested.info.run_id)
     return ids

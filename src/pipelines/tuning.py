@@ -47,7 +47,8 @@ class Tuning(Pipeline):
     )
 
     @dataset
-    @card
+    # Blank: the default card would also list `data`, every row with its pandas index.
+    @card(type="blank")
     @step
     def start(self):
         """Validate, open the parent MLflow run, make the folds, plan the exploration."""

@@ -35,3 +35,29 @@ def test_the_training_curves_import_no_plotting_library() -> None:
         "LOADED",
     )
     assert not {"matplotlib", "PIL"} & set(loaded), sorted({"matplotlib", "PIL"} & set(loaded))
+
+
+def test_dataset_tables_have_no_index_column_and_every_row() -> None:
+    import pandas as pd
+    from metaflow.cards import Table
+
+    from model_training.cards import dataset_summary
+
+    columns = {f"feature_{i}": [1.0, None, 3.0] for i in range(7)}
+    data = pd.DataFrame({"species": ["Adelie", "Gentoo", "Adelie"], **columns})
+    balance, missing = [c for c in dataset_summary(data, "species") if isinstance(c, Table)]
+    assert balance.render()["columns"] == ["species", "rows"]
+    assert balance.render()["data"] == [["Adelie", 2], ["Gentoo", 1]]
+    rendered = missing.render()
+    assert rendered["columns"] == ["column", "missing values"]
+    # Metaflow's Table.from_dataframe would show five of these eight rows.
+    assert [row[0] for row in rendered["data"]] == list(data.columns)
+    assert rendered["data"][1] == ["feature_0", 1]
+
+
+def test_the_cards_guide_names_every_card_of_the_training_run() -> None:
+    from model_training.cards import cards_guide
+
+    (guide,) = cards_guide()
+    for where in ("`register`", "`model_card`", "`average_scores`", "`train`", "card get"):
+        assert where in guide._text, where

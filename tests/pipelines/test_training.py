@@ -292,11 +292,12 @@ def test_mlflow_nested_fold_runs(training_run: Any, mlflow_client: Any) -> None:
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
     by_name = {run.info.run_name: run for run in children}
-    assert set(by_name) == {f"cross-validation-fold-{fold}" for fold in range(FOLDS)}
+    # Numbered from 1, as the logs ("Fold 1: accuracy ...") and the cards number them.
+    assert set(by_name) == {f"cross-validation-fold-{fold + 1}" for fold in range(FOLDS)}
     evaluations = foreach_tasks(training_run, "evaluate_fold")
     trainings = foreach_tasks(training_run, "train_fold")
     for fold in range(FOLDS):
-        run = by_name[f"cross-validation-fold-{fold}"]
+        run = by_name[f"cross-validation-fold-{fold + 1}"]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.info.run_id == trainings[fold]["mlflow_fold_run_id"].data
         metrics = run.data.metrics
@@ -457,8 +458,10 @@ def test_model_card_is_an_artifact_of_the_versions_run(
         "## Permutation feature importance",
     ):
         assert expected in text, expected
-    for fold in task(training_run, "average_scores")["fold_scores"].data:
-        assert f"| {fold['fold']} | {fold['accuracy']:.4f} | {fold['loss']:.4f} |" in text
+    folds = task(training_run, "average_scores")["fold_scores"].data
+    assert [fold["fold"] for fold in folds] == list(range(1, FOLDS + 1))
+    for fold in folds:
+        assert f"| {fold['fold']} | {fold['accuracy']:.3f} | {fold['loss']:.3f} |" in text
 
 
 @pytest.fixture(scope="module")
@@ -486,6 +489,47 @@ def test_registered_model_accepts_integer_measurements(penguin_predictions) -> N
 
 
 # --- the shared run: cards -----------------------------------------------------------------
+
+
+def card_tables(card: Any) -> list[dict[str, Any]]:
+    """Every table of a card as its payload has it: {"columns": [...], "data": [[...]]}."""
+    payloads = re.findall(r'window\.__MF_DATA__\[[^\]]*\]\s*=\s*"([A-Za-z0-9+/=]+)"', card.get())
+    tables: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "table":
+                tables.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for payload in payloads:
+        walk(json.loads(base64.b64decode(payload)))
+    return tables
+
+
+def test_the_start_card_says_where_the_results_are_and_shows_no_index_column(
+    training_run: Any,
+) -> None:
+    """`card server` opens on the first step's card: it points to the others, and its
+    tables have no unnamed pandas index column and every row (not the first five)."""
+    from metaflow.cards import get_cards
+
+    (card,) = get_cards(task(training_run, "start"))
+    content = card_text(card)
+    assert "This run's cards" in content and "`model_card`" in content
+    assert "Artifact Name: data" not in content  # the dataset is not dumped row by row
+    tables = card_tables(card)
+    assert [table["columns"] for table in tables] == [
+        ["species", "rows"],
+        ["column", "missing values"],
+    ]
+    data = task(training_run, "start")["data"].data
+    assert len(tables[1]["data"]) == data.shape[1]
+    assert {row[0] for row in tables[1]["data"]} == set(data.columns)
 
 
 @pytest.mark.parametrize(
