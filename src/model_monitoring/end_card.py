@@ -19,25 +19,64 @@ if TYPE_CHECKING:
     from common.settings import MonitoringSettings
 
 
+# Figures the card shows as yes/no (MLflow keeps them as 0/1), and those that count
+# something (rows, columns, tests) and are shown as whole numbers.
+FLAGS = frozenset({"drift_detected", "challenger_better"})
+COUNTS = ("rows", "columns", "tests", "missing")
+
+
 def monitoring_summary(
-    alerts: list[str], metrics: dict[str, float], history_chart: bytes | None
+    alerts: list[str],
+    metrics: dict[str, float],
+    history_chart: bytes | None,
+    failed_tests: list[dict[str, str]] | None = None,
 ) -> list[Any]:
-    """Alerts, this run's figures, and the history of accuracy and drift (a PNG)."""
+    """The verdict (alerts, and which Evidently tests failed), this run's figures, and
+    the history of accuracy and drift (a PNG). `failed_tests` is
+    `reports.failed_tests`: each with its report, name and what it measured."""
     from metaflow.cards import Image, Markdown, Table
 
-    components: list[Any] = [Markdown("## Monitoring")]
-    if alerts:
-        components.append(Markdown("### ALERTS\n" + "\n".join(f"- **{a}**" for a in alerts)))
-    else:
-        components.append(Markdown("No alerts."))
-    components.append(
-        Table(
-            [[name, f"{value:.4g}"] for name, value in metrics.items()], headers=["figure", "value"]
-        )
-    )
+    failed_tests = failed_tests or []
+    components: list[Any] = [Markdown("## Monitoring"), Markdown(verdict(alerts, failed_tests))]
+    if failed_tests:
+        rows = [[test["report"], test["name"], test["description"]] for test in failed_tests]
+        components += [
+            Markdown(f"### Failed tests ({len(failed_tests)})"),
+            Table(rows, headers=["report", "test", "measured against the condition"]),
+        ]
+    figures = [[name, shown_figure(name, value)] for name, value in metrics.items()]
+    components.append(Table(figures, headers=["figure", "value"]))
     if history_chart:
         components += [Markdown("## History"), Image(history_chart)]
     return components
+
+
+def verdict(alerts: list[str], failed_tests: list[dict[str, str]]) -> str:
+    """The alerts, or that there are none; a failed test that raised no alert is named
+    as such, so "no alerts" never sits beside a failure it does not explain."""
+    if alerts:
+        return "### ALERTS\n" + "\n".join(f"- **{alert}**" for alert in alerts)
+    if not failed_tests:
+        return "No alerts."
+    names = "; ".join(f"{test['name']} ({test['report']})" for test in failed_tests)
+    tests = "test" if len(failed_tests) == 1 else "tests"
+    return (
+        f"No alerts, but **{len(failed_tests)} Evidently {tests} failed**: {names}. "
+        "Only drift and accuracy under the threshold raise alerts; what each failed "
+        "test measured is below, and its report card has the details."
+    )
+
+
+def shown_figure(name: str, value: float) -> str:
+    """A figure as the card shows it: yes/no, a whole count, a p-value to three
+    significant figures, anything else to three decimals."""
+    if name in FLAGS:
+        return "yes" if value else "no"
+    if name.endswith(COUNTS) and float(value).is_integer():
+        return str(int(value))
+    if name.endswith("p_value"):
+        return f"{value:.3g}"
+    return f"{value:.3f}"
 
 
 def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes | None:
@@ -46,6 +85,18 @@ def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes 
     needs neither matplotlib nor pandas."""
     if not len(history):
         return None
+    from matplotlib import pyplot as plt
+
+    figure = history_figure(history, settings)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def history_figure(history: pd.DataFrame, settings: MonitoringSettings) -> Any:
+    """The Matplotlib figure of `history_chart`: runs numbered from 1 on whole-number
+    axes, half a run of room each side (one run is one point, not a 0.95-1.05 axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,15 +115,16 @@ def history_chart(history: pd.DataFrame, settings: MonitoringSettings) -> bytes 
     if "metrics.drifted_columns" in history:
         right.bar(runs, history["metrics.drifted_columns"], color="tab:orange")
     right.set_title("drifted columns (alert when > 0)")
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in (left, right):
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlim(0.5, len(history) + 0.5)
+        # Whole runs even when the axis holds a single one (by default Matplotlib then
+        # falls back to fractions).
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.set_xlabel("monitoring run")
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure
 
 
 def _estimates(axis: Any, runs: range, history: pd.DataFrame) -> None:
@@ -106,9 +158,9 @@ def estimate_section(
     else:
         how = "calibrated at registration" if estimate["calibrated"] else "raw: no calibration"
         line = (
-            f"**{estimate['accuracy']:.4f}**, 95% band [{estimate['low']:.4f}, "
-            f"{estimate['high']:.4f}], on {estimate['rows']} recent answers, labelled or not "
-            f"(confidences {how}); threshold {threshold}."
+            f"**{estimate['accuracy']:.3f}**, 95% band [{estimate['low']:.3f}, "
+            f"{estimate['high']:.3f}], on {estimate['rows']} recent answers, labelled or not "
+            f"(confidences {how}); threshold {threshold:.3f}."
         )
     return [
         Markdown("## Accuracy estimated before labels\n" + line),
@@ -129,14 +181,14 @@ def estimate_history(runs: list[dict[str, Any]]) -> list[Any]:
         return []
 
     def shown(value: float | None) -> str:
-        return "-" if value is None else f"{value:.4f}"
+        return "-" if value is None else f"{value:.3f}"
 
     rows = [
         [
             run["when"][:19],
             run["version"],
             shown(run["estimated"]),
-            "-" if run["low"] is None else f"[{run['low']:.4f}, {run['high']:.4f}]",
+            "-" if run["low"] is None else f"[{run['low']:.3f}, {run['high']:.3f}]",
             shown(run["accuracy"]),
         ]
         for run in runs
@@ -194,13 +246,13 @@ def _paired_figures(comparison: dict[str, Any]) -> list[Any]:
     champion, shadow = comparison["champion_version"], comparison["shadow_version"]
     paired = comparison["paired"]
     rows = [
-        [f"champion v{champion}", f"{paired['champion_accuracy']:.4f}", paired["champion_only"]],
-        [f"shadow v{shadow}", f"{paired['challenger_accuracy']:.4f}", paired["challenger_only"]],
+        [f"champion v{champion}", f"{paired['champion_accuracy']:.3f}", paired["champion_only"]],
+        [f"shadow v{shadow}", f"{paired['challenger_accuracy']:.3f}", paired["challenger_only"]],
     ]
     return [
         Table(rows, headers=["model", "accuracy", "rows only this model got right"]),
         Markdown(
-            f"Difference (shadow - champion) **{paired['difference']:+.4f}** on "
+            f"Difference (shadow - champion) **{paired['difference']:+.3f}** on "
             f"{paired['rows']} paired rows; McNemar's exact p-value "
             f"**{paired['p_value']:.3g}**."
         ),

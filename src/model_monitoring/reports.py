@@ -11,6 +11,7 @@ these functions use (`model_monitoring.evidently_import`, which lists those impo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,8 +153,7 @@ def drift_report(
 
     preset = DataDriftPreset(
         columns=schema.features,
-        # One drifted column is an alert, so one is dataset drift in the report too.
-        drift_share=1 / len(schema.features),
+        drift_share=drift_share(len(schema.features)),
         num_method=settings.numeric_drift_method,
         num_threshold=settings.numeric_drift_threshold,
         cat_method=settings.categorical_drift_method,
@@ -168,6 +168,18 @@ def drift_report(
     return snapshot, Outcome(
         tests=tests, values={"drift_detected": bool(drifted), "drifted_columns": drifted}
     )
+
+
+def drift_share(columns: int) -> float:
+    """The share of drifted columns the drift report calls dataset drift: one column.
+
+    One drifted column is an alert, so one is dataset drift in the report too. Not
+    1/columns itself, which the report prints as 0.16666666666666666: that rounded down
+    to three significant figures, still above 0 and at most 1/columns.
+    """
+    exact = 1 / columns
+    digits = 2 - math.floor(math.log10(exact))
+    return math.floor(exact * 10**digits) / 10**digits
 
 
 def drifted_columns(tests: list[dict[str, str]], columns: list[str]) -> list[str]:
@@ -234,11 +246,22 @@ def run_reports(
     return {name: build_report(name, reference, current, schema, settings) for name in REPORTS}
 
 
+def failed_tests(reports: dict[str, Report]) -> list[dict[str, str]]:
+    """The tests that failed, each with the title of its report (`REPORTS`): the name
+    says what was tested, the description what was measured against which condition."""
+    return [
+        {"report": REPORTS[name], **test}
+        for name, report in reports.items()
+        for test in report.outcome.tests
+        if test["status"] == "FAIL"
+    ]
+
+
 def conclusions(reports: dict[str, Report]) -> dict[str, Any]:
     """What the reports of `run_reports` concluded, by the artifact names users read.
 
-    `tests` holds every report's tests; without production rows there are none, no
-    drift and no accuracy.
+    `tests` holds every report's tests, `failed_tests` those that failed with the title
+    of their report; without production rows there are none, no drift and no accuracy.
     """
     summary, drift, classification = (
         reports[name].outcome for name in ("summary", "drift", "classification")
@@ -248,6 +271,7 @@ def conclusions(reports: dict[str, Report]) -> dict[str, Any]:
         "drift_tests": drift.tests,
         "classification_tests": classification.tests,
         "tests": summary.tests + drift.tests + classification.tests,
+        "failed_tests": failed_tests(reports),
         "drift_detected": drift.values.get("drift_detected", False),
         "drifted_columns": drift.values.get("drifted_columns", []),
         "accuracy": classification.values.get("accuracy"),

@@ -230,7 +230,9 @@ class Monitoring(Pipeline):
         )
 
         threshold = self.settings.monitoring.accuracy_threshold
-        current.card.extend(monitoring_summary(self.alerts, self.metrics, self.history_chart))
+        current.card.extend(
+            monitoring_summary(self.alerts, self.metrics, self.history_chart, self.failed_tests)
+        )
         current.card.extend(estimate_section(self.estimate, self.rows_used, threshold))
         current.card.extend(estimate_history(self.estimate_history))
         current.card.extend(shadow_section(self.shadow_comparison, self.challenger_finding))

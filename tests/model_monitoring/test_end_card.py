@@ -27,6 +27,76 @@ def test_the_history_chart_is_a_png_and_none_without_history() -> None:
     assert chart is not None and chart.startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_one_monitoring_run_gets_a_whole_number_run_axis_around_it() -> None:
+    from matplotlib import pyplot as plt
+
+    from model_monitoring.end_card import history_figure
+
+    for runs in (1, 3):
+        history = pd.DataFrame(
+            {"metrics.accuracy": [0.9] * runs, "metrics.drifted_columns": [0.0] * runs}
+        )
+        figure = history_figure(history, SETTINGS)
+        for axis in figure.axes:
+            assert axis.get_xlim() == (0.5, runs + 0.5)
+            low, high = axis.get_xlim()
+            ticks = [tick for tick in axis.get_xticks() if low <= tick <= high]
+            assert ticks == list(range(1, runs + 1)), ticks
+        plt.close(figure)
+
+
+FAILED = [
+    {
+        "report": "Data summary",
+        "name": "Column 'culmen_length_mm' missing values: Less or Equal 150.000",
+        "status": "FAIL",
+        "description": "Column 'culmen_length_mm' missing values: Actual value 201.000 >= 150.000",
+    }
+]
+
+
+def test_a_failed_test_that_raised_no_alert_is_named_beside_no_alerts() -> None:
+    from metaflow.cards import Markdown, Table
+
+    from model_monitoring.end_card import monitoring_summary
+
+    components = monitoring_summary([], {"failed_tests": 1.0}, None, FAILED)
+    text = "\n".join(c._text for c in components if isinstance(c, Markdown))
+    assert "No alerts, but **1 Evidently test failed**" in text
+    assert FAILED[0]["name"] in text and "Failed tests (1)" in text
+    tables = [str(c.render()) for c in components if isinstance(c, Table)]
+    assert "Actual value 201.000 >= 150.000" in tables[0] and "Data summary" in tables[0]
+    assert "No alerts." in monitoring_summary([], {"failed_tests": 0.0}, None, [])[1]._text
+
+
+def test_the_figures_read_yes_no_whole_counts_and_three_decimals() -> None:
+    from metaflow.cards import Table
+
+    from model_monitoring.end_card import monitoring_summary, shown_figure
+
+    figures = {
+        "rows": 300.0,
+        "drift_detected": 1.0,
+        "drifted_columns": 1.0,
+        "failed_tests": 2.0,
+        "accuracy": 0.8100961538461539,
+        "challenger_better": 0.0,
+        "shadow_p_value": 0.000123456,
+    }
+    shown = {name: shown_figure(name, value) for name, value in figures.items()}
+    assert shown == {
+        "rows": "300",
+        "drift_detected": "yes",
+        "drifted_columns": "1",
+        "failed_tests": "2",
+        "accuracy": "0.810",
+        "challenger_better": "no",
+        "shadow_p_value": "0.000123",
+    }
+    (table,) = [c for c in monitoring_summary([], figures, None) if isinstance(c, Table)]
+    assert "0.8100961538461539" not in str(table.render())
+
+
 @pytest.mark.parametrize("chart", [None, b"\x89PNG fake"])
 def test_the_monitoring_summary_shows_alerts_figures_and_the_chart(chart: bytes | None) -> None:
     from metaflow.cards import Image, Markdown, Table
@@ -105,7 +175,8 @@ def test_the_estimate_section_gives_the_estimate_its_band_and_the_rows_used() ->
         "calibrated": True,
     }
     text = "\n".join(c._text for c in estimate_section(estimate, ROWS_USED, 0.7))
-    assert "**0.9500**, 95% band [0.9200, 0.9800], on 200 recent answers" in text
+    assert "**0.950**, 95% band [0.920, 0.980], on 200 recent answers" in text
+    assert "threshold 0.700." in text
     assert "calibrated at registration" in text
     assert "Reports and realised accuracy: no rows of version 3." in text
     assert "Estimate: 200 rows answered by version 3, 2026-01-01T10:00:00+00:00 to" in text
@@ -131,5 +202,6 @@ def test_the_estimate_history_is_a_table_of_estimated_and_realised_accuracy() ->
     assert isinstance(table, Table)
     assert "Estimated and realised accuracy" in heading._text
     rendered = str(table.render())
-    assert "0.9500" in rendered and "[0.9200, 0.9800]" in rendered and "0.9333" in rendered
+    assert "0.950" in rendered and "[0.920, 0.980]" in rendered and "0.933" in rendered
+    assert "0.9333" not in rendered
     assert "2026-01-01 10:00:00" in rendered and "-" in rendered

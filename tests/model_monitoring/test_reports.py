@@ -26,6 +26,7 @@ from model_monitoring.reports import (
     classification_report,
     conclusions,
     drift_report,
+    drift_share,
     run_reports,
     sample_rows,
     summary_report,
@@ -118,6 +119,23 @@ def test_a_shifted_feature_is_detected_and_named(
     assert per_column == {
         column: ("FAIL" if column == shifted else "SUCCESS") for column in SCHEMA.features
     }
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 6, 7, 9, 150, 1500])
+def test_one_drifted_column_is_dataset_drift_with_a_short_threshold(columns: int) -> None:
+    share = drift_share(columns)
+    assert 0 < share <= 1 / columns and share > 0.99 / columns
+    assert len(repr(share)) <= len("0.000666")
+
+
+def test_the_drift_page_prints_a_short_dataset_drift_threshold(
+    data: pd.DataFrame, reference: pd.DataFrame
+) -> None:
+    snapshot, outcome = drift_report(reference, traffic(data, drift=True, seed=0), SCHEMA, SETTINGS)
+    assert outcome.values["drift_detected"] is True
+    page = snapshot.get_html_str(as_iframe=False)
+    assert f"threshold is {drift_share(len(SCHEMA.features))}" in page
+    assert "0.1666666" not in page
 
 
 def test_a_shifted_categorical_feature_is_detected(
@@ -278,6 +296,7 @@ def test_without_rows_every_page_says_so_and_nothing_is_concluded(
         "drift_tests": [],
         "classification_tests": [],
         "tests": [],
+        "failed_tests": [],
         "drift_detected": False,
         "drifted_columns": [],
         "accuracy": None,
@@ -308,6 +327,17 @@ def test_the_reports_conclude_what_each_report_does_alone(
     )
     assert found["drift_tests"] == reports["drift"].outcome.tests
     assert found["drift_detected"] is True and found["drifted_columns"] == [shift]
+    # Every failed test, named with its report, says what it measured against what.
+    failed = [(test["report"], test["name"]) for test in found["failed_tests"]]
+    assert failed == [
+        (REPORTS[name], test["name"])
+        for name in REPORTS
+        for test in reports[name].outcome.tests
+        if test["status"] == "FAIL"
+    ]
+    assert ("Data drift", f"Value Drift for column {shift}") in failed
+    drifted = next(t for t in found["failed_tests"] if t["name"].endswith(f"column {shift}"))
+    assert "Drift score is" in drifted["description"] and "threshold" in drifted["description"]
     expected = float((current[PREDICTION] == current[GROUND_TRUTH]).mean())
     assert found["accuracy"] == pytest.approx(expected, abs=1e-12)
     assert expected < 1.0

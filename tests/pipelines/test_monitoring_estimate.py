@@ -149,7 +149,7 @@ def test_after_labels_the_realised_accuracy_sits_beside_the_estimate(
     assert latest["accuracy"] == pytest.approx(realised)
     card = "".join(card_text(card) for card in _cards(result))
     assert "Estimated and realised accuracy" in card
-    assert f"{realised:.4f}" in card and f"{data.estimate['accuracy']:.4f}" in card
+    assert f"{realised:.3f}" in card and f"{data.estimate['accuracy']:.3f}" in card
     assert "data:image/png;base64," in card  # the history chart
 
 
