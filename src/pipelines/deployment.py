@@ -294,14 +294,24 @@ class Deployment(Pipeline):
             self.logger.error("Could not record the rollback in the registry: %s", error)
 
     def show_decision(self) -> None:
-        """The decision, its figures and the history so far, on the `start` card."""
+        """The decision, its figures, the shadow if any and the history so far, on the
+        `start` card."""
         import mlflow
 
         from promotion.audit import deployment_history
-        from promotion.decision_card import history_card
+        from promotion.decision_card import history_card, shadow_section
+        from promotion.evidence import cross_validated_scores
 
-        history = deployment_history(mlflow.MlflowClient(), self.model_name, limit=50)
-        current.card.extend(history_card(self.decision, history))
+        client = mlflow.MlflowClient()
+        history = deployment_history(client, self.model_name, limit=50)
+        shadow = None
+        if self.shadow_version:
+            versions = (self.version, self.shadow_version)
+            scores = {v: cross_validated_scores(client, self.model_name, v) for v in versions}
+            shadow = shadow_section(
+                self.shadow_version, self.version, scores, self.decision.refused
+            )
+        current.card.extend(history_card(self.decision, history, shadow))
 
 
 if __name__ == "__main__":

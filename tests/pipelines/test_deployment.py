@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.flows import FlowResult
+from support.flows import FlowResult, card_text
 from support.paths import DEPLOYMENT_FLOW
 from support.places import Place
 from support.rows import CLASSES, SPEC_ROW
@@ -257,6 +257,13 @@ def test_a_shadow_scores_every_request_and_one_label_serves_both(
         assert rows["ground_truth"].to_dict() == truth
         (event, *_) = deployment_history(mlflow_client, setup.name)
         assert event["decision"] == "shadow"
+        # The start card says which version shadows which, with their training figures.
+        from metaflow.cards import get_cards
+
+        card = card_text(get_cards(result.run["start"].task)[0])
+        assert f"Shadow: version {shadow}" in card
+        assert f"scores every request in shadow beside version **{champion}**" in card
+        assert "cross-validated accuracy" in card
     finally:  # the other tests expect no shadow
         removed = setup.deploy(model_version=champion)
     assert removed.successful, removed.describe()
