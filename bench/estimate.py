@@ -62,6 +62,8 @@ class Window:
     plain: float  # the confidences-only estimate (plain CBPE)
     realised: float
     wrong_confident: float  # share of the wrong answers given with confidence >= 0.99
+    right_outside: float  # the realised accuracy of the answers outside the input support
+    right_inside: float  # ... and inside it
 
 
 def arguments() -> argparse.Namespace:
@@ -119,41 +121,61 @@ def send_window(local: Any, schema: Any, data: Any, size: int, drift: bool, seed
     return dict(zip(ids, truth.tolist(), strict=True))
 
 
-def measure(local: Any, calibration: Any, size: int, truth: dict[str, str]) -> tuple:
-    """The estimate of the newest `size` captures before their labels (and the plain
-    CBPE one), then the accuracy realised on them once labelled, and how confident the
-    wrong answers were."""
-    from model_monitoring.performance_estimate import estimate_accuracy, estimate_version
+def measure(local: Any, stored: tuple, size: int, truth: dict[str, str]) -> list:
+    """The estimate of the newest `size` captures before their labels and the plain
+    CBPE one, then once labelled: the accuracy realised on them, how confident the
+    wrong answers were, and the accuracy realised outside and inside the support
+    (`stored`: the version's calibration and support). Window's fields from `estimate`."""
+    import numpy as np
+
+    from model_monitoring.performance_estimate import (
+        estimate_accuracy,
+        estimate_version,
+        right_if_outside,
+    )
     from model_monitoring.production_rows import version_windows
 
-    before = version_windows(local, size, VERSION)
-    assert before.recent is not None and set(before.recent["id"]) == set(truth)
-    estimate = estimate_version(MODEL_NAME, VERSION, before.recent)
-    plain = estimate_accuracy(before.recent["confidence"].to_numpy(dtype=float), calibration)
+    calibration, support = stored
+    before = version_windows(local, size, VERSION).recent
+    assert before is not None and set(before["id"]) == set(truth)
+    estimate = estimate_version(MODEL_NAME, VERSION, before)
+    plain = estimate_accuracy(before["confidence"].to_numpy(dtype=float), calibration)
+    outside = set(before["id"][~np.isnan(right_if_outside(before, support))])
     local.label_by_id(truth)
     after = version_windows(local, size, VERSION).labelled
     assert after is not None and len(after) == size
     right = after["prediction"] == after["ground_truth"]
     wrong = after.loc[~right, "confidence"]
-    confident = float((wrong >= 0.99).mean()) if len(wrong) else float("nan")
-    return estimate, plain.accuracy, float(right.mean()), confident
+    beyond = after["id"].isin(outside)
+    return [
+        estimate,
+        plain.accuracy,
+        float(right.mean()),
+        float((wrong >= 0.99).mean()) if len(wrong) else float("nan"),
+        float(right[beyond].mean()) if beyond.any() else float("nan"),
+        float(right[~beyond].mean()) if (~beyond).any() else float("nan"),
+    ]
 
 
-def windows(local: Any, args: argparse.Namespace, calibration: Any) -> list[Window]:
+def windows(local: Any, args: argparse.Namespace, stored: tuple) -> list[Window]:
     schema, data, _ = project()
     measured = []
     plan = [("normal", False)] * args.windows + [("drifted", True)] * args.drifted_windows
     for seed, (kind, drift) in enumerate(plan, start=100):
         number = sum(window.kind == kind for window in measured) + 1
         truth = send_window(local, schema, data, args.window, drift, seed)
-        estimate, plain, realised, confident = measure(local, calibration, args.window, truth)
-        measured.append(Window(kind, number, estimate, plain, realised, confident))
+        measured.append(Window(kind, number, *measure(local, stored, args.window, truth)))
+        estimate, realised = measured[-1].estimate, measured[-1].realised
         print(f"  {kind} window {number}: {estimate.summary()}; realised {realised:.4f}")
     return measured
 
 
 def _share(value: float) -> str:
     return "- (none wrong)" if math.isnan(value) else f"{value:.0%}"
+
+
+def _rate(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def _outside(estimate: Any) -> str:
@@ -165,9 +187,10 @@ def _outside(estimate: Any) -> str:
 def report(measured: list[Window], threshold: float) -> None:
     print(
         "\n| traffic | window | estimated [95% band] | outside support | plain CBPE | "
-        "realised | difference | wrong answers at confidence >= 0.99 | verdict |"
+        "realised | difference | realised outside / inside the support | "
+        "wrong answers at confidence >= 0.99 | verdict |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for window in measured:
         estimate, difference = window.estimate, window.estimate.accuracy - window.realised
         if window.kind == "normal":
@@ -179,6 +202,7 @@ def report(measured: list[Window], threshold: float) -> None:
             f"| {window.kind} | {window.number} | {estimate.accuracy:.4f} [{estimate.low:.4f}, "
             f"{estimate.high:.4f}] | {_outside(estimate)} | {window.plain:.4f} | "
             f"{window.realised:.4f} | {difference:+.4f} | "
+            f"{_rate(window.right_outside)} / {_rate(window.right_inside)} | "
             f"{_share(window.wrong_confident)} | {verdict} |"
         )
 
@@ -231,7 +255,7 @@ def main() -> None:
         }
         local = Local(backend)
         local.deploy(model_uri(MODEL_NAME, VERSION), VERSION)
-        measured = windows(local, args, calibration)
+        measured = windows(local, args, (calibration, support))
         report(measured, project()[2].accuracy_threshold)
         if args.drifted_windows:
             schema, data, _ = project()

@@ -187,12 +187,15 @@ def _stored(model_name: str, version: str | None, tag: str, artifact: str) -> di
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from common.registry import quiet_downloads
+
     try:
         registered = mlflow.MlflowClient().get_model_version(model_name, version)
         # The tags say whether there is one: no failed download to find out.
         if not registered.run_id or tag not in registered.tags:
             return None
-        text = mlflow.artifacts.load_text(f"runs:/{registered.run_id}/{artifact}")
+        with quiet_downloads():  # no progress bar in the monitoring log
+            text = mlflow.artifacts.load_text(f"runs:/{registered.run_id}/{artifact}")
     except (MlflowException, OSError):
         return None
     return json.loads(text)

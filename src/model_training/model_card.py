@@ -404,7 +404,7 @@ def _support_line(support: dict[str, Any] | None) -> list[str]:
         return []
     return [
         f"Input support (`input_support.json`): a captured row farther than "
-        f"**{support['threshold']:.4f}** (Mahalanobis, to the nearest class in the model's "
+        f"**{support['threshold']:.3f}** (Mahalanobis, to the nearest class in the model's "
         f"feature space; the {support['quantile']:.0%} quantile of the {support['rows']} "
         "out-of-fold rows) is outside it; monitoring counts its answer as a guess, right "
         "as often as the class occurs in training, whatever its confidence."

@@ -71,7 +71,7 @@ def test_the_registered_version_carries_its_calibration(
     path = mlflow_client.download_artifacts(registered.run_id, CALIBRATION_ARTIFACT, str(tmp_path))
     assert Calibration.from_dict(json.loads(Path(path).read_text())) == stored
     assert "## Confidence calibration" in register["model_card"].data
-    assert f"raw confidences {stored.ece_raw:.4f}" in register["model_card"].data
+    assert f"raw confidences {stored.ece_raw:.3f}" in register["model_card"].data
 
 
 def test_the_registered_version_carries_its_input_support(
@@ -93,7 +93,7 @@ def test_the_registered_version_carries_its_input_support(
     assert registered.tags[SUPPORT_TAG] == f"{stored.threshold:.4f}"
     path = mlflow_client.download_artifacts(registered.run_id, SUPPORT_ARTIFACT, str(tmp_path))
     assert InputSupport.from_dict(json.loads(Path(path).read_text())) == stored
-    assert f"farther than **{stored.threshold:.4f}**" in register["model_card"].data
+    assert f"farther than **{stored.threshold:.3f}**" in register["model_card"].data
 
 
 def test_support_evidence_worked_example() -> None:

@@ -358,7 +358,7 @@ def test_the_calibration_section_gives_the_input_support_threshold() -> None:
     support = {"threshold": 4.56789, "quantile": 0.99, "rows": 344}
     text = render_markdown(replace(make_card(), calibration=calibration, input_support=support))
     section = text[text.index("## Confidence calibration") :]
-    assert "farther than **4.5679**" in section
+    assert "farther than **4.568**" in section
     assert "the 99% quantile of the 344 out-of-fold rows" in section
 
 
