@@ -160,7 +160,7 @@ def estimate_section(
         line = (
             f"**{estimate['accuracy']:.3f}**, 95% band [{estimate['low']:.3f}, "
             f"{estimate['high']:.3f}], on {estimate['rows']} recent answers, labelled or not "
-            f"(confidences {how}); threshold {threshold:.3f}."
+            f"(confidences {how}); threshold {threshold:.3f}. {_support_sentence(estimate)}."
         )
     return [
         Markdown("## Accuracy estimated before labels\n" + line),
@@ -170,6 +170,14 @@ def estimate_section(
             f"- {rows_sentence(rows_used['recent'], 'Estimate')}"
         ),
     ]
+
+
+def _support_sentence(estimate: dict[str, Any]) -> str:
+    """The estimate's inputs against the training support (none known to older runs)."""
+    from model_monitoring.performance_estimate import Estimate
+
+    sentence = Estimate(**estimate).support_sentence()
+    return sentence[0].upper() + sentence[1:]
 
 
 def estimate_history(runs: list[dict[str, Any]]) -> list[Any]:

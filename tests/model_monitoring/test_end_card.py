@@ -186,6 +186,24 @@ def test_the_estimate_section_gives_the_estimate_its_band_and_the_rows_used() ->
     assert "nothing to estimate" in estimate_section(None, ROWS_USED, 0.7)[0]._text
 
 
+def test_the_estimate_section_says_how_many_answers_were_outside_the_support() -> None:
+    from model_monitoring.end_card import estimate_section
+
+    estimate = {
+        "accuracy": 0.47,
+        "low": 0.44,
+        "high": 0.5,
+        "standard_error": 0.017,
+        "rows": 500,
+        "calibrated": True,
+    }
+    # An estimate recorded before supports were stored has no `outside_support`.
+    plain = estimate_section(estimate, ROWS_USED, 0.7)[0]._text
+    assert "No input support stored with this version: confidences only (plain CBPE)." in plain
+    checked = estimate_section({**estimate, "outside_support": 363}, ROWS_USED, 0.7)[0]._text
+    assert "363 of 500 answers (72.6%) outside the training support, counted as guesses." in checked
+
+
 def test_the_estimate_history_is_a_table_of_estimated_and_realised_accuracy() -> None:
     from metaflow.cards import Table
 

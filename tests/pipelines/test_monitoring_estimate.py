@@ -21,7 +21,7 @@ from support.flows import FlowResult, card_text
 from support.paths import DEPLOYMENT_FLOW, MONITORING_FLOW
 from support.places import Place
 
-from common.calibration import CALIBRATION_TAGS
+from common.calibration import CALIBRATION_TAGS, SUPPORT_TAG
 from common.traffic import batches, sample_requests
 from inference.capture import SMOKE
 
@@ -93,6 +93,7 @@ def test_the_version_monitored_has_a_stored_calibration(
     tags = mlflow_client.get_model_version(MODEL_NAME, monitored.version).tags
     assert set(CALIBRATION_TAGS) <= set(tags)
     assert stored_calibration(MODEL_NAME, monitored.version) is not None
+    assert SUPPORT_TAG in tags
 
 
 def test_the_smoke_test_is_stored_as_such_and_left_out(monitored: Monitored) -> None:
@@ -115,7 +116,13 @@ def test_before_labels_the_estimate_is_reported(monitored: Monitored, mlflow_cli
     assert estimate is not None and estimate["calibrated"]
     assert estimate["rows"] == TRAFFIC_ROWS
     assert 0 <= estimate["low"] <= estimate["accuracy"] <= estimate["high"] <= 1
+    # Normal traffic: the version's input support (stored at registration) was checked,
+    # and about 1 answer in 100 at most lies outside it.
+    assert estimate["outside_support"] is not None
+    assert estimate["outside_support"] <= 0.03 * TRAFFIC_ROWS
     metrics = mlflow_client.get_run(data.mlflow_monitoring_run_id).data.metrics
+    outside_share = estimate["outside_support"] / TRAFFIC_ROWS
+    assert metrics["estimate_outside_support_share"] == pytest.approx(outside_share)
     assert metrics["estimated_accuracy"] == pytest.approx(estimate["accuracy"])
     assert metrics["estimated_accuracy_low"] == pytest.approx(estimate["low"])
     assert metrics["estimated_accuracy_high"] == pytest.approx(estimate["high"])
@@ -124,6 +131,8 @@ def test_before_labels_the_estimate_is_reported(monitored: Monitored, mlflow_cli
     assert "Estimated accuracy before labels" in result.output
     card = "".join(card_text(card) for card in _cards(result))
     assert "Accuracy estimated before labels" in card
+    assert f"{estimate['outside_support']} of {TRAFFIC_ROWS} answers" in card
+    assert "outside the training support, counted as guesses" in card
     assert f"on {TRAFFIC_ROWS} recent answers" in card
     assert f"Estimate: {TRAFFIC_ROWS} rows answered by version {monitored.version}" in card
 
