@@ -10,9 +10,10 @@ ground truth. The schema only grows: a store lacking columns or indexes gains th
 when opened, under an advisory lock so that workers starting together migrate once,
 and a store that has them all (named in the table's comment) is not touched.
 
-Each server worker holds one connection, shared by its threads under a lock like the
-SQLite store's; a connection that broke (a restarted server) is opened again at the
-next use, as is one inherited across a fork. Ground truth is staged in a temporary
+Each server worker holds up to CONNECTIONS connections, one per request in flight, so
+that their commits are flushed together; a connection found broken (a restarted
+database) is replaced and the operation done again (each may be repeated: a save
+replaces by id), and a forked process opens its own. Ground truth is staged in a temporary
 table by COPY and applied in one `UPDATE ... FROM`. The retention's policy is
 `inference.retention.enforce`, through a connection of its own, in batches;
 PostgreSQL's autovacuum gives the space back.
@@ -29,9 +30,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from inference.capture import (
@@ -58,6 +58,10 @@ SCHEMA_COMMENT = f"penguins prediction capture, schema {SCHEMA_VERSION}"
 # Held while migrating, so that the workers of one server migrate one at a time.
 MIGRATION_LOCK = 0x70656E67  # "peng"
 CONNECT_TIMEOUT_SECONDS = 10
+# Connections a store (a server worker) holds at most: requests of one worker commit
+# side by side, and PostgreSQL flushes their commits to its log together.
+CONNECTIONS = 4
+T = TypeVar("T")
 # Above this many labels the staged table is analysed, so the planner joins it well.
 ANALYSE_FROM_LABELS = 1_000
 
@@ -169,65 +173,93 @@ class PostgresCaptureStore(StoreBase):
         self.url = url
         self.path = described(url)
         self._password = password
-        self._lock = threading.Lock()
-        self._connection: psycopg.Connection | None = None
+        self._slots = threading.BoundedSemaphore(CONNECTIONS)
+        self._pool_lock = threading.Lock()
+        self._idle: list[psycopg.Connection] = []
         self._pid = os.getpid()
-        with self._errors("Cannot open the capture database"), self._lock:
-            self._connected()
+        # Opened (and migrated) now: a store that cannot be reached fails at start.
+        self._run("Cannot open the capture database", lambda connection: None)
 
-    def _connected(self) -> psycopg.Connection:
-        """The store's connection (caller holds the lock), opened again if it broke or
-        was inherited from the process that forked this one."""
-        connection = self._connection
-        if (
-            connection is None
-            or connection.broken
-            or connection.closed
-            or (self._pid != os.getpid())
-        ):
-            self._connection = connection = connect(self.url, self._password)
-            self._pid = os.getpid()
-        return connection
+    def _take(self) -> psycopg.Connection:
+        """An idle connection of this process, or a new one."""
+        with self._pool_lock:
+            if self._pid != os.getpid():  # forked: the parent's connections are its own
+                self._idle, self._pid = [], os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return connect(self.url, self._password)
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _give_back(self, connection: psycopg.Connection) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if connection.broken or connection.closed:
+            return
+        if connection.info.transaction_status != TransactionStatus.IDLE:
+            connection.close()
+            return
+        with self._pool_lock:
+            self._idle.append(connection)
+
+    def _run(self, what: str, work: Callable[[psycopg.Connection], T], transaction=False) -> T:
+        """`work` on a connection of the store's (in one transaction if asked); a failure
+        as CaptureError saying `what` failed. A connection found broken (the database
+        restarted) is replaced and `work` done once more: each of the store's operations
+        may be repeated (a save replaces its rows by id)."""
         import psycopg
 
-        try:
-            yield
-        except (psycopg.Error, OSError) as error:
-            raise CaptureError(_failure(what, self.path, error)) from error
-
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[psycopg.Connection]:
-        """The connection in one transaction, under the lock; failures as CaptureError."""
-        with self._errors(what), self._lock:
-            connection = self._connected()
-            with connection.transaction():
-                yield connection
+        with self._slots:
+            for attempt in range(2):
+                connection = None
+                try:
+                    connection = self._take()
+                    if not transaction:
+                        result = work(connection)
+                    else:
+                        with connection.transaction():
+                            result = work(connection)
+                except (psycopg.Error, OSError) as error:
+                    broken = connection is not None and connection.broken
+                    if connection is not None:
+                        self._give_back(connection)
+                    if broken and attempt == 0:
+                        continue
+                    raise CaptureError(_failure(what, self.path, error)) from error
+                self._give_back(connection)
+                return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._errors("Could not read predictions from"), self._lock:
-            return self._connected().execute(query, parameters).fetchall()
+        return self._run(
+            "Could not read predictions from",
+            lambda connection: connection.execute(query, parameters).fetchall(),
+        )
 
     def close(self) -> None:
-        if self._connection is not None and self._pid == os.getpid():
-            self._connection.close()
+        with self._pool_lock:
+            idle, self._idle = (self._idle if self._pid == os.getpid() else []), []
+        for connection in idle:
+            connection.close()
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
         if len(rows) <= ROWS_PER_STATEMENT:  # a request's rows: one statement
             statement = INSERT.replace(_VALUES, ", ".join([_VALUES] * len(rows)))
-            with self._errors("Could not capture predictions in"), self._lock:
-                self._connected().execute(statement, [value for row in rows for value in row])
+            values = [value for row in rows for value in row]
+            self._run(
+                "Could not capture predictions in",
+                lambda connection: connection.execute(statement, values),
+            )
             return
-        with self._transaction("Could not capture predictions in") as connection:
+
+        def staged(connection: psycopg.Connection) -> None:
             connection.execute(STAGE_ROWS)
             with connection.cursor().copy(COPY_ROWS) as copy:
                 for row in rows:
                     copy.write_row(row)
             connection.execute(INSERT_STAGED)
+
+        self._run("Could not capture predictions in", staged, transaction=True)
 
     def unlabeled(self) -> list[tuple[str, str]]:
         """(id, prediction) of every prediction without ground truth, but a smoke test's."""
@@ -238,7 +270,8 @@ class PostgresCaptureStore(StoreBase):
 
     def label(self, ground_truth: dict[str, str]) -> int:
         """Attach ground truth by prediction id in one transaction; return rows updated."""
-        with self._transaction("Could not record ground truth in") as connection:
+
+        def apply(connection: psycopg.Connection) -> int:
             connection.execute(STAGE_LABELS)
             with connection.cursor().copy("COPY labels (id, truth) FROM STDIN") as copy:
                 for id_, truth in ground_truth.items():
@@ -247,14 +280,20 @@ class PostgresCaptureStore(StoreBase):
                 connection.execute("ANALYZE labels")
             return connection.execute(APPLY_LABELS, (time.time(),)).rowcount
 
+        return self._run("Could not record ground truth in", apply, transaction=True)
+
     def mark_source(self, ids: Sequence[str], source: str) -> int:
         """Mark the predictions `ids` as coming from `source`; return how many were found."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
-        with self._transaction("Could not mark predictions in") as connection:
-            return connection.execute(
-                "UPDATE predictions SET source = %s WHERE id = ANY(%s)", (source, list(ids))
-            ).rowcount
+        return self._run(
+            "Could not mark predictions in",
+            lambda connection: (
+                connection.execute(
+                    "UPDATE predictions SET source = %s WHERE id = ANY(%s)", (source, list(ids))
+                ).rowcount
+            ),
+        )
 
     def recent(
         self, limit: int, labeled_only: bool = False, model_version: str | None = None
@@ -281,7 +320,9 @@ class PostgresCaptureStore(StoreBase):
         and a transaction per batch (the server's writes never wait for it); rows deleted."""
         if self.retention is None:
             return 0
-        with self._errors("Could not delete old predictions from"):
+        import psycopg
+
+        try:
             connection = connect(self.url, self._password)
             try:
                 return enforce(
@@ -293,12 +334,16 @@ class PostgresCaptureStore(StoreBase):
                 )
             finally:
                 connection.close()
+        except (psycopg.Error, OSError) as error:
+            message = _failure("Could not delete old predictions from", self.path, error)
+            raise CaptureError(message) from error
 
     def rewrite(self) -> None:
         """Rewrite the table without its dead rows' space (`VACUUM FULL`): it holds the
         server's writes while it runs, as the SQLite store's does."""
-        with self._errors("Could not rewrite"), self._lock:
-            self._connected().execute("VACUUM FULL predictions")
+        self._run(
+            "Could not rewrite", lambda connection: connection.execute("VACUUM FULL predictions")
+        )
 
 
 def _stored_rows(connection: psycopg.Connection, limit: int) -> int:

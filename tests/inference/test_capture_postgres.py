@@ -221,16 +221,34 @@ def test_a_wrong_password_fails_opening_without_showing_it(database_url: str) ->
     assert f"{USER}:***@" in str(raised.value)
 
 
-def test_a_broken_connection_is_opened_again_at_the_next_save(
+def test_a_save_on_a_broken_connection_is_done_again_on_a_new_one(
     store: PostgresCaptureStore,
 ) -> None:
     store.save(["a"], INPUTS[:1], ["Adelie"], [0.5], "1")
-    pid = store._connection.info.backend_pid
-    query(store, "SELECT pg_terminate_backend(%s)", pid)
-    with pytest.raises(CaptureError):  # the request that meets the dead connection fails
-        store.save(["b"], INPUTS[:1], ["Adelie"], [0.5], "1")
-    store.save(["c"], INPUTS[:1], ["Adelie"], [0.5], "1")
-    assert sorted(row[0] for row in store.recent(10)) == ["a", "c"]
+    ended = query(
+        store,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    assert ended == [(True,)]  # the store's one connection, as a database restart does
+    store.save(["b"], INPUTS[:1], ["Gentoo"], [0.5], "1")
+    assert sorted(row[0] for row in store.recent(10)) == ["a", "b"]
+
+
+def test_requests_in_flight_together_commit_on_connections_of_their_own(
+    store: PostgresCaptureStore,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.capture_postgres import CONNECTIONS
+
+    def save(index: int) -> None:
+        store.save([f"r{index}"], INPUTS[:1], ["Adelie"], [0.5], "1")
+
+    with ThreadPoolExecutor(16) as threads:
+        list(threads.map(save, range(400)))
+    assert query(store, "SELECT count(*) FROM predictions") == [(400,)]
+    assert 1 <= len(store._idle) <= CONNECTIONS
 
 
 def test_the_server_environment_opens_the_store_with_its_password(database_url: str) -> None:
