@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 CAPTURE_ROWS_PER_CALL = 25_000
 # The column `start` adds to each staged row: its place in the input, for the rejects.
 INPUT_ROW = "__row__"
+# How a chunk's prediction ids fill the 62 bits UUIDv7 leaves after its variant:
+# 16 bits of the run's hash (12 more in rand_a), the chunk's index, the row's position.
+_CHUNK_BITS, _ROW_BITS = 16, 30
 
 
 @dataclass
@@ -43,18 +46,55 @@ class ScoredChunk:
     class_counts: dict[str, int] = field(default_factory=dict)
 
 
+def chunk_prediction_ids(
+    run: str, started_ms: int, chunk_index: int, positions: Sequence[int]
+) -> list[str]:
+    """The prediction ids of a chunk's rows at `positions`: UUIDv7s (RFC 9562) as 32 hex
+    digits that a retry of the chunk reproduces, so that its captures replace the
+    failed attempt's instead of adding to them (remote workers run `--with retry`).
+
+    Each begins with `started_ms`, the millisecond the run started (time-ordered, as
+    the capture stores and SageMaker's `label_by_id` expect), then 28 bits of a hash of
+    `run` (two runs starting in the same millisecond stay apart), the chunk's index and
+    the row's position: increasing with both, so a chunk lands at the store index's end.
+    """
+    import hashlib
+
+    if not 0 <= chunk_index < 1 << _CHUNK_BITS:
+        raise ValueError(
+            f"chunk {chunk_index} is past the {1 << _CHUNK_BITS} chunks a run's prediction "
+            "ids can number: raise --chunk-rows."
+        )
+    if len(positions) and max(positions) >= 1 << _ROW_BITS:
+        raise ValueError(
+            f"a chunk holds at most {1 << _ROW_BITS} rows a run's prediction ids can number, "
+            f"got row {max(positions)}: lower --chunk-rows."
+        )
+    digest = int.from_bytes(hashlib.blake2b(run.encode(), digest_size=4).digest())
+    random_a, run_bits = digest >> 20, (digest >> 4) & 0xFFFF
+    base = (
+        (started_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62
+        | run_bits << (_CHUNK_BITS + _ROW_BITS) | chunk_index << _ROW_BITS
+    )  # fmt: skip
+    return [f"{base + position:032x}" for position in positions]
+
+
 def score_staged_chunk(
     chunk: dict[str, Any],
     model_files: dict[str, bytes],
     feature_names: Sequence[str],
     staging: str,
     model_version: str,
+    run: tuple[str, int],
 ) -> ScoredChunk:
-    """Read the chunk's staged rows, validate, score, and stage its part of the output."""
+    """Read the chunk's staged rows, validate, score, and stage its part of the output.
+
+    `run` is the run's (pathspec, start millisecond): the answers' ids come from it
+    (`chunk_prediction_ids`), the same on every attempt.
+    """
     import pandas as pd
 
     from batch_scoring.locations import fetch
-    from inference.capture import prediction_ids
 
     index = chunk["index"]
     with tempfile.TemporaryDirectory() as directory:
@@ -64,7 +104,8 @@ def score_staged_chunk(
         predictions, confidences, answered = score_rows(scorer, columns)
         output = scored_frame(
             rows.iloc[answered].drop(columns=INPUT_ROW), predictions, confidences,
-            prediction_ids(len(answered)), model_version, pd.Timestamp.now(tz="UTC"),
+            chunk_prediction_ids(*run, index, answered), model_version,
+            pd.Timestamp.now(tz="UTC"),
         )  # fmt: skip
         scored = ScoredChunk(
             scored_part=stage_part(output, staging, f"scored-{index:05d}.parquet", directory),

@@ -174,9 +174,12 @@ class Scoring(Pipeline):
         self.scored_rows, self.class_counts, self.scored_part = 0, {}, None
         self.unanswered_part, self.unanswered_rows = None, 0
         if self.chunk["rows"]:
+            # The ids come from the run and the chunk: a retried chunk's captures
+            # replace its failed attempt's, never adding to them.
+            run = (f"{current.flow_name}/{current.run_id}", int(self.started_at * 1000))
             scored = score_staged_chunk(
                 self.chunk, self.model_files, self.schema.features, self.staging,
-                self.scored_version,
+                self.scored_version, run,
             )  # fmt: skip
             self.scored_part, self.scored_rows = scored.scored_part, len(scored.answered)
             self.unanswered_part = scored.unanswered_part

@@ -12,13 +12,16 @@ answers for the same rows.
   whose output path holds an older file: it must stay as it was;
 - missing_column, empty: a file without `island`; a CSV with only its header;
 - drift: drifted rows with --fail-on-drift;
-- s3: Parquet in and out of moto's S3, not captured.
+- s3: Parquet in and out of moto's S3, not captured;
+- retried: the CSV in two chunks under `--with retry`, with a backend whose first capture
+  fails its task after storing the rows (support/failing_backend.py).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +30,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from support.aws import MotoServer
+from support.failing_backend import FAULT, MARKER_VARIABLE
 from support.flows import FlowRequest, FlowResult, card_text
 from support.monitoring import penguins, project_schema
-from support.paths import MONITORING_FLOW, PIPELINES
+from support.paths import MONITORING_FLOW, PIPELINES, TESTS_DIR
 from support.places import Place
 from support.serving import ServingModels
 from support.state import ensure_experiment, session_directory
@@ -54,6 +58,7 @@ class Scenario:
     output: str
     parameters: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] | None = None
+    decospecs: tuple[str, ...] = ()
     result: FlowResult | None = None
 
     def request(self, version: str) -> FlowRequest:
@@ -63,7 +68,10 @@ class Scenario:
             "model_version": version,
             **self.parameters,
         }
-        return FlowRequest(SCORING_FLOW, parameters, config=self.place.config, env=self.env)
+        return FlowRequest(
+            SCORING_FLOW, parameters, config=self.place.config, env=self.env,
+            decospecs=self.decospecs,
+        )  # fmt: skip
 
     def successful(self) -> FlowResult:
         assert self.result is not None and self.result.successful, self.result.describe()
@@ -173,6 +181,18 @@ def runs(
     scenarios["s3"] = Scenario(
         "s3", s3, f"s3://{BUCKET}/in/penguins.parquet", f"s3://{BUCKET}/out/scored.parquet",
         {"no_capture": True}, env=dict(moto_server.env),
+    )  # fmt: skip
+
+    retried = place("retried")
+    rows.to_csv(retried.directory / "input.csv", index=False)
+    python_path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    scenarios["retried"] = Scenario(
+        "retried", retried, str(retried.directory / "input.csv"),
+        str(retried.directory / "scored.parquet"),
+        {"chunk_rows": 200, "backend": "support.failing_backend.FailingOnceLocal"},
+        env={"PYTHONPATH": python_path, MARKER_VARIABLE: str(retried.directory / "failed-once")},
+        # As remote workers run; no wait between attempts.
+        decospecs=("retry:minutes_between_retries=0",),
     )  # fmt: skip
 
     requests = {name: scenario.request(version) for name, scenario in scenarios.items()}
@@ -288,6 +308,20 @@ def test_batch_and_served_predictions_agree_on_the_same_rows(runs: ScoringRuns, 
     assert [answer["prediction"] for answer in served] == output["prediction"].tolist()
     for answer, confidence in zip(served, output["confidence"], strict=True):
         assert math.isclose(answer["confidence"], confidence, rel_tol=1e-5)
+
+
+def test_a_retried_chunk_does_not_capture_its_rows_twice(runs: ScoringRuns) -> None:
+    """The first capture fails its chunk task after storing its rows; the retry scores
+    the chunk again under the same ids, so its captures replace the failed attempt's."""
+    scenario = runs["retried"]
+    result = scenario.successful()
+    assert FAULT in result.output and (scenario.place.directory / "failed-once").exists()
+    attempts = [task.current_attempt for task in result.run["score_chunk"]]
+    assert sorted(attempts) == [0, 1], attempts  # two chunks, one of them retried
+    output = output_frame(scenario)
+    assert len(output) == len(penguin_rows())
+    assert scenario.place.captured_count() == len(output)
+    assert set(scenario.place.captured_rows()) == set(output["id"])
 
 
 # --- refusals ----------------------------------------------------------------------------------
