@@ -115,8 +115,12 @@ def wait_for_url(process: Process, url: str, timeout: float) -> None:
 def stop(process: Process, timeout: float = 30) -> None:
     """End the process's whole group: SIGTERM, then SIGKILL to whatever is left after
     `timeout` seconds. A process that is gone already is fine."""
-    if alive(process):
-        _signal_group(process.pid, signal.SIGTERM)
+    running = start_time(process.pid)
+    if running is not None and running != process.started:
+        return  # the pid is another program's now, so is its group: ours has ended
+    # Leader gone or not, members left in its group are ours: Linux gives no new process
+    # a pid that is still some group's id.
+    _signal_group(process.pid, signal.SIGTERM)
     if _wait_for_empty_group(process.pid, timeout):
         return
     _signal_group(process.pid, signal.SIGKILL)

@@ -21,12 +21,12 @@ import secrets
 import sys
 import urllib.error
 import urllib.request
-from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from urllib.parse import urlencode
 
-from common.secrets import PASSWORD_VARIABLE, USERNAME_VARIABLE
+from common.secrets import PASSWORD_VARIABLE, USERNAME_VARIABLE, authorization_header
 from team_stack import processes
 from team_stack.postgres import Cluster
 
@@ -287,10 +287,10 @@ def start_mlflow(settings: Settings, environ: Mapping[str, str]) -> processes.Pr
 def check_admin_login(settings: Settings, environ: Mapping[str, str]) -> None:
     """The admin's credentials from the environment work on the server (MLflow keeps the
     password of the first start: a changed MLFLOW_TRACKING_PASSWORD does not change it)."""
-    username, password = admin_credentials(environ)
+    username, _ = admin_credentials(environ)
     request = urllib.request.Request(
-        f"{settings.tracking_uri}/api/2.0/mlflow/users/get?username={username}",
-        headers={"Authorization": "Basic " + b64encode(f"{username}:{password}".encode()).decode()},
+        f"{settings.tracking_uri}/api/2.0/mlflow/users/get?{urlencode({'username': username})}",
+        headers=authorization_header(environ),
     )
     try:
         urllib.request.urlopen(request, timeout=30).close()

@@ -41,3 +41,17 @@ def test_a_recorded_pid_with_another_start_time_is_not_alive() -> None:
     me = processes.Process("me", os.getpid(), processes.start_time(os.getpid()) or 0, "")
     assert processes.alive(me)
     assert not processes.alive(processes.Process("reused", me.pid, me.started + 1, ""))
+
+
+def test_stop_leaves_alone_a_group_whose_pid_another_program_has_now(tmp_path: Path) -> None:
+    other = processes.start(
+        "other", [sys.executable, "-c", "import time; time.sleep(300)"], tmp_path / "o.log",
+        dict(os.environ), tmp_path,
+    )  # fmt: skip
+    try:
+        recorded = processes.Process("ours, long gone", other.pid, other.started - 1, "")
+        processes.stop(recorded, timeout=1)
+        assert processes.alive(other)
+    finally:
+        processes.stop(other, timeout=5)
+    assert not processes.alive(other)
