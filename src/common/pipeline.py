@@ -71,6 +71,20 @@ from common.settings import ProjectSettings, project_settings
 # `--max-workers` or METAFLOW_RUN_MAX_WORKERS still wins.
 os.environ.setdefault("METAFLOW_RUN_MAX_WORKERS", str(os.cpu_count() or 1))
 
+# A pipeline's log is its own steps' lines and its libraries' warnings. Left alone,
+# Metaflow says "Running pylint... Pylint not found" before every run (ruff lints this
+# project; pylint is no dependency), MLflow logs at INFO what it copies into each model
+# and draws a progress bar for every artifact it downloads. The environment reaches
+# every task; `--pylint`, MLFLOW_LOGGING_LEVEL=INFO or
+# MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true set by the user still win.
+QUIET_LIBRARIES = {
+    "METAFLOW_PYLINT": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+for _name, _value in QUIET_LIBRARIES.items():
+    os.environ.setdefault(_name, _value)
+
 # Metaflow refuses to run without a user name and never accepts "root", which is who
 # runs containers and CI machines. Name such a user "local" rather than fail the run;
 # the environment variable reaches the task subprocesses too.

@@ -110,10 +110,12 @@ def training_data(model_name: str, version: str) -> pd.DataFrame | None:
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
+    from common.registry import quiet_downloads
+
     client = mlflow.MlflowClient()
     try:
         run_id = client.get_model_version(model_name, version).run_id
-        with tempfile.TemporaryDirectory() as directory:
+        with tempfile.TemporaryDirectory() as directory, quiet_downloads():
             path = client.download_artifacts(run_id, TRAINING_DATA_ARTIFACT, directory)
             return pd.read_csv(path)
     except (MlflowException, OSError):

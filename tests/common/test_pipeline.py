@@ -384,3 +384,34 @@ def test_the_pipelines_cards_are_rendered_once_with_no_live_data_process() -> No
         assert card_class is not None, name
         # Metaflow reads this to start a second, live-data process after the render.
         assert card_class.RUNTIME_UPDATABLE is False, name
+
+
+# --- what the pipelines' libraries may print ------------------------------------------------
+
+
+def test_pipelines_quiet_pylint_mlflow_info_and_progress_bars_unless_the_user_asks() -> None:
+    """A new process importing common.pipeline (as every flow file and task does) gets the
+    quiet settings, except where the user's own environment says otherwise."""
+    import json
+    import os
+    import subprocess
+
+    from support.paths import REPO_ROOT, SRC
+
+    from common.pipeline import QUIET_LIBRARIES
+
+    code = (
+        "import json, os, common.pipeline as p\n"
+        "print(json.dumps({name: os.environ[name] for name in p.QUIET_LIBRARIES}))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in QUIET_LIBRARIES}
+    environment |= {"PYTHONPATH": str(SRC), "MLFLOW_LOGGING_LEVEL": "INFO"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "METAFLOW_PYLINT": "false",  # click reads it as `--no-pylint`
+        "MLFLOW_LOGGING_LEVEL": "INFO",  # the user's
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
