@@ -247,7 +247,8 @@ class Monitoring(Pipeline):
         )
         self.promotion = self.promote_if_better()
         if not self.alerts:
-            self.logger.info("No alerts: %d rows, accuracy %s.", self.rows, self.accuracy)
+            accuracy = "unknown" if self.accuracy is None else f"{self.accuracy:.3f}"
+            self.logger.info("No alerts: %d rows, accuracy %s.", self.rows, accuracy)
         elif self.fail_on_alert:
             raise PipelineError("Monitoring raised alerts: " + " ".join(self.alerts))
 

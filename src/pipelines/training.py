@@ -253,7 +253,7 @@ class Training(Pipeline):
             seed=development_seed(current.is_production, self.fold),
         )
         self.logger.info(
-            "Fold %d: accuracy %.4f, loss %.4f", self.fold + 1, self.test_accuracy, self.test_loss
+            "Fold %d: accuracy %.3f, loss %.3f", self.fold + 1, self.test_accuracy, self.test_loss
         )
         self.next(self.average_scores)
 
@@ -289,7 +289,7 @@ class Training(Pipeline):
         self.test_accuracy, self.test_accuracy_std = summary["accuracy"], summary["accuracy_std"]
         self.test_loss, self.test_loss_std = summary["loss"], summary["loss_std"]
         self.logger.info(
-            "Cross-validated accuracy: %.4f ± %.4f", self.test_accuracy, self.test_accuracy_std
+            "Cross-validated accuracy: %.3f ± %.3f", self.test_accuracy, self.test_accuracy_std
         )
         # (fold run id, training history, test accuracy, test loss): `register` logs
         # them, as it imports MLflow anyway; this task then needs none.
@@ -391,7 +391,7 @@ class Training(Pipeline):
             mlflow.log_metrics({f"training_{k}": v[-1] for k, v in self.history.items()})
             if self.test_accuracy < self.accuracy_threshold:
                 self.logger.warning(
-                    "Not registering: cross-validated accuracy %.4f is below the threshold %.4f.",
+                    "Not registering: cross-validated accuracy %.3f is below the threshold %.3f.",
                     self.test_accuracy,
                     self.accuracy_threshold,
                 )
@@ -502,7 +502,7 @@ class Training(Pipeline):
     def end(self):
         """Report the outcome."""
         self.logger.info(
-            "Cross-validated accuracy %.4f ± %.4f; model %s.",
+            "Cross-validated accuracy %.3f ± %.3f; model %s.",
             self.test_accuracy,
             self.test_accuracy_std,
             f"registered as version {self.model_version}" if self.registered else "not registered",
