@@ -176,3 +176,35 @@ def test_end_card_of_drifted_traffic_shows_the_alert(
     assert "ALERTS" in rendered.text
     assert f"Data drift detected in {SHIFTED}" in rendered.text
     assert "History" in rendered.text
+
+
+@pytest.mark.parametrize("scenario", ["normal", "drifted"])
+def test_end_card_names_every_failed_test_and_what_it_measured(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path, scenario: str
+) -> None:
+    """ "No alerts" never sits beside an unexplained failure: each failed Evidently test
+    is named on the card with what it measured, and the figures read as people read them."""
+    data = runs[scenario].data()
+    rendered = render(chromium, card_html(runs[scenario], "end", "default"), tmp_path, scenario)
+    failed = data.failed_tests
+    assert len(failed) == data.metrics["failed_tests"]
+    for test in failed:
+        assert test["name"] in rendered.text, test
+        assert " ".join(test["description"].split()) in rendered.text, test
+    if failed:
+        assert f"Failed tests ({len(failed)})" in rendered.text
+    if not data.alerts:
+        expected = "No alerts, but" if failed else "No alerts."
+        assert expected in rendered.text, rendered.text[:2000]
+    drift = "yes" if data.drift_detected else "no"
+    assert re.search(rf"drift_detected {drift}\b", rendered.text), rendered.text[:3000]
+
+
+def test_end_card_of_drifted_traffic_names_the_failed_drift_test(
+    chromium: str, runs: mf.MonitoringRuns, tmp_path: Path
+) -> None:
+    page = card_html(runs["drifted"], "end", "default")
+    rendered = render(chromium, page, tmp_path, "drifted-failed-tests")
+    assert "Failed tests" in rendered.text
+    assert f"Value Drift for column {SHIFTED}" in rendered.text
+    assert "Drift score is" in rendered.text and "The drift threshold is" in rendered.text
