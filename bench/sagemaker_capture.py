@@ -5,7 +5,10 @@ rows to S3, then `load` of the newest rows and `label_by_id`, against a local mo
 
 Rows are `bench/dataset.py`'s 10-column synthetic data with made-up predictions; each
 save is what one chunk task of the batch scoring pipeline does (`--chunks` saves of
-`--rows` each, e.g. `--rows 100000 --chunks 10` for a million rows). moto_server runs on
+`--rows` each, e.g. `--rows 100000 --chunks 10` for a million rows), under the ids that
+pipeline gives (`batch_scoring.chunk_scoring.chunk_prediction_ids`: UUIDv7s of the
+run's start, by chunk and row). `label_by_id` labels ~1,000 rows of the first chunk and
+reports how many capture objects it read. moto_server runs on
 127.0.0.1 (no AWS): S3 time here is loopback HTTP, so the figures are the backend's own
 cost (serialising the capture records, one PUT per 100,000 rows) plus moto's. Prints the
 seconds per step, the objects and bytes written, the peak resident memory of this
@@ -52,6 +55,17 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
+def objects_read(backend: object) -> list[str]:
+    """The keys the backend's own S3 client reads from now on (a hook that counts)."""
+    keys: list[str] = []
+
+    def note(params: dict, **_: object) -> None:
+        keys.append(params["Key"])
+
+    backend.aws.s3.meta.events.register("before-parameter-build.s3.GetObject", note)
+    return keys
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
@@ -69,10 +83,14 @@ def main() -> int:
         import pandas as pd
 
         from backends.sagemaker import Sagemaker
+        from batch_scoring.chunk_scoring import chunk_prediction_ids
         from bench.dataset import generate
 
         print(f"load average before: {os.getloadavg()[0]:.2f}")
-        print("rows/save  saves  save s (each)  objects  MB  load(100) s  label ~1000 by id s")
+        print(
+            "rows/save  saves  save s (each)  objects  MB  load(100) s  "
+            "label ~1000 by id s  objects read"
+        )
         for count, rows in enumerate(arguments.rows):
             bucket = f"bench-{count}"
             s3 = boto3.client("s3")
@@ -84,11 +102,14 @@ def main() -> int:
             features = generate(rows).drop(columns="label")
             rng = np.random.default_rng(0)
             timings = []
+            started_ms, first_chunk = int(time.time() * 1000), []
             for chunk in range(arguments.chunks):
+                ids = chunk_prediction_ids(f"Bench/{count}", started_ms, chunk, range(rows))
+                first_chunk = first_chunk or ids
                 outputs = pd.DataFrame({
                     "prediction": rng.choice(["alpha", "beta", "gamma"], rows),
                     "confidence": rng.random(rows),
-                    "id": [f"{chunk}-{i}" for i in range(rows)],
+                    "id": ids,
                     "model_version": "1",
                 })  # fmt: skip
                 started = time.perf_counter()
@@ -100,16 +121,19 @@ def main() -> int:
             newest = backend.load(limit=100)
             loaded = time.perf_counter() - started
             assert newest is not None and len(newest) == 100
+            read = objects_read(backend)
             started = time.perf_counter()
             labelled = backend.label_by_id(
-                {f"0-{i}": "alpha" for i in range(0, rows, rows // 1000)}
+                {first_chunk[i]: "alpha" for i in range(0, rows, max(rows // 1000, 1))}
             )
             labelling = time.perf_counter() - started
-            assert labelled == 1000
+            assert labelled == len(range(0, rows, max(rows // 1000, 1)))
+            captures = sum(key.startswith("c/") for key in read)
             each = ", ".join(f"{t:.2f}" for t in timings)
             print(
                 f"{rows:>9,}  {arguments.chunks:>5}  {sum(timings):6.2f} ({each})  "
-                f"{len(listing):>7}  {size:5.1f}  {loaded:11.2f}  {labelling:18.2f}"
+                f"{len(listing):>7}  {size:5.1f}  {loaded:11.2f}  {labelling:18.2f}  "
+                f"{captures:>12}"
             )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak resident memory of this process: {peak:.0f} MiB")
