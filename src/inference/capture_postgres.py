@@ -177,6 +177,14 @@ class PostgresCaptureStore(StoreBase):
         self._pool_lock = threading.Lock()
         self._idle: list[psycopg.Connection] = []
         self._pid = os.getpid()
+        try:
+            import psycopg  # noqa: F401 - only a PostgreSQL store needs the driver
+        except ImportError:
+            raise CaptureError(
+                f"Cannot open the capture database {self.path}: PostgreSQL needs its driver "
+                "where the server runs: pip install 'psycopg[binary]' (a dependency of this "
+                "project: uv sync)."
+            ) from None
         # Opened (and migrated) now: a store that cannot be reached fails at start.
         self._run("Cannot open the capture database", lambda connection: None)
 

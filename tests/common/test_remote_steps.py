@@ -57,6 +57,8 @@ def launch(flow: str, *arguments: str, config: Path = LOCAL_CONFIG) -> tuple[int
         ("scoring", ("run", "--with", "batch"), "step score_chunk runs"),
         ("traffic", ("run", "--with", "kubernetes"), "step start runs"),
         ("deployment", ("--with", "batch", "run"), "steps deploy, start run"),
+        # What an Argo Workflows task runs with: refused there, in its first task.
+        ("traffic", ("--with", "argo_workflows_internal", "show"), "step start runs"),
     ],
 )
 def test_a_remote_run_capturing_in_sqlite_is_refused_before_any_task(

@@ -4,6 +4,7 @@ the choice of store (src/inference/capture_stores.py), on a real PostgreSQL clus
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +15,6 @@ from inference.capture import CaptureError, CaptureStore
 from inference.capture_postgres import PostgresCaptureStore, described, is_postgres_url
 from inference.capture_stores import from_environment, open_store
 from inference.retention import SECONDS_PER_DAY, Retention
-
-pytestmark = pytest.mark.e2e  # a PostgreSQL server runs for this module
 
 USER, PASSWORD = "capture_tests", "a-test-password"
 INPUTS = [
@@ -68,6 +67,19 @@ def test_messages_name_the_store_without_its_password() -> None:
         "postgresql://ann:***@db:5432/captures"
     )
     assert described("postgresql://ann@db/captures") == "postgresql://ann@db/captures"
+
+
+def test_without_the_driver_opening_a_store_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    with pytest.raises(CaptureError) as refused:
+        PostgresCaptureStore("postgresql://ann:S3cret@db.internal/captures")
+    assert str(refused.value) == (
+        "Cannot open the capture database postgresql://ann:***@db.internal/captures: "
+        "PostgreSQL needs its driver where the server runs: pip install 'psycopg[binary]' "
+        "(a dependency of this project: uv sync)."
+    )
 
 
 def test_save_and_read_back_every_field(store: PostgresCaptureStore) -> None:
