@@ -43,6 +43,7 @@ PREFIX = "scheduling-tests"
 TRACKING_URI = "http://mlflow.penguins.internal:5000"
 RETRAINING_EVENT = "retrain"
 PROMOTION_EVENT = "promote"
+CAPTURE_DATABASE = "postgresql://penguins@captures.penguins.internal:5432/captures"
 DAILY_AT_SIX_THIRTY = "30 6 * * ? *"
 COMMON_PARAMETERS = {"backend", "dataset", "mlflow-tracking-uri"}
 TRAINING_PARAMETERS = COMMON_PARAMETERS | {
@@ -172,11 +173,26 @@ def compile_env(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactor
     }
 
 
+def team_settings() -> dict[str, Any]:
+    """config/local.yml with captures in PostgreSQL: a flow whose steps use the capture
+    store runs remotely only with a store every worker reaches (backends/local.py)."""
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["backend"] = {**config["backend"], "database": CAPTURE_DATABASE}
+    return config
+
+
+@pytest.fixture(scope="module")
+def team_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "team.yml"
+    path.write_text(yaml.safe_dump(team_settings()))
+    return path
+
+
 @pytest.fixture(scope="module")
 def retraining_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """config/local.yml with retraining on alert, promotion by event and a daily
+    """team_settings() with retraining on alert, promotion by event and a daily
     monitoring schedule."""
-    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config = team_settings()
     config["retraining"] = {"event": RETRAINING_EVENT}
     config["promotion"] = {"auto": True, "event": PROMOTION_EVENT}
     config["monitoring"]["schedule"] = DAILY_AT_SIX_THIRTY
@@ -186,23 +202,24 @@ def retraining_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def compiled(compile_env: dict, retraining_config: Path) -> dict[str, Compiled]:
+def compiled(compile_env: dict, retraining_config: Path, team_config: Path) -> dict[str, Compiled]:
     config = ("--config", "project", str(retraining_config))
+    team = ("--config", "project", str(team_config))
     argo = ("--with", "kubernetes", "argo-workflows", "create", "--only-json")
     sfn = ("--with", "batch", "step-functions", "create")
     commands = {
         "argo training": (TRAINING, "--environment", "uv", "--with", "retry", *argo),
         "argo training retraining": (TRAINING, *config, "--production", *argo),
-        "argo monitoring": (MONITORING, "--with", "retry", *argo),
-        "argo scoring": (SCORING, "--with", "retry", *argo),
+        "argo monitoring": (MONITORING, *team, "--with", "retry", *argo),
+        "argo scoring": (SCORING, *team, "--with", "retry", *argo),
         "argo tuning": (TUNING, "--with", "retry", *argo),
         "argo deployment promotion": (DEPLOYMENT, *config, "--production", *argo),
         "sfn training": (TRAINING, "--with", "retry", *sfn, "--only-json"),
         "sfn training retraining": (TRAINING, *config, *sfn, "--only-json"),
         "sfn monitoring deployed": (MONITORING, *config, "--production", *sfn),
-        "sfn scoring deployed": (SCORING, "--production", "--with", "retry", *sfn),
+        "sfn scoring deployed": (SCORING, *team, "--production", "--with", "retry", *sfn),
         "sfn tuning": (TUNING, "--with", "retry", *sfn, "--only-json"),
-        "sfn deployment": (DEPLOYMENT, *sfn, "--only-json"),
+        "sfn deployment": (DEPLOYMENT, *team, *sfn, "--only-json"),
     }
 
     def run(command: tuple) -> Compiled:
