@@ -33,6 +33,7 @@ class Demo:
     process: subprocess.CompletedProcess[str]
     server_after: object  # backends.local_server.ServerState, or None
     answering_after: bool
+    log: str  # the full log of every pipeline run (`--log`)
 
     @property
     def root(self) -> Path:
@@ -46,6 +47,7 @@ class Demo:
         return (
             f"exit code {self.process.returncode}\n--- stdout (end) ---\n"
             f"{self.process.stdout[-8000:]}\n--- stderr (end) ---\n{self.process.stderr[-4000:]}"
+            f"\n--- full log (end) ---\n{self.log[-8000:]}"
         )
 
 
@@ -61,6 +63,7 @@ def demo() -> Iterator[Demo]:
             process,
             server_after=LocalServer(run.place.state_dir).state(),
             answering_after=ping(run.place.target),
+            log=run.log_path.read_text(errors="replace") if run.log_path.exists() else "",
         )
     finally:
         run.stop()  # whatever the demo left behind
@@ -93,8 +96,40 @@ def test_demo_ends_by_saying_where_to_look(demo: Demo) -> None:
         assert command in tail, command
 
 
+# The terminal's line per pipeline run, in order: its label, then its time in seconds.
+STAGES = [
+    "training", "deployment",
+    "traffic (normal)", "labels (normal)", "monitoring (normal)",
+    "traffic (drifted)", "labels (drifted)", "monitoring (drifted)",
+]  # fmt: skip
+
+
+def test_demo_prints_one_line_per_pipeline_run(demo: Demo) -> None:
+    lines = demo.process.stdout.splitlines()
+    assert lines[0] == f"Full log: {demo.root / 'demo.log'} (--verbose shows it here)", lines[:3]
+    finished = next(i for i, line in enumerate(lines) if "Demo finished" in line)
+    stages = [line for line in lines[1:finished] if line.strip() and "==>" not in line]
+    assert [re.split(r"\s{2,}", line.strip())[0] for line in stages] == STAGES, stages
+    assert all(re.search(r"\s\d+ s\s", line) for line in stages), stages
+    # Each says how its run ended: training with its accuracy, deployment with its version.
+    assert "accuracy" in stages[0] and "version 1" in stages[1], stages
+    assert "No alerts" in stages[4], stages
+    assert "alert(s)" in stages[7] and SHIFTED in stages[7], stages
+    assert "Task is starting" not in demo.process.stdout
+    assert len(lines) < 40, demo.describe()
+
+
+def test_demo_full_log_holds_no_library_chatter(demo: Demo) -> None:
+    """No pylint notice, no MLflow INFO lines, no progress bars in any pipeline's log."""
+    assert "Task is starting" in demo.log, demo.describe()  # the full log, not the summary
+    assert "pylint" not in demo.log.lower()
+    assert not re.search(r"INFO mlflow\.", demo.log), re.findall(r".*INFO mlflow\..*", demo.log)
+    bars = re.findall(r".*\d+%\|.*", demo.log)  # tqdm's "45%|####      | 9/20"
+    assert not bars, bars[:5]
+
+
 def test_demo_shows_progress(demo: Demo) -> None:
-    output = demo.process.stdout + demo.process.stderr
+    output = demo.log
     assert re.search(r"fold 1 of 2", output, re.I), "no fold progress"
     assert f"Sent {SAMPLES} of {SAMPLES} rows" in output, "no traffic progress"
     assert re.search(r"Labelled \d+ predictions", output), "no labelling progress"

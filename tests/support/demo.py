@@ -63,6 +63,11 @@ class DemoRun:
         return self.place.directory / "demo.stderr"
 
     @property
+    def log_path(self) -> Path:
+        """The full log of every pipeline run (`--log`); the terminal gets a line each."""
+        return self.place.directory / "demo.log"
+
+    @property
     def exit_code_path(self) -> Path:
         return self.place.directory / "demo.exit-code"
 
@@ -127,6 +132,7 @@ def start_demo(root: Path) -> DemoRun:
         "--stop-server",
     ]  # fmt: skip
     run = DemoRun(place, pid=0, started=time.time())
+    command += ["--log", str(run.log_path)]
     with open(run.stdout_path, "wb") as stdout, open(run.stderr_path, "wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-c", _WRAPPER, str(run.exit_code_path), *command],
