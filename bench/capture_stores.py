@@ -19,6 +19,8 @@ Everything happens in a temporary directory and on 127.0.0.1 only:
    `--concurrent` one-row requests from `--clients` clients at once.
 4. Every id answered with HTTP 200 is looked up in its store: "lost" counts those not
    stored (must be 0: an answered prediction is a stored one).
+5. In this process, with no server: a batch-scoring chunk of `--chunk-rows` saved into
+   each store, saved again under the same ids (a retried chunk), then labelled by id.
 
 The load generator (bench.serving's) shares the machine's cores with the servers and
 the database: the figures are the serving path's on this machine, with the load average
@@ -62,6 +64,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--workers", type=int, default=2, help="server processes each")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the model")
+    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows of a chunk (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     return parser.parse_args(argv)
 
@@ -141,6 +144,33 @@ def report(figures: dict, backends: dict, clients: int) -> bool:
     return good
 
 
+def chunk_phase(databases: dict[str, str], rows: int) -> None:
+    """Seconds to save a chunk of `rows`, to save it again under its ids, to label it."""
+    from inference.capture import prediction_ids
+    from inference.capture_stores import open_store
+
+    ids = prediction_ids(rows)
+    inputs = [f'{{"culmen_length_mm": {40 + i % 20}, "island": "Biscoe"}}' for i in range(rows)]
+    labels = dict.fromkeys(ids[: rows * 3 // 10], "Gentoo")
+    for store_name in STORES:
+        store = open_store(databases[store_name], password=PASSWORD)
+        try:
+            timings = []
+            for prediction in ("Adelie", "Chinstrap"):  # the first attempt, then its retry
+                started = time.perf_counter()
+                store.save_encoded(ids, inputs, [prediction] * rows, [0.9] * rows, "1", "batch")
+                timings.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            labelled = store.label(labels)
+            timings.append(time.perf_counter() - started)
+        finally:
+            store.close()
+        print(
+            f"  {store_name:<10} {rows} rows saved in {timings[0]:.2f} s, saved again under "
+            f"their ids in {timings[1]:.2f} s, {labelled} labelled by id in {timings[2]:.2f} s"
+        )
+
+
 def main(argv: list[str]) -> int:
     arguments = parse_arguments(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -164,6 +194,9 @@ def main(argv: list[str]) -> int:
             good = report(figures, backends, arguments.clients)
             for backend in backends.values():
                 backend.stop()
+            if arguments.chunk_rows:
+                print(f"a batch chunk, in process ({arguments.chunk_rows} rows)")
+                chunk_phase(databases, arguments.chunk_rows)
     finally:
         for backend in backends.values():
             backend.stop()
