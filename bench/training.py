@@ -1,7 +1,7 @@
 """Benchmark the training pipeline: wall time, peak memory, per-step time, accuracy.
 
     uv run python -m bench.training [--runs N] [--epochs E] [--folds K] [--sync]
-                                    [--rows N [--batch-size B]]
+                                    [--rows N [--batch-size B]] [--team]
 
 `--rows N` runs the pipeline on a synthetic dataset of N rows and its config, written
 by bench/dataset.py into the temporary directory (10 features, one categorical with 50
@@ -11,6 +11,14 @@ Each run is `src/pipelines/training.py run` as a subprocess, from the repository
 with its own temporary directory for MLflow (sqlite database and artifacts) and for
 Metaflow (datastore and metadata), so runs neither see nor leave any state. Nothing
 here talks to the network; only `--sync` downloads packages (from PyPI).
+
+`--team` also runs the pipeline against the team stack (`python -m team_stack`:
+PostgreSQL, moto as S3, `mlflow server` with basic auth; Metaflow on the S3
+datastore), started once in the temporary directory on free ports before the first
+run and stopped after the last, so its start-up is not counted. Each of the `--runs`
+rounds runs the embedded default and then the team set-up; the report gives both
+medians, their ratio and the per-step times side by side. Each team run writes under
+its own S3 prefix, so no run finds another's artifacts already stored.
 
 Peak memory is measured two ways:
 - tree: the largest sum of the resident set sizes of the pipeline process and all of
@@ -27,7 +35,9 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -180,7 +190,10 @@ def pipeline_environment(workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_pipeline(workdir: Path, args: argparse.Namespace) -> RunResult:
+def run_pipeline(
+    workdir: Path, args: argparse.Namespace, team: dict[str, str] | None = None
+) -> RunResult:
+    """One pipeline run in `workdir`: embedded, or with `team`'s variables (the stack's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "metaflow-home").mkdir(exist_ok=True)
     run_id_file = workdir / "run_id"
@@ -198,6 +211,10 @@ def run_pipeline(workdir: Path, args: argparse.Namespace) -> RunResult:
     if args.folds is not None:
         command += ["--folds", str(args.folds)]
     env = pipeline_environment(workdir)
+    if team is not None:
+        env.pop("_MLFLOW_SERVER_ARTIFACT_ROOT")  # the server decides: s3://bucket/mlflow
+        env.update(team)
+        env["METAFLOW_DATASTORE_SYSROOT_S3"] += f"/{workdir.name}"
 
     lines: list[str] = []
     launched = datetime.now()
@@ -296,9 +313,9 @@ def inspect(run_id: str) -> None:
     versions = client.search_model_versions()
     outcome["mlflow_model_versions"] = [f"{v.name} v{v.version}" for v in versions]
     artifact_uri = client.get_run(scores.mlflow_run_id).info.artifact_uri
-    outcome["artifacts_isolated"] = artifact_uri.startswith(
-        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"]
-    )
+    # Embedded: under the run's own directory. Team: wherever the server puts them.
+    root = os.environ.get("_MLFLOW_SERVER_ARTIFACT_ROOT")
+    outcome["artifacts_isolated"] = artifact_uri.startswith(root) if root else True
     print(json.dumps(outcome))
 
 
@@ -403,11 +420,74 @@ def report(results: list[RunResult]) -> None:
     print("\nper step: task start to finish, median over runs")
     print(f"{'step':<18} {'tasks':>5} {'sum s':>7} {'max s':>7}")
     for step in steps:
-        durations = [result.steps.get(step, []) for result in results]
-        tasks = statistics.median(len(d) for d in durations)
-        total = statistics.median(sum(d) for d in durations)
-        longest = statistics.median(max(d, default=0.0) for d in durations)
+        tasks, total, longest = step_medians(results, step)
         print(f"{step:<18} {tasks:>5g} {total:>7.1f} {longest:>7.1f}")
+
+
+def step_medians(results: list[RunResult], step: str) -> tuple[float, float, float]:
+    """(tasks, sum of their seconds, the longest task's seconds) of `step`, median over runs."""
+    durations = [result.steps.get(step, []) for result in results]
+    return (
+        statistics.median(len(d) for d in durations),
+        statistics.median(sum(d) for d in durations),
+        statistics.median(max(d, default=0.0) for d in durations),
+    )
+
+
+def compare(embedded: list[RunResult], team: list[RunResult]) -> None:
+    """The team set-up against the embedded default: medians, ratio, per-step times."""
+    local = statistics.median(result.wall for result in embedded)
+    remote = statistics.median(result.wall for result in team)
+    print(f"\nembedded vs team, {len(embedded)} interleaved round(s), load average {load()}")
+    print(f"median wall time: embedded {local:.1f} s, team {remote:.1f} s")
+    print(f"ratio team / embedded: {remote / local:.2f} (target <= 1.3)")
+    print(f"\n{'step':<18} {'tasks':>5} {'embedded sum/max s':>19} {'team sum/max s':>15}")
+    steps: list[str] = []
+    for result in embedded + team:
+        steps += [step for step in result.steps if step not in steps]
+    for step in steps:
+        tasks, local_sum, local_max = step_medians(embedded, step)
+        _, remote_sum, remote_max = step_medians(team, step)
+        print(
+            f"{step:<18} {tasks:>5g} {local_sum:>11.1f}/{local_max:<7.1f} "
+            f"{remote_sum:>7.1f}/{remote_max:<7.1f}"
+        )
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def team_stack(directory: Path):
+    """The team stack (`team_stack.stack.up`) in `directory` on free ports, with a fresh
+    admin; yields the variables a pipeline run needs, and stops the stack after."""
+    from team_stack.stack import Settings, down, up
+
+    # PostgreSQL runs as its own user, who must get through mkdtemp's 0700 directory.
+    directory.parent.chmod(0o711)
+    settings = Settings(
+        dir=directory,
+        mlflow_port=free_port(),
+        postgres_port=free_port(),
+        s3_port=free_port(),
+        bucket="bench",
+    )
+    credentials = {
+        "MLFLOW_TRACKING_USERNAME": "bench",
+        "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(18),
+    }
+    started = time.perf_counter()
+    try:
+        lines = up(settings, {**os.environ, **credentials}, say=lambda text: None)
+        print(f"team stack up in {time.perf_counter() - started:.0f} s (not counted)")
+        exported = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        # The credential lines name the variables (`"$VAR"`): the values are ours.
+        yield {k: v for k, v in exported.items() if "$" not in v} | credentials
+    finally:
+        down(settings, say=lambda text: None)
 
 
 def main() -> None:
@@ -420,6 +500,12 @@ def main() -> None:
     parser.add_argument("--sync", action="store_true", help="also time a cold `uv sync`")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     parser.add_argument("--verbose", action="store_true", help="stream the pipeline's output")
+    parser.add_argument(
+        "--team",
+        action="store_true",
+        help="also run against the team stack in each round and compare (stack start-up "
+        "not counted)",
+    )
     parser.add_argument("--inspect", metavar="RUN_ID", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inspect:
@@ -436,15 +522,22 @@ def main() -> None:
         print(f"load average after sync: {load()}")
 
     base = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    results = []
+    results: list[RunResult] = []
+    team_results: list[RunResult] = []
     args.synthetic = None
     try:
         if args.rows is not None:
             args.synthetic = synthetic_dataset(base / "dataset", args.rows)
-        for number in range(1, args.runs + 1):
-            print(f"run {number}/{args.runs} in {base / str(number)} ...", flush=True)
-            results.append(run_pipeline(base / str(number), args))
-            print(f"  {results[-1].wall:.1f} s; load average: {load()}", flush=True)
+        with contextlib.ExitStack() as stack:
+            team = stack.enter_context(team_stack(base / "stack")) if args.team else None
+            for number in range(1, args.runs + 1):
+                print(f"run {number}/{args.runs} in {base / str(number)} ...", flush=True)
+                results.append(run_pipeline(base / str(number), args))
+                print(f"  {results[-1].wall:.1f} s; load average: {load()}", flush=True)
+                if team is not None:
+                    print(f"  team run {number}/{args.runs} ...", flush=True)
+                    team_results.append(run_pipeline(base / f"team-{number}", args, team))
+                    print(f"  {team_results[-1].wall:.1f} s; load average: {load()}", flush=True)
     except BaseException:
         args.keep = True  # A failed run's log is the thing to read.
         raise
@@ -454,6 +547,10 @@ def main() -> None:
         else:
             shutil.rmtree(base, ignore_errors=True)
     report(results)
+    if team_results:
+        print("\nteam set-up:")
+        report(team_results)
+        compare(results, team_results)
     print(f"\nafter: {machine_line()}")
 
 

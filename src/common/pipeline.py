@@ -55,6 +55,7 @@ from metaflow.util import get_username
 from common.config import parse_project_configuration
 from common.data import DatasetSchema, load_dataset
 from common.remote_steps import remote_steps
+from common.s3_datastore import transfer_small_batches_in_process
 from common.secrets import (
     PASSWORD_VARIABLE,
     USERNAME_VARIABLE,
@@ -84,6 +85,10 @@ QUIET_LIBRARIES = {
 }
 for _name, _value in QUIET_LIBRARIES.items():
     os.environ.setdefault(_name, _value)
+
+# With the S3 datastore, a task's artifacts and a join's inputs stay in its process
+# instead of a subprocess per batch (see common/s3_datastore.py).
+transfer_small_batches_in_process()
 
 # Metaflow refuses to run without a user name and never accepts "root", which is who
 # runs containers and CI machines. Name such a user "local" rather than fail the run;
