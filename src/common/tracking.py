@@ -19,9 +19,9 @@ TRAINING_DATA_ARTIFACT = "training-data/data.csv"
 
 SQLITE_PREFIX = "sqlite:///"
 
-# MLflow's record of what an experiment holds. Its UI opens a "genai_development"
-# experiment (or one with no kind) on GenAI traces; these experiments hold model
-# training and monitoring runs.
+# MLflow's record of what an experiment holds: these hold model training and monitoring
+# runs, not GenAI traces. MLflow 3.17.2's UI still chooses the page an experiment opens
+# on by its own "GenAI / Model training" switch (GenAI for a new user): see `runs_page`.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 

@@ -69,9 +69,13 @@ def test_the_mlflow_ui_lists_the_training_runs(
 
     with mlflow_ui(tracking_uri, tmp_path) as url:
         dom = dump_page(chromium, runs_page(url, experiment.experiment_id), tmp_path / "profile")
+        # What the UI's "Model training" switch sets, which the README has users click.
+        switched = f"{url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"
+        dom_switched = dump_page(chromium, switched, tmp_path / "profile-switched")
 
     # The runs table names the training run (the Metaflow run id; its fold runs are
-    # folded under it), where the GenAI overview would show none.
-    assert run.info.run_name in dom, dom[-3000:]
-    # Not the GenAI overview an experiment opens on by default.
-    assert "Detect issues in traces" not in dom
+    # folded under it), where the GenAI overview an experiment opens on by default
+    # ("Detect issues in traces") would show none.
+    for page in (dom, dom_switched):
+        assert run.info.run_name in page, page[-3000:]
+        assert "Detect issues in traces" not in page
