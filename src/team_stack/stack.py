@@ -366,7 +366,11 @@ def down(settings: Settings, say=print) -> None:
     settings = recorded_settings(settings)
     for process in reversed(recorded_processes(read_state(settings))):
         processes.stop(process)
-        say(f"{process.name}: stopped")
+        # moto keeps objects in memory only, while PostgreSQL keeps the runs that name them.
+        forgotten = (
+            " (the stand-in's objects are gone with it)" if process.name == "moto_server" else ""
+        )
+        say(f"{process.name}: stopped{forgotten}")
     cluster = settings.cluster()
     if cluster.initialized and cluster.running():
         cluster.stop()
