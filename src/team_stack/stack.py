@@ -146,6 +146,8 @@ def database_url(settings: Settings, database: str) -> str:
     common.secrets.redact)."""
     if database not in DATABASES:
         raise StackError(f"the stack has no database {database!r}: it has {', '.join(DATABASES)}")
+    if not settings.cluster().initialized:
+        raise StackError(f"the stack in {settings.dir} was never started: run `up` first")
     return settings.cluster().url(database, ROLE, stack_secrets(settings)["postgres_password"])
 
 

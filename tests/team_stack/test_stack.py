@@ -185,3 +185,12 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_database_url_is_refused_for_an_unknown_database_or_a_stack_never_started(
+    tmp_path: Path, capsys
+) -> None:
+    assert main(["database-url", "nope", "--dir", str(tmp_path)]) == 1
+    assert "no database 'nope': it has mlflow, mlflow_auth, captures" in capsys.readouterr().err
+    assert main(["database-url", "captures", "--dir", str(tmp_path / "none")]) == 1
+    assert "was never started: run `up` first" in capsys.readouterr().err
