@@ -277,7 +277,8 @@ def inspect_run(run_id: str, env: dict[str, str]) -> dict:
     read one run's datastore cannot read the next one's, so each run gets its own.
     """
     result = subprocess.run(
-        [sys.executable, __file__, "--inspect", run_id],
+        # As a module from the root, as the bench runs: `bench.machine` must import.
+        [sys.executable, "-m", "bench.training", "--inspect", run_id],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

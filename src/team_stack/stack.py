@@ -230,14 +230,20 @@ def ensure_bucket(settings: Settings, environ: Mapping[str, str]) -> None:
 def write_auth_config(settings: Settings) -> Path:
     """MLflow's basic-auth configuration: its users in the stack's PostgreSQL. Every
     user may read and edit every experiment and model (a team shares them); the admin
-    manages users."""
+    manages users.
+
+    A checked password is remembered for a minute (per server worker): without that the
+    server hashes it again (scrypt, ~0.3-0.6 s of CPU here) for each of a training
+    run's ~160 requests. A changed or removed password takes up to that minute to be
+    refused by every worker."""
     path = settings.dir / "basic_auth.ini"
     private_file(
         path,
         "[mlflow]\n"
         "default_permission = EDIT\n"
         f"database_uri = {database_url(settings, 'mlflow_auth')}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n",
     )
     return path
 

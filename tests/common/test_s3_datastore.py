@@ -18,7 +18,9 @@ BUCKET = "s3-datastore-tests"
 
 # Saves and loads through Metaflow's S3Storage, counting the `s3op` subprocesses.
 CHILD = """
-import json
+import json, os, tempfile
+# Where Metaflow's S3 client downloads to (read at import): empty again once a load is done.
+downloads = os.environ["METAFLOW_ARTIFACT_LOCALROOT"] = tempfile.mkdtemp()
 from metaflow.plugins.datastores.s3_storage import S3Storage
 from metaflow.plugins.datatools.s3.s3 import S3
 
@@ -50,6 +52,7 @@ transfer_small_batches_in_process()  # idempotent: one wrapper, not two
 result["small"] = save(storage, "small", 20)
 paths = [f"small/{i}" for i in range(20)] + [f"absent/{i}" for i in range(10)]
 result["loaded"], result["load_calls"] = load(storage, paths)
+result["left_behind"] = os.listdir(downloads)
 result["large"] = save(storage, "large", 70)
 large, _ = load(storage, [f"large/{i}" for i in range(70)])
 result["large_stored"] = sum(value is not None for value in large.values())
@@ -82,6 +85,7 @@ def test_small_batch_loads_in_process_with_absent_paths_as_none(datastore_run: d
     for i in range(20):
         assert loaded[f"small/{i}"] == (bytes([i]) * (i + 1)).hex()
     assert all(loaded[f"absent/{i}"] is None for i in range(10))
+    assert datastore_run["left_behind"] == []
 
 
 def test_batch_beyond_the_limit_sends_its_rest_to_s3op(datastore_run: dict) -> None:
