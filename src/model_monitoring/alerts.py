@@ -1,8 +1,9 @@
 """What a monitoring run raises and records: its alerts and its figures (MLflow metrics).
 
 An alert is a failure of the monitored model or of its data: a drifted column,
-production accuracy under the threshold, or accuracy estimated under it from the
-model's confidences before any label arrives (`model_monitoring.performance_estimate`).
+production accuracy under the threshold, or accuracy estimated under it before any
+label arrives, from the model's confidences and whether its inputs lie inside the
+training data's support (`model_monitoring.performance_estimate`).
 A better challenger is not one (see `model_monitoring.shadow_comparison`).
 """
 
@@ -48,6 +49,6 @@ def alerts(
         messages.append(
             f"Estimated accuracy {estimate['accuracy']:.3f} [{estimate['low']:.3f}, "
             f"{estimate['high']:.3f}] on {estimate['rows']} recent answers, from their "
-            f"confidences, is below the threshold {threshold}."
+            f"confidences and inputs, is below the threshold {threshold}."
         )
     return messages

@@ -249,6 +249,9 @@ class Monitoring(Pipeline):
         if not self.alerts:
             accuracy = "unknown" if self.accuracy is None else f"{self.accuracy:.3f}"
             self.logger.info("No alerts: %d rows, accuracy %s.", self.rows, accuracy)
+            if self.failed_tests:
+                names = ", ".join(test["name"] for test in self.failed_tests)
+                self.logger.info("Evidently tests failed without raising an alert: %s.", names)
         elif self.fail_on_alert:
             raise PipelineError("Monitoring raised alerts: " + " ".join(self.alerts))
 
