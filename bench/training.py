@@ -491,7 +491,23 @@ def team_stack(directory: Path):
         down(settings, say=lambda text: None)
 
 
-def main() -> None:
+def run_rounds(
+    base: Path, args: argparse.Namespace, results: list[RunResult], team_results: list[RunResult]
+) -> None:
+    """`args.runs` rounds: the embedded run, then (with `--team`) one against the stack."""
+    with contextlib.ExitStack() as stack:
+        team = stack.enter_context(team_stack(base / "stack")) if args.team else None
+        for number in range(1, args.runs + 1):
+            print(f"run {number}/{args.runs} in {base / str(number)} ...", flush=True)
+            results.append(run_pipeline(base / str(number), args))
+            print(f"  {results[-1].wall:.1f} s; load average: {load()}", flush=True)
+            if team is not None:
+                print(f"  team run {number}/{args.runs} ...", flush=True)
+                team_results.append(run_pipeline(base / f"team-{number}", args, team))
+                print(f"  {team_results[-1].wall:.1f} s; load average: {load()}", flush=True)
+
+
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="pipeline runs (default 1)")
     parser.add_argument("--epochs", type=int, help="--training-epochs (pipeline default)")
@@ -508,6 +524,11 @@ def main() -> None:
         "not counted)",
     )
     parser.add_argument("--inspect", metavar="RUN_ID", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    parser = argument_parser()
     args = parser.parse_args()
     if args.inspect:
         inspect(args.inspect)
@@ -529,16 +550,7 @@ def main() -> None:
     try:
         if args.rows is not None:
             args.synthetic = synthetic_dataset(base / "dataset", args.rows)
-        with contextlib.ExitStack() as stack:
-            team = stack.enter_context(team_stack(base / "stack")) if args.team else None
-            for number in range(1, args.runs + 1):
-                print(f"run {number}/{args.runs} in {base / str(number)} ...", flush=True)
-                results.append(run_pipeline(base / str(number), args))
-                print(f"  {results[-1].wall:.1f} s; load average: {load()}", flush=True)
-                if team is not None:
-                    print(f"  team run {number}/{args.runs} ...", flush=True)
-                    team_results.append(run_pipeline(base / f"team-{number}", args, team))
-                    print(f"  {team_results[-1].wall:.1f} s; load average: {load()}", flush=True)
+        run_rounds(base, args, results, team_results)
     except BaseException:
         args.keep = True  # A failed run's log is the thing to read.
         raise
