@@ -12,6 +12,7 @@ these functions use (`model_monitoring.evidently_import`, which lists those impo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,19 +67,31 @@ def production_frame(data: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     return frame
 
 
-def _definition(schema: DatasetSchema, classification: bool = False) -> Any:
-    from evidently import DataDefinition, MulticlassClassification
+def _definition(schema: DatasetSchema, labels: Sequence[str] = ()) -> Any:
+    """The columns of `schema`; with the `labels` seen, the classification task too."""
+    from evidently import DataDefinition
 
     categorical = list(schema.categorical_features)
     extra = {}
-    if classification:
+    if labels:
         categorical += [PREDICTION, GROUND_TRUTH]
-        extra["classification"] = [
-            MulticlassClassification(target=GROUND_TRUTH, prediction_labels=PREDICTION)
-        ]
+        extra["classification"] = [_classification_task(labels)]
     return DataDefinition(
         numerical_columns=list(schema.numeric_features), categorical_columns=categorical, **extra
     )
+
+
+def _classification_task(labels: Sequence[str]) -> Any:
+    """Multiclass, but binary with a named positive class when exactly two labels occur:
+    Evidently 0.7 then computes binary metrics with `pos_label` 1 and raises KeyError: 1
+    on string labels (a window where the model saw two of three classes)."""
+    from evidently import BinaryClassification, MulticlassClassification
+
+    if len(set(labels)) == 2:
+        return BinaryClassification(
+            target=GROUND_TRUTH, prediction_labels=PREDICTION, pos_label=sorted(set(labels))[0]
+        )
+    return MulticlassClassification(target=GROUND_TRUTH, prediction_labels=PREDICTION)
 
 
 def _dataset(data: pd.DataFrame, definition: Any) -> Any:
@@ -196,8 +209,9 @@ def classification_report(current: pd.DataFrame, schema: DatasetSchema) -> tuple
     frame = current[[*schema.features, PREDICTION, GROUND_TRUTH]].astype(
         {PREDICTION: str, GROUND_TRUTH: str}
     )
+    labels = sorted(set(frame[PREDICTION]) | set(frame[GROUND_TRUTH]))
     snapshot = Report([ClassificationPreset()], include_tests=True).run(
-        reference_data=None, current_data=_dataset(frame, _definition(schema, True))
+        reference_data=None, current_data=_dataset(frame, _definition(schema, labels))
     )
     accuracy = float((frame[PREDICTION] == frame[GROUND_TRUTH]).mean())
     return snapshot, Outcome(tests=test_results(snapshot), values={"accuracy": accuracy})

@@ -246,6 +246,24 @@ def test_accuracy_is_the_share_of_right_predictions(data: pd.DataFrame, wrong: i
     assert "<html" in snapshot.get_html_str(as_iframe=False).lower()
 
 
+@pytest.mark.parametrize("classes", [1, 2])
+def test_a_window_with_fewer_classes_than_the_model_knows_still_gets_its_report(
+    data: pd.DataFrame, classes: int
+) -> None:
+    # Evidently 0.7 takes two labels for a binary task with positive label 1 and raised
+    # KeyError: 1 on string labels; a weak model's window can hold only two classes.
+    frame = labelled(data, 0)
+    kept = sorted(frame[GROUND_TRUTH].unique())[:classes]
+    frame = frame[frame[GROUND_TRUTH].isin(kept)].copy()
+    frame.iloc[:5, frame.columns.get_loc(PREDICTION)] = kept[-1]
+
+    snapshot, outcome = classification_report(frame, SCHEMA)
+
+    expected = float((frame[PREDICTION] == frame[GROUND_TRUTH]).mean())
+    assert outcome.values["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert outcome.tests and "<html" in snapshot.get_html_str(as_iframe=False).lower()
+
+
 # --- sampling ------------------------------------------------------------------------------
 
 
