@@ -44,7 +44,13 @@ EVIDENTLY_STYLE_MODULE = "evidently.legacy.ui.dashboards.utils"
 # What the report functions (model_monitoring.reports) import from Evidently, by module:
 # imported ahead, they make the first report of a process cost what the next ones do.
 REPORT_IMPORTS = {
-    "evidently": ("DataDefinition", "Dataset", "MulticlassClassification", "Report"),
+    "evidently": (
+        "BinaryClassification",
+        "DataDefinition",
+        "Dataset",
+        "MulticlassClassification",
+        "Report",
+    ),
     "evidently.metrics": ("DuplicatedRowCount",),
     "evidently.presets": ("ClassificationPreset", "DataDriftPreset", "ValueStats"),
     "evidently.tests": ("gte", "lte"),
