@@ -29,13 +29,12 @@ from .paths import REPO_ROOT
 README = REPO_ROOT / "README.md"
 SKIP_MARKER = re.compile(r"^<!--\s*readme-test:\s*skip\b.*-->$")
 SERVER_PORT = "8080"  # config/local.yml's, and the README's curl
-BLOCK_TIMEOUT = 900  # seconds for one block; the whole demo is one block
+BLOCK_TIMEOUT = 900  # seconds for one block
 
 # Training runs take their parameters from METAFLOW_RUN_<NAME> when the command line
-# does not give them (Metaflow's click prefix); the demo passes its own, so it gets the
-# same values appended. Every pipeline still runs; only the epochs and folds are fewer.
+# does not give them (Metaflow's click prefix). Every pipeline still runs; only the
+# epochs and folds are fewer.
 FAST_SETTINGS = {"METAFLOW_RUN_TRAINING_EPOCHS": "5", "METAFLOW_RUN_FOLDS": "2"}
-FAST_COMMANDS = {"uv run just demo": "uv run just demo --training-epochs 5 --folds 2"}
 
 # Variables of the caller that would point a newcomer's run at the caller's state.
 _REDIRECTING = ("MLFLOW_", "METAFLOW_", "_MLFLOW_", "SERVING_", "PENGUINS_", "PIPELINE_TESTS_")
@@ -131,11 +130,8 @@ def on_port(text: str, port: int) -> str:
 
 
 def as_run_here(block: Block, port: int) -> str:
-    """The block's commands as the test runs them (port and `FAST_COMMANDS` applied)."""
-    text = on_port(block.text, port)
-    for command, fast in FAST_COMMANDS.items():
-        text = text.replace(command, fast)
-    return text
+    """The block's commands as the test runs them (on the test's port)."""
+    return on_port(block.text, port)
 
 
 @dataclass
