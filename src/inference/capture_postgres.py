@@ -47,7 +47,7 @@ from inference.capture import (
     StoreBase,
     recent_query,
 )
-from inference.retention import BATCH_ROWS, Retention, enforce
+from inference.retention import Retention, delete_in_batches, enforce, oldest_deletion
 
 if TYPE_CHECKING:
     import psycopg
@@ -370,21 +370,11 @@ def _delete_oldest(
 ) -> int:
     """Delete the oldest unlabelled (or labelled) predictions made `before` a time, at
     most `limit` of them, a batch per transaction; return how many."""
-    condition = "ground_truth IS NOT NULL" if labelled else "ground_truth IS NULL"
-    if before is not None:
-        condition += " AND created_at < %s"
-    # Walks the partial index of the labelled (or unlabelled) rows, oldest first.
-    statement = (
-        "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions "
-        f"WHERE {condition} ORDER BY created_at LIMIT %s)"
-    )
-    deleted = 0
-    while limit is None or deleted < limit:
-        batch = BATCH_ROWS if limit is None else min(BATCH_ROWS, limit - deleted)
-        parameters = (before, batch) if before is not None else (batch,)
+    statement, parameters = oldest_deletion(labelled, before, key="id")
+    statement = _postgres(statement)
+
+    def delete_batch(batch: int) -> int:
         with connection.transaction():
-            count = connection.execute(statement, parameters).rowcount
-        deleted += count
-        if count < batch:
-            break
-    return deleted
+            return connection.execute(statement, parameters(batch)).rowcount
+
+    return delete_in_batches(delete_batch, limit)

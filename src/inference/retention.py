@@ -24,6 +24,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from inference.sqlite_writes import write_transaction
 
@@ -164,20 +165,40 @@ def _delete_oldest(
 ) -> int:
     """Delete the oldest unlabelled (or labelled) predictions made `before` a time, at
     most `limit` of them, a batch per transaction; return how many."""
+    statement, parameters = oldest_deletion(labelled, before, key="rowid")
+
+    def delete_batch(batch: int) -> int:
+        with write_transaction(connection):
+            return connection.execute(statement, parameters(batch)).rowcount
+
+    return delete_in_batches(delete_batch, limit)
+
+
+def oldest_deletion(
+    labelled: bool, before: float | None, key: str
+) -> tuple[str, Callable[[int], tuple[Any, ...]]]:
+    """The statement deleting a batch of the oldest unlabelled (or labelled) predictions
+    made `before` a time (None: any), rows picked by their `key` column, with `?`
+    parameters; and the parameters of a batch of a given size."""
     condition = "ground_truth IS NOT NULL" if labelled else "ground_truth IS NULL"
     if before is not None:
         condition += " AND created_at < ?"
     # Walks the partial index of the labelled (or unlabelled) rows, oldest first.
     statement = (
-        "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions "
+        f"DELETE FROM predictions WHERE {key} IN (SELECT {key} FROM predictions "
         f"WHERE {condition} ORDER BY created_at LIMIT ?)"
     )
+    return statement, lambda batch: (before, batch) if before is not None else (batch,)
+
+
+def delete_in_batches(delete_batch: Callable[[int], int], limit: int | None) -> int:
+    """Call `delete_batch(size)` (which deletes up to `size` rows in a transaction of
+    its own and says how many) in batches of `BATCH_ROWS` until fewer than asked are
+    left or `limit` (None: no limit) rows are gone; return how many were deleted."""
     deleted = 0
     while limit is None or deleted < limit:
         batch = BATCH_ROWS if limit is None else min(BATCH_ROWS, limit - deleted)
-        parameters = (before, batch) if before is not None else (batch,)
-        with write_transaction(connection):
-            count = connection.execute(statement, parameters).rowcount
+        count = delete_batch(batch)
         deleted += count
         if count < batch:
             break
