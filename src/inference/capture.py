@@ -231,8 +231,9 @@ def _migrate(connection: sqlite3.Connection) -> None:
 
 def recent_query(labeled_only: bool, by_version: bool = False, tiebreak: str = "rowid") -> str:
     """The query of `CaptureStore.recent`; its parameters are the model version (when
-    `by_version`) and the row limit. Smoke-test rows are left out. Rows of one time
-    come newest first by `tiebreak`: SQLite's insertion order, or the (time-ordered) id."""
+    `by_version`) and the row limit (`recent_parameters`). Smoke-test rows are left out.
+    Rows of one time come newest first by `tiebreak`: SQLite's insertion order, or the
+    (time-ordered) id."""
     where = f"WHERE source != '{SMOKE}' "
     where += "AND ground_truth IS NOT NULL " if labeled_only else ""
     where += "AND model_version = ? " if by_version else ""
@@ -240,6 +241,11 @@ def recent_query(labeled_only: bool, by_version: bool = False, tiebreak: str = "
         f"SELECT {', '.join(CAPTURE_COLUMNS)} "
         f"FROM predictions {where}ORDER BY created_at DESC, {tiebreak} DESC LIMIT ?"
     )
+
+
+def recent_parameters(limit: int, model_version: str | None) -> tuple[Any, ...]:
+    """The parameters of `recent_query(..., by_version=model_version is not None)`."""
+    return (int(limit),) if model_version is None else (str(model_version), int(limit))
 
 
 def _shadow_columns(shadow: ShadowAnswers | None, count: int) -> Iterable[tuple[Any, Any, Any]]:
@@ -483,10 +489,8 @@ class CaptureStore(StoreBase):
     ) -> list[tuple[Any, ...]]:
         """The `limit` newest predictions (with ground truth only, of `model_version`
         only, if asked), newest first; never a smoke test's."""
-        by_version = model_version is not None
-        parameters = (str(model_version), int(limit)) if by_version else (int(limit),)
-        query = recent_query(labeled_only, by_version)
-        return self._connection.execute(query, parameters).fetchall()
+        query = recent_query(labeled_only, by_version=model_version is not None)
+        return self._connection.execute(query, recent_parameters(limit, model_version)).fetchall()
 
     def classes(self) -> list[str]:
         """Every class seen so far, predicted (by either model) or labelled."""

@@ -45,6 +45,7 @@ from inference.capture import (
     SOURCES,
     CaptureError,
     StoreBase,
+    recent_parameters,
     recent_query,
 )
 from inference.retention import Retention, delete_in_batches, enforce, oldest_deletion
@@ -308,10 +309,8 @@ class PostgresCaptureStore(StoreBase):
     ) -> list[tuple[Any, ...]]:
         """The `limit` newest predictions (with ground truth only, of `model_version`
         only, if asked), newest first; never a smoke test's."""
-        by_version = model_version is not None
-        parameters = (str(model_version), int(limit)) if by_version else (int(limit),)
-        query = _postgres(recent_query(labeled_only, by_version, tiebreak="id"))
-        return self._read(query, parameters)
+        query = recent_query(labeled_only, model_version is not None, tiebreak="id")
+        return self._read(_postgres(query), recent_parameters(limit, model_version))
 
     def classes(self) -> list[str]:
         """Every class seen so far, predicted (by either model) or labelled."""
