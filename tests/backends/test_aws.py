@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from support.http_threads import serving_in_thread
 from support.sagemaker_setup import (
     SETTINGS,
     sagemaker_client,
@@ -82,10 +82,8 @@ class FlakyAws(BaseHTTPRequestHandler):
 def flaky_aws() -> Iterator[str]:
     FlakyAws.calls = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyAws)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving_in_thread(server) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_throttling_is_retried_with_backoff(moto_server: Any, flaky_aws: str) -> None:

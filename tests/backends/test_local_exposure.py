@@ -11,13 +11,13 @@ import http.server
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlparse
 
 import pytest
+from support.http_threads import serving_in_thread
 from support.places import Place
 from support.ports import free_port
 from support.rows import SPEC_ROW
@@ -172,13 +172,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 def recorder() -> Iterator[str]:
     _Recorder.seen, _Recorder.status = [], 200
     server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/invocations"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_in_thread(server) as port:
+        yield f"http://127.0.0.1:{port}/invocations"
 
 
 def test_the_client_sends_the_token_when_one_is_set(recorder, monkeypatch) -> None:

@@ -6,7 +6,6 @@ import base64
 import contextlib
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.http_threads import serving_in_thread
 from support.paths import LOCAL_CONFIG, PENGUINS_CSV
 from support.ports import free_port
 
@@ -219,14 +219,8 @@ def _serving(health: bool, refuse: bool = False) -> Iterator[ThreadingHTTPServer
     server.authorizations = []  # type: ignore[attr-defined]
     server.health = health  # type: ignore[attr-defined]
     server.refuse = refuse  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _serve(health: bool) -> Iterator[tuple[str, list[str]]]:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -31,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from support.http_threads import serving_in_thread
 from support.paths import REPO_ROOT
 from support.ports import free_port
 
@@ -208,11 +208,5 @@ def serving_exposition(render: Callable[[], str]) -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Exposition)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving_in_thread(server) as port:
+        yield f"127.0.0.1:{port}"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from support.http_threads import serving_in_thread
 
 
 @dataclass
@@ -44,11 +45,5 @@ def serving_webhook() -> Iterator[Webhook]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     hook.url = f"http://127.0.0.1:{server.server_address[1]}/metaflow-event"
     # A short poll interval: shutdown() waits for one.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(server, poll_interval=0.02):
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
