@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.asgi import call
+from support.asgi import BEARER, JSON, TOKEN, call
 from support.ports import free_port
 from support.request_bodies import parquet_body
 from support.rows import SPEC_ROW
@@ -37,9 +37,6 @@ from inference.http_guard import (
     install_http_guard,
 )
 
-TOKEN = "a-token-long-enough-to-use-0123456789"
-BEARER = (b"authorization", f"Bearer {TOKEN}".encode())
-JSON = (b"content-type", b"application/json")
 LIMITS = HttpLimits(auth_token=TOKEN, max_request_bytes=1000, max_rows=5)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.asgi import call
+from support.asgi import BEARER, JSON, TOKEN, call
 
 from inference.capture import ShadowAnswers
 from inference.http_guard import HttpGuard, HttpLimits
@@ -30,9 +30,6 @@ from inference.metrics import (
     training_class_share,
 )
 
-TOKEN = "a-token-long-enough-to-use-0123456789"
-BEARER = (b"authorization", f"Bearer {TOKEN}".encode())
-JSON = (b"content-type", b"application/json")
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 
 

@@ -9,6 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# A token long enough for the guard, and the headers of an authorised JSON request.
+TOKEN = "a-token-long-enough-to-use-0123456789"
+BEARER = (b"authorization", f"Bearer {TOKEN}".encode())
+JSON = (b"content-type", b"application/json")
+
 
 @dataclass
 class Answer:
