@@ -135,6 +135,10 @@ class Backend(ABC):
     def label_by_id(self, ground_truth: dict[str, str]) -> int:
         """Attach real ground truth to predictions by their ids; return how many matched."""
 
+    # Whether `deploy` starts the model server on the machine it runs on (Local), so
+    # that a deployment task on a worker would serve from a machine that goes away.
+    serves_where_deployed: bool = False
+
     def check_remote_steps(self, steps: list[str]) -> None:
         """Refuse (SettingsError, saying how to fix it) when the flow steps `steps`, which
         use this backend, run on other machines than the one starting the run (AWS Batch,

@@ -142,6 +142,8 @@ class Local(Backend):
     `header_timeout`, `body_timeout`, `max_connections` (see `backends.local_exposure`).
     """
 
+    serves_where_deployed = True
+
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(dict(config or {}))
         self.settings = load_backend_settings(LocalSettings, self.config)

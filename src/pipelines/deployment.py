@@ -188,11 +188,10 @@ class Deployment(Pipeline):
     def refuse_to_deploy_on_a_worker(self) -> None:
         """Fail before anything changes when this task runs remotely and the backend
         would serve on this machine (promotion.promotion_event)."""
-        from backends.local import Local
         from common.events import task_platform
         from promotion.promotion_event import deploying_here_error
 
-        error = deploying_here_error(task_platform(), isinstance(self.backend_impl, Local))
+        error = deploying_here_error(task_platform(), self.backend_impl.serves_where_deployed)
         if error is not None:
             raise PipelineError(error)
 
