@@ -208,7 +208,8 @@ def check(root: Path, allowed: Mapping[str, frozenset[str]] = ALLOWED) -> list[s
 # --- common is what two stages share --------------------------------------------------
 
 # Who uses a module of common: each stage, the flow file that runs a stage (as that
-# stage), the traffic flow, and backends. A module only one of them uses belongs there.
+# stage), the traffic flow, backends and the team stack. A module only one of them uses
+# belongs there.
 FLOW_USERS = {
     "pipelines.training": "model_training",
     "pipelines.deployment": "promotion",
@@ -216,7 +217,7 @@ FLOW_USERS = {
     "pipelines.scoring": "batch_scoring",
     "pipelines.traffic": "traffic",
 }
-OTHER_USERS = frozenset({"backends"})
+OTHER_USERS = frozenset({"backends", "team_stack"})
 
 
 def user_of(module: str) -> str | None:

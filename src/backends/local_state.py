@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from common.process_status import START_TIME, stat_fields
+
 ROTATOR = "backends.log_rotation"
 # A server's log: past this size a new file is started, and this many older ones kept.
 LOG_MAX_BYTES = 10 * 1024 * 1024
@@ -110,13 +112,8 @@ def rotating_log(
 def process_start(pid: int) -> int | None:
     """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22);
     None where there is no /proc or no such process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # "pid (command) state ppid ...": the command may hold spaces or ")"; field 22 is
-    # the 20th after it.
-    return int(text[text.rindex(")") + 2 :].split()[19])
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[START_TIME])
 
 
 def is_recorded_process(pid: int, started: int | None) -> bool:

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.process_status import START_TIME, stat_fields
+
 
 @dataclass(frozen=True)
 class Process:
@@ -36,23 +38,13 @@ class Process:
         return asdict(self)
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat from the third on (state, ppid, pgrp, ...)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count after its end.
-    return stat[stat.rindex(")") + 2 :].split()
-
-
 def start_time(pid: int) -> int | None:
     """When `pid` started (clock ticks after boot), or None when no such process runs
     (a zombie, which has exited, counts as not running)."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None or fields[0] == "Z":
         return None
-    return int(fields[19])
+    return int(fields[START_TIME])
 
 
 def alive(process: Process) -> bool:
@@ -65,7 +57,7 @@ def group_members(pgid: int) -> list[int]:
     members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            fields = _stat(int(entry.name))
+            fields = stat_fields(int(entry.name))
             if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
                 members.append(int(entry.name))
     return members
