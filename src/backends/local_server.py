@@ -38,7 +38,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from backends.local_state import (
     rotating_log,
     write_atomically,
 )
+from common.process_status import end_group
 from inference.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 
 DEFAULT_STATE_DIR = ".serving"
@@ -307,7 +307,7 @@ class LocalServer:
         )  # fmt: skip
         write_atomically(self.state_file, json.dumps(asdict(state)))
         if old is not None and old.pid != process.pid:
-            _end_group(old.pid)
+            end_group(old.pid, grace=15.0)
             _remove_handoff(old.handoff, self.state_dir)
         # bench/deployment.py reads this line: keep its wording.
         _note(log, _ready_note(ready - began, time.monotonic() - ready if old else None))
@@ -334,7 +334,7 @@ class LocalServer:
         try:
             self._wait_until_ready(process, ready_read, timeout, log)
         except ServerError:
-            _end_group(process.pid, grace=15.0)
+            end_group(process.pid, grace=15.0)
             for path in _model_paths(prepared):
                 shutil.rmtree(self._download_dir(Path(path)), ignore_errors=True)
             _remove_handoff(str(handoff), self.state_dir)
@@ -519,60 +519,12 @@ class LocalServer:
         """End the recorded server and its workers; return what was stopped."""
         state = self.state()
         if state is not None:
-            _end_group(state.pid, grace=timeout)
+            end_group(state.pid, grace=timeout)
             _remove_handoff(state.handoff, self.state_dir)
         self.state_file.unlink(missing_ok=True)
         if self.state_dir.is_dir():
             self._forget_metrics()
         return state
-
-
-def _end_group(pid: int, grace: float = 15.0) -> None:
-    """SIGTERM the process group of `pid` (a server draining), SIGKILL it after `grace`;
-    return once no process of the group is left running (exited ones may await reaping)."""
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _group_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while _group_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _group_alive(pid: int) -> bool:
-    _reap(pid)  # the leader, when this process started it
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _only_zombies(pid)
-
-
-def _only_zombies(group: int) -> bool:
-    """Whether every process left in `group` has exited and only waits to be reaped
-    (read from Linux's /proc; False where there is none).
-
-    A server usually outlives the task that started it, so its parent is then the
-    machine's init process, which reaps it in its own time (here ~1.4 s after it
-    exited, the longest part of a deployment's wait for the old server). An exited
-    process holds no socket and answers nothing: it has stopped.
-    """
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        return False
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # it ended while we looked
-            continue
-        # "pid (command) state ppid pgrp ...": the command may hold spaces or ")".
-        state, _, process_group = text[text.rindex(")") + 2 :].split()[:3]
-        if int(process_group) == group and state != "Z":
-            return False
-    return True
 
 
 def _remove_handoff(handoff: str | None, state_dir: Path) -> None:
@@ -611,17 +563,6 @@ def _ready_note(starting: float, stopping_old: float | None) -> str:
         if stopping_old is not None
         else "nothing served before."
     )
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of a server we started, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -10,9 +10,6 @@ or a crash is never signalled.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -21,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common.process_status import START_TIME, stat_fields
+from common.process_status import START_TIME, end_group, group_members, stat_fields
 
 
 @dataclass(frozen=True)
@@ -50,17 +47,6 @@ def start_time(pid: int) -> int | None:
 def alive(process: Process) -> bool:
     """Whether the recorded process still runs (the same one: same pid, same start)."""
     return start_time(process.pid) == process.started
-
-
-def group_members(pgid: int) -> list[int]:
-    """The pids of every live process (zombies aside) whose process group is `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = stat_fields(int(entry.name))
-            if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(entry.name))
-    return members
 
 
 def start(
@@ -112,33 +98,6 @@ def stop(process: Process, timeout: float = 30) -> None:
         return  # the pid is another program's now, so is its group: ours has ended
     # Leader gone or not, members left in its group are ours: Linux gives no new process
     # a pid that is still some group's id.
-    _signal_group(process.pid, signal.SIGTERM)
-    if _wait_for_empty_group(process.pid, timeout):
-        return
-    _signal_group(process.pid, signal.SIGKILL)
-    if not _wait_for_empty_group(process.pid, 10):
+    if not end_group(process.pid, grace=timeout, kill_grace=10):
         left = group_members(process.pid)
         raise RuntimeError(f"{process.name}: processes {left} survived SIGKILL")
-
-
-def _wait_for_empty_group(pgid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        _reap(pgid)
-        if not group_members(pgid):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the process is this one's child (`up` and `down` in
-    one process, as in the tests), so that no zombie is left behind."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
