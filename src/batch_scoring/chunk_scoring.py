@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from batch_scoring.model_files import load_packed_scorer
 from batch_scoring.output import scored_frame, stage_part
 from batch_scoring.rows import ForwardProblem, rejects_frame, score_rows
+from inference.capture import uuid7
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,10 +73,9 @@ def chunk_prediction_ids(
         )
     digest = int.from_bytes(hashlib.blake2b(run.encode(), digest_size=4).digest())
     random_a, run_bits = digest >> 20, (digest >> 4) & 0xFFFF
-    base = (
-        (started_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62
-        | run_bits << (_CHUNK_BITS + _ROW_BITS) | chunk_index << _ROW_BITS
-    )  # fmt: skip
+    base = uuid7(
+        started_ms, random_a, run_bits << (_CHUNK_BITS + _ROW_BITS) | chunk_index << _ROW_BITS
+    )
     return [f"{base + position:032x}" for position in positions]
 
 

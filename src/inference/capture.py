@@ -159,10 +159,15 @@ def prediction_ids(count: int) -> list[str]:
     random_a = int.from_bytes(os.urandom(2)) & 0xFFF
     # The top bit of rand_b left clear, so counting up never carries into the variant.
     random_b = int.from_bytes(os.urandom(8)) & ((1 << 61) - 1)
-    first = (
-        (milliseconds & ((1 << 48) - 1)) << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62 | random_b
-    )
+    first = uuid7(milliseconds, random_a, random_b)
     return [f"{value:032x}" for value in range(first, first + count)]
+
+
+def uuid7(milliseconds: int, random_a: int, random_b: int) -> int:
+    """The UUIDv7 (RFC 9562) of a Unix time in milliseconds and its two random fields:
+    `random_a` of 12 bits, `random_b` of 62 (here the top one kept clear)."""
+    timestamp = milliseconds & ((1 << 48) - 1)
+    return timestamp << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62 | random_b
 
 
 class CaptureError(RuntimeError):
